@@ -1,0 +1,349 @@
+"""C layout for construct: Xen's public structures, laid out as a C compiler lays them out.
+
+construct does not pad like C. This module computes C's layout (each member at the next multiple of its
+alignment, the whole rounded up to the largest alignment) and emits it as an ordinary construct ``Struct`` with
+explicit ``Padding`` subcons. The result is a construct object (``.parse``, ``.build``, ``.sizeof``) that also
+carries its C layout (``c_name``, ``c_align``, ``c_members``, ``offset_of``), so the same single definition serves
+parsing, introspection (``xenpy abi show``), documentation, the layout checks against gcc, and the fast
+``struct.Struct`` views used on hot paths (:func:`fast_codec`).
+
+Invariants:
+    * ``sizeof()`` equals the C ``sizeof``; each member's offset equals C's ``offsetof``.
+    * Padding subcons are anonymous: parsed containers hold only the C members.
+    * Widths differ only through the primitive types of a :class:`Width` (``unsigned long``, handles, the
+      alignment of ``uint64_t``), and through the branches Xen's headers themselves take on the architecture.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import construct as cs
+
+__all__ = [
+    "CArray",
+    "CField",
+    "CPrim",
+    "CStruct",
+    "CType",
+    "CUnion",
+    "FastCodec",
+    "LayoutRow",
+    "Width",
+    "fast_codec",
+    "layout_rows",
+]
+
+
+@dataclass(frozen=True)
+class CPrim:
+    """A C scalar type: its spelling, size, alignment, struct-module code and construct subcon."""
+
+    c_name: str
+    size: int
+    align: int
+    fmt: str
+    subcon: cs.Construct
+
+
+@dataclass(frozen=True)
+class CArray:
+    """A C array ``element[count]``."""
+
+    element: CType
+    count: int
+
+    @property
+    def size(self) -> int:
+        return self.element.size * self.count
+
+    @property
+    def align(self) -> int:
+        return self.element.align
+
+    @property
+    def c_name(self) -> str:
+        return f"{self.element.c_name}[{self.count}]"
+
+    @property
+    def subcon(self) -> cs.Construct:
+        if _is_byte_string(self):
+            return cs.Bytes(self.count)  # char and int8_t arrays are byte strings
+        return cs.Array(self.count, _subcon_of(self.element))
+
+
+@dataclass(frozen=True)
+class CField:
+    """One member of a struct or union: name, byte offset and type."""
+
+    name: str
+    offset: int
+    c_type: CType
+
+    @property
+    def size(self) -> int:
+        return self.c_type.size
+
+
+class _CComposite:
+    """Layout shared by :class:`CStruct` and :class:`CUnion`."""
+
+    c_name: str
+    c_members: tuple[CField, ...]
+    c_align: int
+    c_size: int
+
+    @property
+    def size(self) -> int:
+        return self.c_size
+
+    @property
+    def align(self) -> int:
+        return self.c_align
+
+    def member(self, name: str) -> CField:
+        """Return the member called ``name`` (KeyError if there is none)."""
+        for field in self.c_members:
+            if field.name == name:
+                return field
+        raise KeyError(f"{self.c_name} has no member {name!r}")
+
+    def offset_of(self, path: str) -> int:
+        """C ``offsetof`` for a member path such as ``"arch.cr2"``, ``"time[2]"`` or ``"vcpu_info[3].time"``."""
+        offset, _ = _resolve(self, path)
+        return offset
+
+    def type_of(self, path: str) -> CType:
+        """The C type of the member at ``path``."""
+        _, c_type = _resolve(self, path)
+        return c_type
+
+
+class CStruct(_CComposite, cs.Struct):
+    """A C struct as a construct ``Struct``, with C padding made explicit."""
+
+    def __init__(self, c_name: str, *members: tuple[str, CType]) -> None:
+        fields: list[CField] = []
+        subcons: list[cs.Construct] = []
+        offset = 0
+        align = 1
+        for name, c_type in members:
+            aligned = _round_up(offset, c_type.align)
+            if aligned > offset:
+                subcons.append(cs.Padding(aligned - offset))
+            fields.append(CField(name, aligned, c_type))
+            subcons.append(name / _subcon_of(c_type))
+            offset = aligned + c_type.size
+            align = max(align, c_type.align)
+        size = _round_up(offset, align)
+        if size > offset:
+            subcons.append(cs.Padding(size - offset))
+        cs.Struct.__init__(self, *subcons)
+        self.c_name = c_name
+        self.c_members = tuple(fields)
+        self.c_align = align
+        self.c_size = size
+
+    def __repr__(self) -> str:
+        return f"<CStruct {self.c_name} sizeof={self.c_size} align={self.c_align}>"
+
+
+class CUnion(_CComposite, cs.FixedSized):
+    """A C union as a construct object: parses every member from the same bytes, builds the one given."""
+
+    def __init__(self, c_name: str, *members: tuple[str, CType]) -> None:
+        align = max(c_type.align for _, c_type in members)
+        size = _round_up(max(c_type.size for _, c_type in members), align)
+        inner = cs.Union(0, *(name / _subcon_of(c_type) for name, c_type in members))
+        cs.FixedSized.__init__(self, size, inner)
+        self.c_name = c_name
+        self.c_members = tuple(CField(name, 0, c_type) for name, c_type in members)
+        self.c_align = align
+        self.c_size = size
+
+    def __repr__(self) -> str:
+        return f"<CUnion {self.c_name} sizeof={self.c_size} align={self.c_align}>"
+
+
+CType = CPrim | CArray | CStruct | CUnion
+
+
+def _subcon_of(c_type: CType) -> cs.Construct:
+    if isinstance(c_type, CStruct | CUnion):
+        return c_type
+    return c_type.subcon
+
+
+def _is_byte_string(array: CArray) -> bool:
+    return isinstance(array.element, CPrim) and array.element.fmt in ("c", "b")
+
+
+def _round_up(value: int, align: int) -> int:
+    return (value + align - 1) // align * align
+
+
+_PATH_PART = re.compile(r"([A-Za-z_]\w*)((?:\[\d+\])*)")
+
+
+def _resolve(composite: _CComposite, path: str) -> tuple[int, CType]:
+    offset = 0
+    c_type: CType = composite  # type: ignore[assignment]
+    for part in path.split("."):
+        match = _PATH_PART.fullmatch(part)
+        if match is None or not isinstance(c_type, CStruct | CUnion):
+            raise KeyError(f"bad member path {path!r} for {composite.c_name}")
+        field = c_type.member(match.group(1))
+        offset += field.offset
+        c_type = field.c_type
+        for index in re.findall(r"\[(\d+)\]", match.group(2)):
+            if not isinstance(c_type, CArray) or int(index) >= c_type.count:
+                raise KeyError(f"bad index in {path!r} for {composite.c_name}")
+            offset += int(index) * c_type.element.size
+            c_type = c_type.element
+    return offset, c_type
+
+
+class Width:
+    """The primitive C types of one guest width (``Width(64)`` for x86_64, ``Width(32)`` for x86_32).
+
+    On x86_32, 64-bit integers are 4-aligned inside structs (the i386 System V ABI); ``unsigned long``,
+    ``xen_ulong_t``, ``xen_pfn_t`` and guest handles are 4 bytes. On x86_64 they are all 8 bytes, 8-aligned.
+    """
+
+    def __init__(self, bits: int) -> None:
+        if bits not in (32, 64):
+            raise ValueError(f"unsupported width {bits}")
+        self.bits = bits
+        self.arch = "x86_64" if bits == 64 else "x86_32"
+        long_bytes = bits // 8
+        ulong_fmt = "Q" if bits == 64 else "I"
+        ulong_con = cs.Int64ul if bits == 64 else cs.Int32ul
+        self.char = CPrim("char", 1, 1, "c", cs.Int8sl)
+        self.int8_t = CPrim("int8_t", 1, 1, "b", cs.Int8sl)
+        self.uint8_t = CPrim("uint8_t", 1, 1, "B", cs.Int8ul)
+        self.int16_t = CPrim("int16_t", 2, 2, "h", cs.Int16sl)
+        self.uint16_t = CPrim("uint16_t", 2, 2, "H", cs.Int16ul)
+        self.int32_t = CPrim("int32_t", 4, 4, "i", cs.Int32sl)
+        self.uint32_t = CPrim("uint32_t", 4, 4, "I", cs.Int32ul)
+        self.int = CPrim("int", 4, 4, "i", cs.Int32sl)
+        self.unsigned_int = CPrim("unsigned int", 4, 4, "I", cs.Int32ul)
+        self.int64_t = CPrim("int64_t", 8, long_bytes, "q", cs.Int64sl)
+        self.uint64_t = CPrim("uint64_t", 8, long_bytes, "Q", cs.Int64ul)
+        self.unsigned_long = CPrim("unsigned long", long_bytes, long_bytes, ulong_fmt, ulong_con)
+        self.xen_ulong_t = CPrim("xen_ulong_t", long_bytes, long_bytes, ulong_fmt, ulong_con)
+        self.xen_pfn_t = CPrim("xen_pfn_t", long_bytes, long_bytes, ulong_fmt, ulong_con)
+        self.domid_t = CPrim("domid_t", 2, 2, "H", cs.Int16ul)
+        self.evtchn_port_t = CPrim("evtchn_port_t", 4, 4, "I", cs.Int32ul)
+        # A guest pointer, or XEN_GUEST_HANDLE(x): a pointer-sized guest virtual address.
+        self.pointer = CPrim("void *", long_bytes, long_bytes, ulong_fmt, ulong_con)
+
+    def handle(self, target: str) -> CPrim:
+        """``XEN_GUEST_HANDLE(target)``: a guest virtual address of the pointer size."""
+        return CPrim(f"XEN_GUEST_HANDLE({target})", self.pointer.size, self.pointer.align, self.pointer.fmt,
+                     self.pointer.subcon)
+
+    @staticmethod
+    def array(element: CType, count: int) -> CArray:
+        """``element[count]``."""
+        return CArray(element, count)
+
+
+@dataclass(frozen=True)
+class LayoutRow:
+    """One row of a structure's flattened layout: member path, offset, size, C type and nesting depth."""
+
+    path: str
+    offset: int
+    size: int
+    c_type: str
+    depth: int
+
+
+def layout_rows(composite: CStruct | CUnion) -> Iterator[LayoutRow]:
+    """Every member of ``composite`` in offset order, descending into nested structs and unions (not arrays)."""
+    yield from _rows(composite, "", 0, 0)
+
+
+def _rows(composite: CStruct | CUnion, prefix: str, base: int, depth: int) -> Iterator[LayoutRow]:
+    for field in composite.c_members:
+        path = prefix + field.name
+        c_type = field.c_type
+        type_name = (f"struct {c_type.c_name}" if isinstance(c_type, CStruct)
+                     else f"union {c_type.c_name}" if isinstance(c_type, CUnion)
+                     else _array_name(c_type) if isinstance(c_type, CArray) else c_type.c_name)
+        yield LayoutRow(path, base + field.offset, c_type.size, type_name, depth)
+        if isinstance(c_type, CStruct | CUnion):
+            yield from _rows(c_type, path + ".", base + field.offset, depth + 1)
+
+
+def _array_name(array: CArray) -> str:
+    element = array.element
+    inner = (f"struct {element.c_name}" if isinstance(element, CStruct)
+             else f"union {element.c_name}" if isinstance(element, CUnion)
+             else _array_name(element) if isinstance(element, CArray) else element.c_name)
+    return f"{inner}[{array.count}]"
+
+
+class FastCodec:
+    """A ``struct.Struct`` view of a :class:`CStruct`, derived from its layout, for hot paths.
+
+    Leaves are the scalar members (arrays of scalars flatten to ``name[i]``); char arrays and unions are raw
+    ``bytes``; padding is skipped. ``unpack`` returns a tuple in ``names`` order; ``pack`` takes the same.
+    """
+
+    def __init__(self, composite: CStruct) -> None:
+        leaves: list[tuple[int, str, str]] = []
+        _leaves(composite, "", 0, leaves)
+        fmt = ["<"]
+        names: list[str] = []
+        position = 0
+        for offset, code, name in leaves:
+            if offset < position:
+                raise ValueError(f"overlapping member {name} in {composite.c_name}")
+            if offset > position:
+                fmt.append(f"{offset - position}x")
+            fmt.append(code)
+            names.append(name)
+            position = offset + struct.calcsize("<" + code)
+        if composite.c_size > position:
+            fmt.append(f"{composite.c_size - position}x")
+        self.struct = struct.Struct("".join(fmt))
+        self.names: tuple[str, ...] = tuple(names)
+        self.size = self.struct.size
+        self.unpack = self.struct.unpack
+        self.unpack_from = self.struct.unpack_from
+        self.pack = self.struct.pack
+        self.pack_into = self.struct.pack_into
+
+
+def _leaves(composite: CStruct | CUnion, prefix: str, base: int, out: list[tuple[int, str, str]]) -> None:
+    for field in composite.c_members:
+        _leaf(field.c_type, prefix + field.name, base + field.offset, out)
+
+
+def _leaf(c_type: CType, name: str, offset: int, out: list[tuple[int, str, str]]) -> None:
+    if isinstance(c_type, CPrim):
+        out.append((offset, "b" if c_type.fmt == "c" else c_type.fmt, name))
+    elif isinstance(c_type, CStruct):
+        _leaves(c_type, name + ".", offset, out)
+    elif isinstance(c_type, CUnion):
+        out.append((offset, f"{c_type.size}s", name))
+    elif _is_byte_string(c_type):
+        out.append((offset, f"{c_type.size}s", name))
+    else:
+        for index in range(c_type.count):
+            _leaf(c_type.element, f"{name}[{index}]", offset + index * c_type.element.size, out)
+
+
+_codecs: dict[int, FastCodec] = {}
+
+
+def fast_codec(composite: CStruct) -> FastCodec:
+    """The (cached) :class:`FastCodec` of ``composite``."""
+    codec = _codecs.get(id(composite))
+    if codec is None:
+        codec = _codecs[id(composite)] = FastCodec(composite)
+    return codec

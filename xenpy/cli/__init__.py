@@ -1,0 +1,1 @@
+"""The ``xenpy`` command line (top layer)."""
