@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "_ext"))
 
 project = "xenpy"
 author = "the xenpy authors"
-copyright = "2026, the xenpy authors"  # noqa: A001
+copyright = "2026, the xenpy authors"
 
 extensions = [
     "sphinx.ext.autodoc",

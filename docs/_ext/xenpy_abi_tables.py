@@ -8,6 +8,7 @@ from docutils import nodes
 from docutils.statemachine import StringList
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
+from sphinx.util.nodes import nested_parse_with_titles
 
 from xenpy.abi.cstruct import layout_rows
 from xenpy.abi.structs import HEADERS, build_abi, header_of
@@ -31,13 +32,13 @@ class AbiStructures(SphinxDirective):
                 lines += _struct_table(name, x64.get(name), x32.get(name))
         container = nodes.section()
         container.document = self.state.document
-        self.state.nested_parse(StringList(lines, source="xenpy.abi"), 0, container)
+        nested_parse_with_titles(self.state, StringList(lines, source="xenpy.abi"), container)
         return container.children
 
 
 def _struct_table(name, s64, s32) -> list[str]:
     def size(s):
-        return f"{s.sizeof()} (align {s.c_align})" if s is not None else "–"
+        return f"{s.sizeof()} (align {s.c_align})" if s is not None else "-"
 
     rows64 = {r.path: r for r in layout_rows(s64)} if s64 is not None else {}
     rows32 = {r.path: r for r in layout_rows(s32)} if s32 is not None else {}
@@ -62,7 +63,7 @@ def _struct_table(name, s64, s32) -> list[str]:
         out.append(f"   * - {'· ' * depth}``{path}``")
         for row in (a, b):
             if row is None:
-                out += ["     - –", "     - –", "     - –"]
+                out += ["     - -", "     - -", "     - -"]
             else:
                 out += [f"     - ``{row.c_type}``", f"     - {row.offset}", f"     - {row.size}"]
     out.append("")

@@ -99,7 +99,7 @@ def test_decode_start_info_strings(capsys) -> None:
     ],
 )
 def test_bad_input_one_line(capsys, argv, status, message) -> None:
-    got, out, err = run(capsys, *argv)
+    got, _, err = run(capsys, *argv)
     assert got == status
     error_lines = [line for line in err.splitlines() if "error" in line]
     assert len(error_lines) == 1 and message in error_lines[0], err

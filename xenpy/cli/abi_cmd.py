@@ -12,7 +12,7 @@ import argparse
 from collections.abc import Iterator
 from typing import Any
 
-from xenpy.abi.cstruct import CArray, CPrim, CStruct, CUnion, CType, layout_rows
+from xenpy.abi.cstruct import CArray, CPrim, CStruct, CType, CUnion, layout_rows
 from xenpy.abi.structs import ARCHES, build_abi, header_of
 from xenpy.cli.errors import CliError
 
