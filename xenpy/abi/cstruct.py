@@ -16,6 +16,7 @@ Invariants:
 
 from __future__ import annotations
 
+import io
 import re
 import struct
 from collections.abc import Iterator
@@ -151,24 +152,76 @@ class CStruct(_CComposite, cs.Struct):
         return f"<CStruct {self.c_name} sizeof={self.c_size} align={self.c_align}>"
 
 
-class CUnion(_CComposite, cs.FixedSized):
-    """A C union as a construct object: parses every member from the same bytes, builds the one given."""
+class CUnion(_CComposite, cs.Construct):
+    """A C union as a construct object.
+
+    Parsing reads every member from the same bytes. Building writes each member present in the given dict over a
+    zeroed buffer of the union's size; members that overlap must agree byte for byte, so a parsed container builds
+    back to the same bytes, while a container in which one member was edited and another still holds the old
+    bytes is refused (``UnionError``) instead of losing the edit: build such a union from one member.
+    """
 
     def __init__(self, c_name: str, *members: tuple[str, CType]) -> None:
+        cs.Construct.__init__(self)
         align = max(c_type.align for _, c_type in members)
         size = _round_up(max(c_type.size for _, c_type in members), align)
-        inner = cs.Union(0, *(name / _subcon_of(c_type) for name, c_type in members))
-        cs.FixedSized.__init__(self, size, inner)
         self.c_name = c_name
         self.c_members = tuple(CField(name, 0, c_type) for name, c_type in members)
         self.c_align = align
         self.c_size = size
+        self._member_subcons = tuple((name, _subcon_of(c_type)) for name, c_type in members)
+        # The bytes each member represents (its padding excluded): only those are written and compared.
+        self._member_cover = {name: _covered_bytes(c_type) for name, c_type in members}
+
+    def _parse(self, stream, context, path):  # type: ignore[no-untyped-def]
+        data = cs.stream_read(stream, self.c_size, path)
+        result = cs.Container()
+        for name, subcon in self._member_subcons:
+            result[name] = subcon._parsereport(io.BytesIO(data), context, f"{path} -> {name}")
+        return result
+
+    def _build(self, obj, stream, context, path):  # type: ignore[no-untyped-def]
+        buffer = bytearray(self.c_size)
+        written = bytearray(self.c_size)
+        given = [name for name, _ in self._member_subcons if name in obj]
+        if not given:
+            raise cs.UnionError(f"union {self.c_name}: give one of {[n for n, _ in self._member_subcons]}", path=path)
+        for name, subcon in self._member_subcons:
+            if name not in obj:
+                continue
+            data = subcon.build(obj[name], **context)
+            for index in self._member_cover[name]:
+                byte = data[index]
+                if written[index] and buffer[index] != byte:
+                    raise cs.UnionError(
+                        f"union {self.c_name}: members {given} disagree at byte {index}; build from one member",
+                        path=path)
+                buffer[index] = byte
+                written[index] = 1
+        cs.stream_write(stream, bytes(buffer), self.c_size, path)
+        return obj
+
+    def _sizeof(self, context, path):  # type: ignore[no-untyped-def]
+        return self.c_size
 
     def __repr__(self) -> str:
         return f"<CUnion {self.c_name} sizeof={self.c_size} align={self.c_align}>"
 
 
 CType = CPrim | CArray | CStruct | CUnion
+
+
+def _covered_bytes(c_type: CType, base: int = 0) -> list[int]:
+    """Offsets (from ``base``) of the bytes that ``c_type``'s members represent, padding excluded, sorted."""
+    if isinstance(c_type, CPrim):
+        return list(range(base, base + c_type.size))
+    if isinstance(c_type, CArray):
+        element = _covered_bytes(c_type.element)
+        return [base + i * c_type.element.size + b for i in range(c_type.count) for b in element]
+    covered: set[int] = set()
+    for field in c_type.c_members:
+        covered.update(_covered_bytes(field.c_type, base + field.offset))
+    return sorted(covered)
 
 
 def _subcon_of(c_type: CType) -> cs.Construct:
