@@ -1,0 +1,330 @@
+"""The PV64 domU builder: fill a domain's memory from a kernel image, as libxenguest does (spec 7.2-7.5).
+
+Implements, for an x86_64 PV domU: ``xc_dom_build_image`` (load the kernel's PT_LOAD segments with bss zeroed,
+the module, the p2m list), ``alloc_magic_pages_pv`` (clear the xenstore and console pages),
+``setup_pgtables_x86_64`` / ``setup_pgtables_pv`` (page tables), ``start_info_x86_64``,
+``setup_hypercall_page`` with Xen's ``XEN_DOMCTL_hypercall_init`` / ``pv_ring3_init_hypercall_page``,
+``bootlate_pv`` (pin the L4) and ``vcpu_x86_64`` (vCPU 0's entry context). Placement comes from
+:mod:`xenpy.loader.layout`.
+
+Invariants:
+
+* Only the domain's own frames are written, through :class:`~xenpy.core.memory.DomainMemory` (by pfn).
+* Every allocated segment is zeroed before it is filled, as ``xc_dom_alloc_segment`` does; the xenstore and
+  console pages are zero (``xc_clear_domain_page``); the console ring's indices are therefore 0.
+* The page tables map ``[virt_base, virt_pgtab_end)`` 1:1 onto pfns (and an INIT_P2M list at its address);
+  page-table frames are mapped read-only and typed ``PageType.l4``..``l1``; every other mapped frame is
+  writable and typed ``PageType.writable``; the L4 holds one extra type reference, the builder's pin
+  (MMUEXT_PIN_L4_TABLE).
+* The vCPU 0 context is returned, not loaded: the caller gives it to ``arch_set_info_guest`` (as the
+  toolstack's DOMCTL_setvcpucontext does), which validates it and takes its own cr3 reference.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from xenpy.abi import x86_64
+from xenpy.abi.arch_x86 import FLAT_KERNEL_CS, FLAT_KERNEL_DS, FLAT_KERNEL_SS, VGCF_in_kernel, VGCF_online
+from xenpy.abi.errno import XenErrno
+from xenpy.core.memory import PAGE_SHIFT, PAGE_SIZE, DomainMemory, PageType
+from xenpy.core.pagetable import PageTableBuilder
+from xenpy.loader.errors import LoaderError
+from xenpy.loader.layout import BootLayout, PageTableMapping, compute_pv64_layout
+from xenpy.loader.xen_notes import XenImageInfo
+
+__all__ = [
+    "HYPERCALL_STUB_SIZE",
+    "MAX_GUEST_CMDLINE",
+    "NR_HYPERCALL_STUBS",
+    "BuiltDomain",
+    "build_pv64_domain",
+    "init_hypercall_page",
+]
+
+#: ``MAX_GUEST_CMDLINE``: size of ``start_info.cmd_line`` (the string keeps at most 1023 bytes and a NUL).
+MAX_GUEST_CMDLINE = 1024
+#: Stubs in the hypercall page, each 32 bytes (spec 7.3).
+NR_HYPERCALL_STUBS = 128
+HYPERCALL_STUB_SIZE = 32
+__HYPERVISOR_iret = 23
+#: x86 ``X86_DR6_DEFAULT`` / ``X86_DR7_DEFAULT`` as the builder passes them (spec 7.5).
+X86_DR6_DEFAULT = 0xFFFF0FF0
+X86_DR7_DEFAULT = 0x00000400
+#: rflags at entry: IF, plus the always-one bit 1 that ``arch_set_info_guest`` adds (spec 7.5).
+ENTRY_RFLAGS = 0x202
+_U64 = (1 << 64) - 1
+
+
+def init_hypercall_page() -> bytes:
+    """The PV64 hypercall page as Xen's ``init_hypercall_page`` writes it (spec 7.3).
+
+    The page is filled with ``0xCC`` (int3); stub ``i`` at ``32 * i`` is ``push %rcx; push %r11; mov $i,%eax;
+    syscall; pop %r11; pop %rcx; ret``. Stub 23 (iret) is ``push %rcx; push %r11; push %rax; mov $23,%eax;
+    syscall``: the guest jumps to it with an ``iret_context`` on its stack and it never returns.
+    """
+    page = bytearray(b"\xcc" * PAGE_SIZE)
+    for i in range(NR_HYPERCALL_STUBS):
+        if i == __HYPERVISOR_iret:
+            stub = b"\x51\x41\x53\x50\xb8" + i.to_bytes(4, "little") + b"\x0f\x05"
+        else:
+            stub = b"\x51\x41\x53\xb8" + i.to_bytes(4, "little") + b"\x0f\x05\x41\x5b\x59\xc3"
+        page[HYPERCALL_STUB_SIZE * i : HYPERCALL_STUB_SIZE * i + len(stub)] = stub
+    return bytes(page)
+
+
+@dataclass(frozen=True)
+class BuiltDomain:
+    """What :func:`build_pv64_domain` made.
+
+    Attributes:
+        info: the kernel's notes and addresses.
+        layout: where everything is (pfns, VAs, entry registers).
+        pagetables: the page-table builder holding the domain's bootstrap tables (for ``Domain.pagetables``).
+        cr3: ``l4_mfn << 12``.
+        start_info: the ``start_info`` values written, as a construct build dict (``console`` holds
+            ``{"domU": {...}}``).
+        store_mfn, console_mfn: machine frames of the xenstore and console rings.
+        hypercall_page_pfn: pfn Xen wrote the hypercall page into, or None (no HYPERCALL_PAGE note).
+        vcpu_context: vCPU 0's ``vcpu_guest_context`` as flattened field values (``"user_regs.rip"``,
+            ``"ctrlreg[3]"``, ...; absent fields are 0), ready for ``pack_vcpu_guest_context``.
+    """
+
+    info: XenImageInfo
+    layout: BootLayout
+    pagetables: PageTableBuilder
+    cr3: int
+    start_info: dict[str, Any]
+    store_mfn: int
+    console_mfn: int
+    hypercall_page_pfn: int | None
+    vcpu_context: dict[str, Any]
+
+
+def _write_pages(memory: DomainMemory, first_pfn: int, offset: int, data: bytes) -> None:
+    """Write ``data`` at byte ``offset`` from the start of pfn ``first_pfn``, page by page."""
+    pos = 0
+    while pos < len(data):
+        pfn, in_page = divmod(offset + pos, PAGE_SIZE)
+        chunk = min(len(data) - pos, PAGE_SIZE - in_page)
+        memory.write_pfn(first_pfn + pfn, data[pos : pos + chunk], in_page)
+        pos += chunk
+
+
+def _zero_pages(memory: DomainMemory, first_pfn: int, nr_pages: int) -> None:
+    for pfn in range(first_pfn, first_pfn + nr_pages):
+        memory.zero_pfn(pfn)
+
+
+def _load_kernel(memory: DomainMemory, info: XenImageInfo, layout: BootLayout) -> None:
+    """``elf_load_binary``: each loadable segment at ``kernel + (p_paddr - pstart)``, bss zeroed."""
+    kernel = layout.kernel
+    _zero_pages(memory, kernel.pfn, kernel.nr_pages)
+    elf = info.elf
+    for ph in elf.loadable_segments:
+        offset = ph.p_paddr - info.pstart
+        _write_pages(memory, kernel.pfn, offset, elf.segment_data(ph))
+        bss = ph.p_memsz - ph.p_filesz
+        if bss:
+            _write_pages(memory, kernel.pfn, offset + ph.p_filesz, bytes(bss))
+
+
+def _check_tables(builder: PageTableBuilder, mapping: PageTableMapping, what: str) -> None:
+    """The tables the builder made are the ones the layout counted, at the same pfns, level by level."""
+    made = {level: builder.table_pfns(level) for level in (4, 3, 2, 1)}
+    for lvl in mapping.levels:
+        expected = list(range(lvl.pfn, lvl.pfn + lvl.nr_tables))
+        got = [pfn for pfn in made[lvl.level] if pfn in mapping.table_pfns]
+        if got != expected:
+            raise AssertionError(f"{what}: L{lvl.level} tables at pfns {got}, layout expects {expected}")
+
+
+def _build_page_tables(memory: DomainMemory, layout: BootLayout) -> PageTableBuilder:
+    """``setup_pgtables_pv``: tables at the layout's pfns; each mapping's pages mapped, tables read-only."""
+    main = layout.mappings[0]
+    table_pfns = itertools.chain.from_iterable(m.table_pfns for m in layout.mappings)
+    builder = PageTableBuilder(memory, table_pfns)
+    region_nr_pages = layout.region_nr_pages
+    builder.ensure_tables(layout.virt_base, region_nr_pages)
+    _check_tables(builder, main, "bootstrap region")
+    read_only = {pfn for m in layout.mappings for pfn in m.table_pfns}
+    for pfn in range(region_nr_pages):
+        builder.map_page(layout.virt_base + pfn * PAGE_SIZE, pfn, writable=pfn not in read_only)
+    if len(layout.mappings) > 1:
+        p2m = layout.p2m
+        assert p2m.gva is not None
+        builder.ensure_tables(p2m.gva, p2m.nr_pages)
+        _check_tables(builder, layout.mappings[1], "INIT_P2M list")
+        for i in range(p2m.nr_pages):
+            builder.map_page(p2m.gva + i * PAGE_SIZE, p2m.pfn + i, writable=True)
+    if builder.nr_table_frames != sum(m.nr_tables for m in layout.mappings):
+        raise AssertionError(
+            f"page-table builder made {builder.nr_table_frames} tables, layout counted "
+            f"{sum(m.nr_tables for m in layout.mappings)}"
+        )
+    return builder
+
+
+def _setup_hypercall_page(memory: DomainMemory, info: XenImageInfo) -> int | None:
+    """``setup_hypercall_page`` + Xen's ``XEN_DOMCTL_hypercall_init``."""
+    if info.virt_hypercall is None:
+        return None
+    pfn = ((info.virt_hypercall - info.virt_base) & _U64) >> PAGE_SHIFT
+    if pfn >= memory.nr_pages:
+        raise LoaderError(
+            f"HYPERCALL_INIT failed: {-XenErrno.EINVAL} (-EINVAL): HYPERCALL_PAGE {info.virt_hypercall:#x} "
+            f"is pfn {pfn:#x}, outside the domain's {memory.nr_pages} pages"
+        )
+    mfn = memory.mfn_of(pfn)
+    machine = memory.machine
+    if not machine.get_page_type(mfn, PageType.writable):
+        raise LoaderError(
+            f"HYPERCALL_INIT failed: {-XenErrno.EPERM} (-EPERM): HYPERCALL_PAGE {info.virt_hypercall:#x} "
+            f"(pfn {pfn:#x}) is a {machine.page_type(mfn).name} page, not writable"
+        )
+    try:
+        memory.write_pfn(pfn, init_hypercall_page())
+    finally:
+        machine.put_page_type(mfn)
+    return pfn
+
+
+def _start_info(
+    memory: DomainMemory,
+    info: XenImageInfo,
+    layout: BootLayout,
+    *,
+    shared_info_mfn: int,
+    cmdline: bytes,
+    flags: int,
+    store_evtchn: int,
+    console_evtchn: int,
+    has_module: bool,
+) -> dict[str, Any]:
+    """``start_info_x86_64`` (spec 7.2 table)."""
+    cmd = cmdline.split(b"\0", 1)[0][: MAX_GUEST_CMDLINE - 1]
+    init_p2m = len(layout.mappings) > 1
+    return {
+        "magic": info.guest_type.encode()[:31].ljust(32, b"\0"),
+        "nr_pages": memory.nr_pages,
+        "shared_info": shared_info_mfn << PAGE_SHIFT,
+        "flags": flags | layout.sif_flags,
+        "store_mfn": memory.mfn_of(layout.xenstore_pfn),
+        "store_evtchn": store_evtchn,
+        "console": {"domU": {"mfn": memory.mfn_of(layout.console_pfn), "evtchn": console_evtchn}},
+        "pt_base": layout.pt_base,
+        "nr_pt_frames": layout.nr_pt_frames,
+        "mfn_list": layout.mfn_list,
+        "mod_start": layout.mod_start if has_module else 0,
+        "mod_len": layout.mod_len if has_module else 0,
+        "cmd_line": cmd.ljust(MAX_GUEST_CMDLINE, b"\0"),
+        "first_p2m_pfn": layout.first_p2m_pfn if init_p2m else 0,
+        "nr_p2m_frames": layout.nr_p2m_frames if init_p2m else 0,
+    }
+
+
+def _vcpu_context(layout: BootLayout, cr3: int) -> dict[str, Any]:
+    """``vcpu_x86_64``: vCPU 0's context (spec 7.5), as flattened ``vcpu_guest_context`` fields."""
+    return {
+        "flags": int(VGCF_in_kernel | VGCF_online),
+        "user_regs.rip": layout.rip,
+        "user_regs.rsp": layout.rsp,
+        "user_regs.rsi": layout.rsi,
+        "user_regs.rflags": ENTRY_RFLAGS,
+        "user_regs.cs": int(FLAT_KERNEL_CS),
+        "user_regs.ss": int(FLAT_KERNEL_SS),
+        "user_regs.ds": int(FLAT_KERNEL_DS),
+        "user_regs.es": int(FLAT_KERNEL_DS),
+        "user_regs.fs": int(FLAT_KERNEL_DS),
+        "user_regs.gs": int(FLAT_KERNEL_DS),
+        "kernel_ss": int(FLAT_KERNEL_SS),
+        "kernel_sp": layout.rsp,
+        "ctrlreg[3]": cr3,
+        "debugreg[6]": X86_DR6_DEFAULT,
+        "debugreg[7]": X86_DR7_DEFAULT,
+    }
+
+
+def build_pv64_domain(
+    memory: DomainMemory,
+    info: XenImageInfo,
+    *,
+    shared_info_mfn: int,
+    cmdline: str | bytes = b"",
+    module: bytes | None = None,
+    flags: int = 0,
+    store_evtchn: int = 0,
+    console_evtchn: int = 0,
+) -> BuiltDomain:
+    """Build a PV64 domU's initial memory from a parsed kernel (spec 7.2-7.5).
+
+    In libxenguest's order: load the kernel (and module), write the p2m list, clear the xenstore and console
+    pages, build the page tables, write start_info, have "Xen" write the hypercall page, pin the L4, and
+    compute vCPU 0's entry context.
+
+    Args:
+        memory: the domain's memory (all ``nr_pages`` frames; the frames are expected fresh, i.e. untyped).
+        info: the kernel (from :func:`~xenpy.loader.xen_notes.read_pv_image`).
+        shared_info_mfn: machine frame of the domain's shared_info (``start_info.shared_info`` is its
+            address).
+        cmdline: the kernel command line (cut to 1023 bytes, as ``strncpy`` into ``cmd_line[1024]`` does).
+        module: the initrd, or None.
+        flags: ``start_info.flags`` from the toolstack (libxl passes 0); SIF_MOD_START_PFN is added when the
+            module is left unmapped.
+        store_evtchn, console_evtchn: event channels of the xenstore and console rings.
+
+    Returns:
+        The layout, the page tables, what start_info holds, and vCPU 0's context.
+
+    Raises:
+        LoaderError: the image does not fit the domain, or XEN_DOMCTL_hypercall_init would fail (the page is
+            outside the domain: -EINVAL; not writable, e.g. a page table: -EPERM).
+    """
+    if isinstance(cmdline, str):
+        cmdline = cmdline.encode()
+    layout = compute_pv64_layout(
+        info, memory.nr_pages, module_nr_bytes=None if module is None else len(module)
+    )
+
+    # xc_dom_build_image: kernel, module, p2m list; alloc_magic_pages_pv clears the rings.
+    _load_kernel(memory, info, layout)
+    if module is not None:
+        assert layout.module is not None
+        _zero_pages(memory, layout.module.pfn, layout.module.nr_pages)
+        _write_pages(memory, layout.module.pfn, 0, module)
+    p2m = layout.p2m
+    _zero_pages(memory, p2m.pfn, p2m.nr_pages)
+    _write_pages(memory, p2m.pfn, 0, memory.p2m.guest_mfn_list())
+    for pfn in (layout.start_info_pfn, layout.xenstore_pfn, layout.console_pfn, layout.bootstack_pfn):
+        memory.zero_pfn(pfn)
+
+    # xc_dom_boot_image: page tables, start_info, hypercall page, pin (bootlate), vCPU context.
+    builder = _build_page_tables(memory, layout)
+    start_info = _start_info(
+        memory,
+        info,
+        layout,
+        shared_info_mfn=shared_info_mfn,
+        cmdline=cmdline,
+        flags=flags,
+        store_evtchn=store_evtchn,
+        console_evtchn=console_evtchn,
+        has_module=module is not None,
+    )
+    memory.write_pfn(layout.start_info_pfn, x86_64.start_info.build(start_info))
+    hypercall_pfn = _setup_hypercall_page(memory, info)
+    if not memory.machine.get_page_type(builder.l4_mfn, PageType.l4):  # MMUEXT_PIN_L4_TABLE
+        raise AssertionError("the bootstrap L4 cannot be pinned")
+    return BuiltDomain(
+        info=info,
+        layout=layout,
+        pagetables=builder,
+        cr3=builder.cr3,
+        start_info=start_info,
+        store_mfn=start_info["store_mfn"],
+        console_mfn=start_info["console"]["domU"]["mfn"],
+        hypercall_page_pfn=hypercall_pfn,
+        vcpu_context=_vcpu_context(layout, builder.cr3),
+    )
