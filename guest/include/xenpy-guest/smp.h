@@ -1,0 +1,66 @@
+/*
+ * vCPU identity and bring-up of the other vCPUs.
+ */
+
+#ifndef XENPY_GUEST_SMP_H
+#define XENPY_GUEST_SMP_H
+
+#include <arch/processor.h>
+#include <xenpy-guest/hypervisor.h>
+#include <xenpy-guest/layout.h>
+
+/* One stack per vCPU (arch/x86_64/head.S); vCPU n runs on cpu_stacks[n]. */
+extern char cpu_stacks[MAX_VCPUS][STACK_SIZE];
+
+/*
+ * Id of the calling vCPU, derived from the stack pointer: every context of
+ * vCPU n (including exception and event handlers, which Xen bounces on the
+ * current kernel stack) runs on cpu_stacks[n].
+ */
+static inline unsigned int smp_processor_id(void)
+{
+    return (unsigned int)((read_rsp() - (unsigned long)cpu_stacks) >> STACK_SHIFT);
+}
+
+/* vcpu_info of a vCPU: its slot in shared_info (no vcpu_info is registered). */
+static inline vcpu_info_t *vcpu_info_of(unsigned int cpu)
+{
+    return &shared_info->vcpu_info[cpu];
+}
+
+static inline vcpu_info_t *this_vcpu_info(void)
+{
+    return vcpu_info_of(smp_processor_id());
+}
+
+/* Top of the stack of a vCPU (16-byte aligned). */
+static inline unsigned long cpu_stack_top(unsigned int cpu)
+{
+    return (unsigned long)cpu_stacks[cpu] + STACK_SIZE;
+}
+
+/*
+ * Number of vCPUs of the domain: the first id for which VCPUOP_is_up
+ * returns -ENOENT (spec 1.1), at most MAX_VCPUS.
+ */
+unsigned int smp_nr_vcpus(void);
+
+/* Code run by a secondary vCPU once it is up; it may return (the vCPU then idles). */
+typedef void (*ap_fn_t)(unsigned int vcpu_id);
+
+/*
+ * Bring up vCPUs 1 .. nr - 1: for each, VCPUOP_initialise with a
+ * vcpu_guest_context that starts it at ap_entry on its own stack with this
+ * kernel's trap table, callbacks and page tables, then VCPUOP_up. Each
+ * runs fn(vcpu_id), then idles blocked. Waits (yielding, up to 10 s of
+ * system time) until all of them have reached ap_main(). Call it once.
+ * Returns 0; -XEN_EINVAL if nr > MAX_VCPUS; the first failing hypercall's
+ * negative errno (vCPUs started before it keep running); -XEN_ETIMEDOUT if
+ * some vCPU never came online.
+ */
+int smp_bring_up(unsigned int nr, ap_fn_t fn);
+
+/* Number of vCPUs that have reached ap_main (plus vCPU 0). */
+unsigned int smp_nr_online(void);
+
+#endif /* XENPY_GUEST_SMP_H */
