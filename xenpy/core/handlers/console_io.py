@@ -1,0 +1,95 @@
+"""``HYPERVISOR_console_io(unsigned int cmd, unsigned int count, char *buffer)`` (hypercall 18; spec 6.7).
+
+Implements ``xen/drivers/char/console.c:do_console_io`` and ``guest_console_write`` with the XSM dummy policy
+(``xen/include/xsm/dummy.h:xsm_console_io``).
+
+Which domains may use it depends on how Xen was built. xenpy behaves like a ``CONFIG_VERBOSE_DEBUG`` build,
+whose XSM default lets **every** domain write (that is how a PV guest without a console backend prints), while
+everything else needs privilege (the hardware domain): a domU's CONSOLEIO_read, and any other command, is
+refused with -EPERM before the command is looked at. A release build would refuse a domU's write too.
+
+What a domain writes goes, byte for byte, to its console stream (``domain.console``, a
+:class:`xenpy.core.console.ConsoleStream`): no ``(d<domid>)`` prefix and no filtering of non-printable
+characters, unlike Xen's own log. Xen's serial input ring has no source in xenpy, so CONSOLEIO_read never finds
+a character to return.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from xenpy.abi.errno import HypercallError, XenErrno
+from xenpy.abi.generated.hypercalls import ConsoleIO, Hypercall
+from xenpy.core.hypercall import c_uint, hypercall_handler
+from xenpy.core.memory import PAGE_SIZE
+
+if TYPE_CHECKING:
+    from xenpy.core.domain import Domain, Vcpu
+
+#: ``guest_console_write`` copies the buffer in pieces of ``sizeof(kbuf) - 1`` bytes.
+CONSOLE_WRITE_CHUNK = 127
+_INT_MAX = 0x7FFF_FFFF
+_U64 = (1 << 64) - 1
+
+
+def _xsm_console_io(d: Domain, cmd: int) -> None:
+    """``xsm_console_io`` (dummy policy, CONFIG_VERBOSE_DEBUG): write for all, the rest for privilege."""
+    if cmd == ConsoleIO.CONSOLEIO_write or d.is_hardware_domain:
+        return
+    raise HypercallError(XenErrno.EPERM)
+
+
+def guest_console_write(current: Vcpu, buffer_gva: int, count: int) -> None:
+    """``guest_console_write``: copy ``count`` bytes from ``buffer_gva`` to the domain's console stream.
+
+    Xen copies the buffer in pieces of :data:`CONSOLE_WRITE_CHUNK` bytes and outputs each piece once it has
+    been read; xenpy reads page by page and appends exactly the pieces Xen would have output.
+
+    Raises:
+        GuestFault: a piece cannot be read; the pieces before it have been written (the handler returns
+            -EFAULT).
+    """
+    stream = current.domain.console
+    gva = buffer_gva
+    read = bytearray()  # bytes read but not yet appended: less than one piece
+    while count > 0:
+        nbytes = min(count, PAGE_SIZE - (gva & (PAGE_SIZE - 1)))
+        # A fault here drops ``read``: Xen never outputs the piece that reaches the faulting page.
+        read += current.copy_from_guest(gva, nbytes)
+        gva = (gva + nbytes) & _U64
+        count -= nbytes
+        whole = len(read) - len(read) % CONSOLE_WRITE_CHUNK
+        stream.write(read[:whole])
+        del read[:whole]
+    stream.write(read)
+
+
+@hypercall_handler(Hypercall.console_io)
+def do_console_io(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
+    """Write to (or read from) Xen's console.
+
+    Arguments (PV64): rdi = ``cmd`` (``CONSOLEIO_*``, unsigned int), rsi = ``count`` (unsigned int), rdx =
+    ``buffer`` (guest pointer).
+
+    First the privilege check: any domain may write; CONSOLEIO_read and every other ``cmd`` need privilege
+    (the hardware domain), else -EPERM. Then:
+
+    * CONSOLEIO_write (0): appends the ``count`` bytes at ``buffer`` to the domain's console stream, in pieces
+      of 127 bytes; -EFAULT if a piece cannot be read (the pieces before it stay written; a buffer that is
+      bad from its first byte writes nothing). ``count == 0`` writes nothing. Returns 0.
+    * CONSOLEIO_read (1): ``count > INT_MAX`` -> -E2BIG; otherwise returns the number of characters copied to
+      ``buffer`` from the serial input ring, which xenpy never fills: 0, and ``buffer`` is not touched.
+    * Any other ``cmd`` (privileged caller): -ENOSYS.
+    """
+    cmd = c_uint(a1)
+    count = c_uint(a2)
+    d = current.domain
+    _xsm_console_io(d, cmd)
+    if cmd == ConsoleIO.CONSOLEIO_write:
+        guest_console_write(current, a3 & _U64, count)
+        return 0
+    if cmd == ConsoleIO.CONSOLEIO_read:
+        if count > _INT_MAX:
+            raise HypercallError(XenErrno.E2BIG)
+        return 0
+    raise HypercallError(XenErrno.ENOSYS)
