@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-import xenpy.core.handlers.callback_op
-import xenpy.core.handlers.set_callbacks  # noqa: F401 (registers the handler)
 from xenpy.abi.arch_x86 import FLAT_KERNEL_CS, VGCF_failsafe_disables_events, VGCF_syscall_disables_events
 from xenpy.abi.callback import CALLBACKTYPE, CALLBACKF_mask_events
 from xenpy.abi.errno import XenErrno
@@ -51,10 +49,10 @@ def callbacks(g: Guest, vcpu: int = 0) -> tuple:
         a.event_callback_eip,
         a.failsafe_callback_eip,
         a.syscall_callback_eip,
-        getattr(a, "syscall32_callback_eip", 0),
-        getattr(a, "syscall32_disables_events", False),
-        getattr(a, "sysenter_callback_eip", 0),
-        getattr(a, "sysenter_disables_events", False),
+        a.syscall32_callback_eip,
+        a.syscall32_disables_events,
+        a.sysenter_callback_eip,
+        a.sysenter_disables_events,
         a.vgc_flags,
         tuple(a.trap_ctxt),
         a.nmi_pending,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-import xenpy.core.handlers.console_io  # noqa: F401 (registers the handler)
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import ConsoleIO, Hypercall, SchedOp
 from xenpy.abi.sched import SHUTDOWN_poweroff
@@ -193,6 +192,15 @@ def test_partial_last_line_reaches_listeners_at_shutdown(guest: Guest):
     assert guest.sched_op(SchedOp.SCHEDOP_shutdown, guest.put("sched_shutdown", reason=SHUTDOWN_poweroff)) == 0
     assert seen == [b"Test result: SUCCESS"]
     assert console(guest) == b"Test result: SUCCESS"
+
+
+def test_partial_last_line_reaches_listeners_when_destroyed(guest: Guest):
+    """xenpy: destroying a domain delivers its unterminated last line to the listeners."""
+    seen: list[bytes] = []
+    guest.dom.console.listen(seen.append)
+    assert write(guest, b"last words") == 0
+    guest.hv.destroy_domain(guest.dom)
+    assert seen == [b"last words"]
 
 
 def test_hardware_domain_writes_too(make_guest):

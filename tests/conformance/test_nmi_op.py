@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-import xenpy.core.handlers.callback_op
-import xenpy.core.handlers.nmi_op
-import xenpy.core.handlers.set_trap_table  # noqa: F401 (registers the handler)
 from xenpy.abi.arch_x86 import FLAT_KERNEL_CS
 from xenpy.abi.callback import CALLBACKTYPE
 from xenpy.abi.errno import XenErrno

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-import xenpy.core.handlers.set_trap_table  # noqa: F401 (registers the handler)
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import Hypercall
 

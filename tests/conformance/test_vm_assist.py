@@ -6,7 +6,6 @@ from dataclasses import replace
 
 import pytest
 
-import xenpy.core.handlers.vm_assist  # noqa: F401 (registers the handler)
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import Hypercall, VmAssistCmd
 from xenpy.abi.xen import VMASST_TYPE

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-import xenpy.core.handlers.vm_assist
-import xenpy.core.handlers.xen_version  # noqa: F401 (registers the handler)
 from xenpy.abi.arch_x86 import HYPERVISOR_VIRT_START
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.features import XENFEAT

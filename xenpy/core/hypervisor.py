@@ -157,7 +157,9 @@ class Hypervisor:
 
     # ------------------------------------------------------------------ domains
 
-    def create_domain(self, config: DomainConfig | None = None, **kwargs: object) -> Domain:
+    def create_domain(
+        self, config: DomainConfig | None = None, *, address_space: bool = True, **kwargs: object
+    ) -> Domain:
         """Build a domain and return it **paused** (Firecracker style).
 
         The domain gets ``memory_mib`` of memory in a scrambled, non-identity p2m; shared_info in its own
@@ -165,6 +167,10 @@ class Hypervisor:
         frames read-only); and vCPU 0 initialised and up with the register state of spec 7.5 (rsp at the top of
         the boot-stack page pfn 0, cr3 the L4, VGCF_in_kernel | VGCF_online). Other vCPUs are down and not
         initialised. Memory for arguments comes from :meth:`Domain.alloc_guest`.
+
+        With ``address_space=False`` the domain gets its memory and shared_info but no page tables, and vCPU 0
+        is not initialised: a PV domain builder (:mod:`xenpy.loader`) lays the memory out as Xen's toolstack
+        does, then calls :meth:`set_boot_vcpu_context`.
 
         A PV32 domain (``width=32``) gets the compat layouts (shared_info, vcpu_info, 32-bit event words, 1024
         ports) but no address space and no boot vCPU yet: the page-table builder is 4-level (PV64) only.
@@ -209,7 +215,7 @@ class Hypervisor:
         # Created paused by the toolstack.
         d.controller_pause_count = 1
         self.scheduler.domain_pause(d)
-        if not d.is_compat:
+        if address_space and not d.is_compat:
             self._build_address_space(d)
             self._init_boot_vcpu(d)
         d._last_state = d.state
@@ -238,8 +244,8 @@ class Hypervisor:
     def _init_boot_vcpu(self, d: Domain) -> None:
         """vCPU 0 per spec 7.5 (``xg_dom_x86.c:vcpu_x86_64``, then ``arch_set_info_guest``)."""
         stack_top = GUEST_VIRT_BASE + PAGE_SIZE
-        ctxt = pack_vcpu_guest_context(
-            d.abi,
+        self.set_boot_vcpu_context(
+            d,
             {
                 "flags": int(VGCF_in_kernel | VGCF_online),
                 "user_regs.rip": GUEST_VIRT_BASE,
@@ -258,6 +264,15 @@ class Hypervisor:
                 "debugreg[7]": 0x400,
             },
         )
+
+    def set_boot_vcpu_context(self, d: Domain, fields: dict[str, int]) -> None:
+        """Load vCPU 0 of ``d`` from ``vcpu_guest_context`` fields (``"user_regs.rip"``, ``"ctrlreg[3]"``, ...;
+        the rest zero) through ``arch_set_info_guest``, as the toolstack's DOMCTL_setvcpucontext does.
+
+        Raises:
+            RuntimeError: ``arch_set_info_guest`` refused the context (the message has the errno).
+        """
+        ctxt = pack_vcpu_guest_context(d.abi, fields)
         rc = arch_set_info_guest(d.vcpus[0], parse_vcpu_guest_context(d.abi, ctxt))
         if rc:
             raise RuntimeError(f"building vCPU 0 of domain {d.domid} failed: {rc}")
