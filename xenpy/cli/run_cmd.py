@@ -1,0 +1,145 @@
+"""``xenpy run IMAGE``: boot a PV64 kernel on xenpy and run it until it shuts down.
+
+The guest console goes to standard output as the guest writes it; a one-line summary goes to standard error.
+Exit status: 0 the guest powered off, 1 it crashed (or the hypervisor crashed it), 2 any other shutdown reason,
+3 timeout; 64/65 for errors in the command line or the image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from contextlib import ExitStack
+
+from xenpy.abi.vcpu import RUNSTATE
+from xenpy.cli.errors import EXIT_DATAERR, CliError
+from xenpy.core.hypervisor import Hypervisor
+from xenpy.core.memory import OutOfMachineMemory
+from xenpy.core.profiles import PROFILES
+from xenpy.loader import LoaderError
+from xenpy.toolstack.boot import boot_pv_image
+from xenpy.toolstack.run import Outcome, RunReport, run_domain
+from xenpy.toolstack.trace import HypercallTracer
+
+#: Machine memory beyond the guest's own, for shared_info and the hypervisor's own frames (MiB).
+HYPERVISOR_MEMORY_MIB = 8
+MAX_VCPUS = 32
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``xenpy run``."""
+    run = subparsers.add_parser(
+        "run",
+        help="boot a PV64 kernel and run it until it shuts down",
+        description="Boot a Xen PV64 ELF kernel on xenpy's hypervisor and run it. The guest console goes to "
+        "stdout; a summary goes to stderr. Exit status: 0 poweroff, 1 crash, 2 other shutdown, 3 timeout.",
+    )
+    run.add_argument("image", metavar="IMAGE", help="the PV ELF kernel")
+    run.add_argument("--vcpus", type=_int_range(1, MAX_VCPUS), default=1, metavar="N",
+                     help=f"vCPUs of the guest (1-{MAX_VCPUS}, default 1)")
+    run.add_argument("--pcpus", type=_int_range(1, 64), default=1, metavar="N",
+                     help="simulated physical CPUs (default 1)")
+    run.add_argument("--memory", type=_int_range(4, 4096), default=32, metavar="MiB",
+                     help="guest memory in MiB (default 32)")
+    run.add_argument("--clock", choices=("virtual", "host"), default="virtual",
+                     help="virtual: deterministic time advanced by executed instructions (default); "
+                     "host: the host's monotonic clock")
+    run.add_argument("--timeout", type=_positive_float, default=60.0, metavar="S",
+                     help="give up after S seconds of wall-clock time (default 60)")
+    run.add_argument("--cmdline", default="", metavar="TEXT", help="the kernel command line (start_info.cmd_line)")
+    run.add_argument("--profile", choices=sorted(PROFILES), default="head",
+                     help="the Xen version whose semantics to follow (default head)")
+    run.add_argument("--trace", metavar="FILE",
+                     help="write one JSON line per hypercall (vCPU, time, name, arguments, result) to FILE")
+    run.add_argument("--runstate", action="store_true",
+                     help="print each vCPU's runstate times (running, runnable, blocked, offline) at the end")
+    run.set_defaults(handler=_run)
+
+
+def _int_range(low: int, high: int):  # type: ignore[no-untyped-def]
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        with open(args.image, "rb") as stream:
+            image = stream.read()
+    except OSError as error:
+        raise CliError(f"{args.image}: {error.strerror}", EXIT_DATAERR) from None
+
+    from xenpy.engine.unicorn_engine import UnicornEngine
+
+    hv = Hypervisor(nr_pcpus=args.pcpus, clock=args.clock, memory_mib=args.memory + HYPERVISOR_MEMORY_MIB)
+    try:
+        booted = boot_pv_image(hv, image, max_vcpus=args.vcpus, memory_mib=args.memory, cmdline=args.cmdline,
+                               profile=args.profile, name=_name_of(args.image))
+    except (LoaderError, OutOfMachineMemory) as error:
+        raise CliError(f"{args.image}: {error}", EXIT_DATAERR) from None
+    domain = booted.domain
+    out = sys.stdout.buffer
+
+    def show(chunk: bytes) -> None:
+        out.write(chunk)
+        out.flush()
+
+    with ExitStack() as stack:
+        stack.callback(domain.console.listen(show))
+        if args.trace:
+            try:
+                trace_file = stack.enter_context(open(args.trace, "w", encoding="utf-8"))
+            except OSError as error:
+                raise CliError(f"--trace {args.trace}: {error.strerror}", EXIT_DATAERR) from None
+            stack.callback(HypercallTracer(hv, trace_file).close)
+        hv.scheduler.executor = UnicornEngine(hv)
+        report = run_domain(hv, domain, timeout_s=args.timeout)
+        booted.console.close()
+        domain.console.flush()
+    print(_summary(domain.domid, args, report, hv.dispatcher.count), file=sys.stderr)
+    if args.runstate:
+        print(_runstate_table(report), file=sys.stderr)
+    return report.outcome.value
+
+
+def _name_of(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
+
+
+def _summary(domid: int, args: argparse.Namespace, report: RunReport, hypercalls: int) -> str:
+    what = {
+        Outcome.POWEROFF: "powered off",
+        Outcome.CRASH: "crashed",
+        Outcome.OTHER_SHUTDOWN: "shut down",
+        Outcome.TIMEOUT: "timed out",
+    }[report.outcome]
+    detail = f" ({report.detail})" if report.detail and report.outcome is not Outcome.POWEROFF else ""
+    return (f"xenpy: d{domid} {_name_of(args.image)} {what}{detail} after {report.guest_ns / 1e6:.3f} ms of "
+            f"guest time ({report.wall_s:.2f} s wall, {args.vcpus} vCPU(s) on {args.pcpus} pCPU(s), "
+            f"{hypercalls} hypercalls, {args.clock} clock)")
+
+
+def _runstate_table(report: RunReport) -> str:
+    names = [state.name.removeprefix("RUNSTATE_") for state in RUNSTATE]
+    lines = [f"{'vcpu':>4}  {'state':9}" + "".join(f"{name + ' ms':>14}" for name in names)]
+    for vcpu_id, (state, _entry, *times) in enumerate(report.runstates):
+        lines.append(f"{vcpu_id:>4}  {RUNSTATE(state).name.removeprefix('RUNSTATE_'):9}"
+                     + "".join(f"{t / 1e6:14.3f}" for t in times))
+    return "\n".join(lines)

@@ -1,0 +1,96 @@
+"""Boot a PV ELF image into a new domain, as ``xl create`` does for a PV domU (spec 7).
+
+:func:`boot_pv_image` reads the image's Xen notes (:mod:`xenpy.loader`), creates a paused domain without an
+address space, allocates the xenstore and console event channels (unbound, for a backend in domain 0, as libxl
+does), lays the memory out as libxenguest does (kernel, p2m list, start_info, xenstore and console pages, page
+tables, boot stack, hypercall page), loads vCPU 0's entry state through ``arch_set_info_guest`` and attaches the
+console ring backend. The domain is returned paused; unpause it (or run it) to start the guest.
+
+There is no xenstore service: ``start_info.store_mfn``/``store_evtchn`` are valid but nothing answers on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xenpy.core.domain import Domain
+from xenpy.core.hypervisor import DomainConfig, Hypervisor
+from xenpy.loader import LoaderError
+from xenpy.loader.builder import BuiltDomain, build_pv64_domain
+from xenpy.loader.xen_notes import read_pv_image
+from xenpy.toolstack.console import ConsoleRingBackend
+
+#: The domain that runs the xenstore and console backends (dom0 in a Xen system).
+BACKEND_DOMID = 0
+
+
+@dataclass
+class BootedDomain:
+    """A domain built from a PV image, with what the toolstack keeps about it.
+
+    Attributes:
+        domain: the (paused) domain.
+        built: the loader's result (layout, start_info values, vCPU 0 context).
+        console: the console ring backend.
+        store_port, console_port: the guest's xenstore and console event channels.
+    """
+
+    domain: Domain
+    built: BuiltDomain
+    console: ConsoleRingBackend
+    store_port: int
+    console_port: int
+
+
+def boot_pv_image(
+    hv: Hypervisor,
+    image: bytes,
+    *,
+    max_vcpus: int = 1,
+    memory_mib: int = 32,
+    cmdline: str = "",
+    profile: str = "head",
+    name: str = "",
+) -> BootedDomain:
+    """Create a paused domain running the PV64 kernel ``image``.
+
+    Raises:
+        LoaderError: the image is not a bootable PV64 kernel, or does not fit in ``memory_mib``. Nothing is left
+            behind: a domain created before the error is destroyed.
+        ValueError: a bad configuration (vCPU count, memory size, profile).
+    """
+    info = read_pv_image(image)
+    domid = 1  # a domU: domain 0 is the (absent) control domain that runs the backends
+    while domid in hv.domains:
+        domid += 1
+    config = DomainConfig(max_vcpus=max_vcpus, memory_mib=memory_mib, profile=profile, name=name, domid=domid)
+    domain = hv.create_domain(config, address_space=False)
+    try:
+        store_port = _unbound_port(domain)
+        console_port = _unbound_port(domain)
+        built = build_pv64_domain(
+            domain.memory,
+            info,
+            shared_info_mfn=domain.shared_info_mfn,
+            cmdline=cmdline,
+            store_evtchn=store_port,
+            console_evtchn=console_port,
+        )
+        domain.pagetables = built.pagetables
+        domain.virt_base = built.layout.virt_base
+        hv.set_boot_vcpu_context(domain, built.vcpu_context)
+    except (LoaderError, RuntimeError) as error:
+        hv.destroy_domain(domain)
+        raise LoaderError(str(error)) from error
+    except BaseException:
+        hv.destroy_domain(domain)
+        raise
+    console = ConsoleRingBackend(hv, domain, built.console_mfn, console_port)
+    return BootedDomain(domain, built, console, store_port, console_port)
+
+
+def _unbound_port(domain: Domain) -> int:
+    port = domain.evtchn.alloc_unbound(domain, BACKEND_DOMID)
+    if port < 0:
+        raise LoaderError(f"cannot allocate an event channel for domain {domain.domid} ({port})")
+    return port
