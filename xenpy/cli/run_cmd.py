@@ -16,6 +16,7 @@ from xenpy.cli.errors import EXIT_DATAERR, CliError
 from xenpy.core.hypervisor import Hypervisor
 from xenpy.core.memory import OutOfMachineMemory
 from xenpy.core.profiles import PROFILES
+from xenpy.engine.unicorn_engine import UnicornEngine
 from xenpy.loader import LoaderError
 from xenpy.toolstack.boot import boot_pv_image
 from xenpy.toolstack.run import Outcome, RunReport, run_domain
@@ -86,8 +87,6 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as error:
         raise CliError(f"{args.image}: {error.strerror}", EXIT_DATAERR) from None
 
-    from xenpy.engine.unicorn_engine import UnicornEngine
-
     hv = Hypervisor(nr_pcpus=args.pcpus, clock=args.clock, memory_mib=args.memory + HYPERVISOR_MEMORY_MIB)
     try:
         booted = boot_pv_image(hv, image, max_vcpus=args.vcpus, memory_mib=args.memory, cmdline=args.cmdline,
@@ -109,7 +108,7 @@ def _run(args: argparse.Namespace) -> int:
             except OSError as error:
                 raise CliError(f"--trace {args.trace}: {error.strerror}", EXIT_DATAERR) from None
             stack.callback(HypercallTracer(hv, trace_file).close)
-        hv.scheduler.executor = UnicornEngine(hv)
+        UnicornEngine(hv)  # attaches itself to the scheduler
         report = run_domain(hv, domain, timeout_s=args.timeout)
         booted.console.close()
         domain.console.flush()

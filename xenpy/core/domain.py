@@ -411,6 +411,15 @@ class Domain:
         self.virt_base = 0
         self._alloc_next_gva = 0
         self._alloc_end_gva = 0
+        # PV memory management (xenpy.core.mm): pinned page tables (PGT_pinned), a counter bumped on every
+        # page-table change or TLB flush request (CPU engines flush their cached translations when it moves),
+        # and the page counts of XENMEM_current_reservation / maximum_reservation.
+        self.pinned_tables: set[int] = set()
+        self.mm_generation = 0
+        self.tot_pages = memory.nr_pages
+        self.max_pages = memory.nr_pages
+        self.ballooned_mfns: dict[int, None] = {}
+        self.grant_frames: list[int] = []
         self._init_shared_info()
         self.evtchn: EventChannels = EventChannels(self, max_evtchn_port)
         self.vcpus: list[Vcpu] = [Vcpu(self, i) for i in range(max_vcpus)]

@@ -19,11 +19,18 @@ from xenpy.abi.generated.hypercalls import HYPERCALLS, Hypercall
 from xenpy.core.handlers import callback_op as callback_op
 from xenpy.core.handlers import console_io as console_io
 from xenpy.core.handlers import event_channel_op as event_channel_op
+from xenpy.core.handlers import grant_table_op as grant_table_op
+from xenpy.core.handlers import memory_op as memory_op
+from xenpy.core.handlers import mmu_update as mmu_update
+from xenpy.core.handlers import mmuext_op as mmuext_op
+from xenpy.core.handlers import multicall as multicall
 from xenpy.core.handlers import nmi_op as nmi_op
 from xenpy.core.handlers import sched_op as sched_op
 from xenpy.core.handlers import set_callbacks as set_callbacks
 from xenpy.core.handlers import set_timer_op as set_timer_op
 from xenpy.core.handlers import set_trap_table as set_trap_table
+from xenpy.core.handlers import stack_switch as stack_switch
+from xenpy.core.handlers import update_va_mapping as update_va_mapping
 from xenpy.core.handlers import vcpu_op as vcpu_op
 from xenpy.core.handlers import vm_assist as vm_assist
 from xenpy.core.handlers import xen_version as xen_version
@@ -32,23 +39,15 @@ from xenpy.core.hypercall import registered_handlers
 #: Hypercalls Xen dispatches that xenpy does not implement yet (they return -ENOSYS), with the reason.
 NOT_IMPLEMENTED: Mapping[int, str] = MappingProxyType(
     {
-        Hypercall.mmu_update: "page-table entry updates need validation of guest page-table writes",
-        Hypercall.set_gdt: "GDT frames are only loaded by VCPUOP_initialise so far",
-        Hypercall.stack_switch: "the kernel stack is only set by VCPUOP_initialise so far",
-        Hypercall.fpu_taskswitch: "CR0.TS emulation needs the CPU engine",
+        Hypercall.set_gdt: "needs the CPU: provided by the CPU engine (xenpy.engine.hypercalls)",
+        Hypercall.fpu_taskswitch: "needs the CPU: provided by the CPU engine (xenpy.engine.hypercalls)",
         Hypercall.platform_op: "platform control for the hardware domain (a domU gets -EPERM from Xen)",
         Hypercall.set_debugreg: "debug registers need the CPU engine",
         Hypercall.get_debugreg: "debug registers need the CPU engine",
         Hypercall.update_descriptor: "GDT/LDT descriptor writes need descriptor validation",
-        Hypercall.memory_op: "XENMEM_* reservation, physmap and machphys operations",
-        Hypercall.multicall: "batched hypercalls",
-        Hypercall.update_va_mapping: "single page-table entry updates need page-table write validation",
         Hypercall.physdev_op_compat: "physical devices and IRQs (xenpy has no devices)",
-        Hypercall.grant_table_op: "grant tables",
-        Hypercall.update_va_mapping_otherdomain: "foreign page-table entry updates",
-        Hypercall.iret: "returning from a bounce frame needs the CPU engine",
-        Hypercall.set_segment_base: "FS/GS bases need the CPU engine",
-        Hypercall.mmuext_op: "pinning, base pointers and TLB flushes need page-type tracking of guest tables",
+        Hypercall.iret: "needs the CPU: provided by the CPU engine (xenpy.engine.hypercalls)",
+        Hypercall.set_segment_base: "needs the CPU: provided by the CPU engine (xenpy.engine.hypercalls)",
         Hypercall.xsm_op: "XSM/FLASK operations (a Xen without FLASK returns -ENOSYS too)",
         Hypercall.physdev_op: "physical devices and IRQs (xenpy has no devices)",
         Hypercall.hvm_op: "HVM operations and parameters",
@@ -96,13 +95,20 @@ __all__ = [
     "callback_op",
     "console_io",
     "event_channel_op",
+    "grant_table_op",
     "handled_hypercalls",
     "hypercall_coverage",
+    "memory_op",
+    "mmu_update",
+    "mmuext_op",
+    "multicall",
     "nmi_op",
     "sched_op",
     "set_callbacks",
     "set_timer_op",
     "set_trap_table",
+    "stack_switch",
+    "update_va_mapping",
     "vcpu_op",
     "vm_assist",
     "xen_version",

@@ -1,0 +1,203 @@
+"""PV memory hypercalls a minimal kernel needs, through the hypervisor's Python API: mmu_update,
+update_va_mapping, mmuext_op, memory_op, grant_table_op, multicall, stack_switch (``xen/arch/x86/mm.c``,
+``xen/common/memory.c``, ``xen/common/grant_table.c``, ``xen/common/multicall.c``; spec 5.9, 6.1, 7.2)."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from xenpy.abi.generated.hypercalls import GnttabOp, Hypercall, MmuextCmd, XenMem
+from xenpy.abi.xen import DOMID_SELF
+from xenpy.core import GUEST_VIRT_BASE, DomainConfig, Hypervisor
+from xenpy.core.memory import PageType
+
+EINVAL, EBUSY, EPERM, ESRCH, ENOSYS, EACCES, EOPNOTSUPP = -22, -16, -1, -3, -38, -13, -95
+P, RW, USER, ACCESSED, DIRTY, PCD = 1, 2, 4, 0x20, 0x40, 0x10
+
+
+@pytest.fixture
+def env():
+    hv = Hypervisor(memory_mib=16)
+    dom = hv.create_domain(DomainConfig(memory_mib=2))
+    dom.unpause()
+    return hv, dom, dom.vcpus[0]
+
+
+def call(hv, v, nr, *args):
+    return hv.hypercall(v, nr, *args)
+
+
+def l1_entry_maddr(dom, gva):
+    return dom.pagetables.entry_maddr(gva, 1)
+
+
+def test_update_va_mapping_maps_shared_info(env):
+    """update_va_mapping writes the L1 entry of ``va`` (USER forced, the old frame's writable reference
+    dropped) and the mapping is used at once (spec 7.2: the guest maps shared_info itself)."""
+    hv, dom, v = env
+    va = dom.alloc_guest_page()
+    old_mfn = dom.gva_to_mfn(va)
+    assert hv.machine.type_count(old_mfn) == 1
+    pte = (dom.shared_info_mfn << 12) | P | RW | ACCESSED
+    assert call(hv, v, Hypercall.update_va_mapping, va, pte, 2) == 0  # UVMF_INVLPG
+    assert hv.machine.read_u64(l1_entry_maddr(dom, va)) == pte | USER
+    assert dom.read_guest(va, 2) == b"\x00\x01"  # vcpu_info[0]: pending 0, mask 1
+    assert hv.machine.type_count(old_mfn) == 0
+    assert hv.machine.page_type(dom.shared_info_mfn) == PageType.writable
+
+
+def test_update_va_mapping_refusals(env):
+    """-EINVAL: no L1 maps ``va`` or a disallowed flag (PCD); -EBUSY: another domain's frame, or a writable
+    mapping of a page table; -EPERM: a frame outside RAM. A refused update changes nothing."""
+    hv, dom, v = env
+    other = hv.create_domain(DomainConfig(memory_mib=1))
+    va = dom.alloc_guest_page()
+    before = hv.machine.read_u64(l1_entry_maddr(dom, va))
+    mfn = dom.memory.mfn_of(3)
+    assert call(hv, v, Hypercall.update_va_mapping, 0x1000, (mfn << 12) | P, 0) == EINVAL
+    assert call(hv, v, Hypercall.update_va_mapping, va, (mfn << 12) | P | PCD, 0) == EINVAL
+    assert call(hv, v, Hypercall.update_va_mapping, va, (other.memory.mfn_of(0) << 12) | P, 0) == EBUSY
+    assert call(hv, v, Hypercall.update_va_mapping, va, (dom.pagetables.l4_mfn << 12) | P | RW, 0) == EBUSY
+    assert call(hv, v, Hypercall.update_va_mapping, va, ((hv.machine.nr_frames + 5) << 12) | P, 0) == EPERM
+    assert hv.machine.read_u64(l1_entry_maddr(dom, va)) == before
+    # Read-only mappings of page tables are fine.
+    assert call(hv, v, Hypercall.update_va_mapping, va, (dom.pagetables.l4_mfn << 12) | P, 0) == 0
+
+
+def _mmu(hv, dom, v, reqs, foreigndom=DOMID_SELF):
+    buf = dom.alloc_guest(16 * len(reqs) + 8, 16)
+    dom.write_guest(buf, b"".join(struct.pack("<QQ", p, val) for p, val in reqs))
+    pdone = buf + 16 * len(reqs)
+    rc = call(hv, v, Hypercall.mmu_update, buf, len(reqs), pdone, foreigndom)
+    return rc, struct.unpack("<I", dom.read_guest(pdone, 4))[0]
+
+
+def test_mmu_update(env):
+    """MMU_NORMAL_PT_UPDATE writes a validated entry; MMU_MACHPHYS_UPDATE sets the m2p; the batch stops at the
+    first error (Xen's L4 slots: -EINVAL; an unknown command: -ENOSYS) and ``pdone`` counts what was done."""
+    hv, dom, v = env
+    va = dom.alloc_guest_page()
+    target = dom.memory.mfn_of(7)
+    entry = l1_entry_maddr(dom, va)
+    rc, done = _mmu(hv, dom, v, [(entry, (target << 12) | P | RW), (target << 12 | 1, 0x1234)])
+    assert (rc, done) == (0, 2)
+    assert dom.gva_to_mfn(va) == target
+    assert hv.machine.m2p[target] == 0x1234
+    l4_slot_260 = (dom.pagetables.l4_mfn << 12) + 260 * 8
+    rc, done = _mmu(hv, dom, v, [(entry, (target << 12) | P), (l4_slot_260, 0), (entry | 4, 0)])
+    assert (rc, done) == (EINVAL, 1)
+    rc, done = _mmu(hv, dom, v, [(entry | 4, 0)])
+    assert (rc, done) == (ENOSYS, 0)
+    assert _mmu(hv, dom, v, [(entry, 0)], foreigndom=dom.domid)[0] == ESRCH
+
+
+def test_pin_unpin_and_base_pointers(env):
+    """MMUEXT_PIN_L1_TABLE validates and pins (a frame mapped writable cannot be a table: -EINVAL; pinning
+    twice: -EINVAL); UNPIN drops the pin; NEW_BASEPTR / NEW_USER_BASEPTR install roots; flushes bump the
+    domain's mm generation."""
+    hv, dom, v = env
+    ops = dom.alloc_guest(24 * 4, 8)
+    page_va = dom.alloc_guest_page()
+    mfn = dom.gva_to_mfn(page_va)
+
+    def mmuext(cmd, arg1=0, arg2=0):
+        dom.write_guest(ops, struct.pack("<I4xQQ", cmd, arg1, arg2))
+        return call(hv, v, Hypercall.mmuext_op, ops, 1, 0, DOMID_SELF)
+
+    assert mmuext(MmuextCmd.MMUEXT_PIN_L1_TABLE, mfn) == EINVAL  # still mapped writable
+    assert call(hv, v, Hypercall.update_va_mapping, page_va, (mfn << 12) | P | ACCESSED, 0) == 0
+    assert mmuext(MmuextCmd.MMUEXT_PIN_L1_TABLE, mfn) == 0
+    assert hv.machine.page_type(mfn) == PageType.l1
+    assert mmuext(MmuextCmd.MMUEXT_PIN_L1_TABLE, mfn) == EINVAL
+    assert mmuext(MmuextCmd.MMUEXT_UNPIN_TABLE, mfn) == 0
+    assert hv.machine.type_count(mfn) == 0
+    assert mmuext(MmuextCmd.MMUEXT_UNPIN_TABLE, mfn) == EINVAL
+    l4 = dom.pagetables.l4_mfn
+    gen = dom.mm_generation
+    assert mmuext(MmuextCmd.MMUEXT_NEW_BASEPTR, l4) == 0 and dom.mm_generation > gen
+    assert mmuext(MmuextCmd.MMUEXT_NEW_USER_BASEPTR, l4) == 0
+    assert v.arch.ctrlreg[1] == l4 << 12
+    writable_mfn = dom.gva_to_mfn(dom.alloc_guest_page())
+    assert mmuext(MmuextCmd.MMUEXT_NEW_BASEPTR, writable_mfn) == EINVAL  # mapped writable: cannot be an L4
+    assert v.arch.ctrlreg[3] == l4 << 12
+    assert mmuext(MmuextCmd.MMUEXT_TLB_FLUSH_ALL) == 0
+    assert mmuext(MmuextCmd.MMUEXT_SET_LDT, 0x1001, 1) == EINVAL
+    assert mmuext(MmuextCmd.MMUEXT_FLUSH_CACHE) == EACCES
+    assert mmuext(MmuextCmd.MMUEXT_MARK_SUPER, mfn) == EOPNOTSUPP
+    assert mmuext(14) == ENOSYS
+
+
+def test_memory_op_reservation_and_balloon(env):
+    """XENMEM_current/maximum_reservation report the domain's pages; decrease_reservation gives frames back
+    (tot_pages drops, the frames cannot be mapped any more), increase_reservation takes them again up to
+    max_pages and writes their mfns; maximum_ram_page is the machine's frame count."""
+    hv, dom, v = env
+    domid = dom.alloc_guest(8, 8)
+    dom.write_guest(domid, struct.pack("<H", DOMID_SELF))
+    nr_pages = dom.memory.nr_pages
+    assert call(hv, v, Hypercall.memory_op, XenMem.XENMEM_current_reservation, domid) == nr_pages
+    assert call(hv, v, Hypercall.memory_op, XenMem.XENMEM_maximum_reservation, domid) == nr_pages
+    assert call(hv, v, Hypercall.memory_op, XenMem.XENMEM_maximum_ram_page, 0) == hv.machine.nr_frames
+    frames = [dom.memory.mfn_of(100), dom.memory.mfn_of(101)]
+    extents = dom.alloc_guest(8 * 3, 8)
+    dom.write_guest(extents, struct.pack("<3Q", *frames, 0))
+    reservation = dom.alloc_guest(32, 8)
+    dom.write_guest(reservation, struct.pack("<QQIIH6x", extents, 2, 0, 0, DOMID_SELF))
+    # The frames are mapped writable in the builder's tables: unmap them first, as a balloon driver does.
+    for pfn in (100, 101):
+        assert call(hv, v, Hypercall.update_va_mapping, GUEST_VIRT_BASE + pfn * 4096, 0, 0) == 0
+    assert call(hv, v, Hypercall.memory_op, XenMem.XENMEM_decrease_reservation, reservation) == 2
+    assert call(hv, v, Hypercall.memory_op, XenMem.XENMEM_current_reservation, domid) == nr_pages - 2
+    assert (
+        call(hv, v, Hypercall.update_va_mapping, GUEST_VIRT_BASE + 100 * 4096, (frames[0] << 12) | P, 0)
+        == EBUSY
+    )
+    dom.write_guest(reservation, struct.pack("<QQIIH6x", extents, 3, 0, 0, DOMID_SELF))
+    assert call(hv, v, Hypercall.memory_op, XenMem.XENMEM_increase_reservation, reservation) == 2  # max_pages
+    assert call(hv, v, Hypercall.memory_op, XenMem.XENMEM_current_reservation, domid) == nr_pages
+    assert sorted(struct.unpack("<2Q", dom.read_guest(extents, 16))) == sorted(frames)
+    dom.write_guest(domid, struct.pack("<H", 0x7000))
+    assert call(hv, v, Hypercall.memory_op, XenMem.XENMEM_current_reservation, domid) == ESRCH
+    assert call(hv, v, Hypercall.memory_op, 30, 0) == ENOSYS
+
+
+def test_grant_table_setup(env):
+    """GNTTABOP_setup_table grows the grant table and returns its frames (status GNTST_okay); more than
+    max_grant_frames gives GNTST_general_error; count != 1 is -EINVAL; query_size reports the size."""
+    hv, dom, v = env
+    frame_list = dom.alloc_guest(8 * 2, 8)
+    setup = dom.alloc_guest(24, 8)
+    dom.write_guest(setup, struct.pack("<HxxIh6xQ", DOMID_SELF, 2, 0x55, frame_list))
+    assert call(hv, v, Hypercall.grant_table_op, GnttabOp.GNTTABOP_setup_table, setup, 1) == 0
+    assert struct.unpack_from("<h", dom.read_guest(setup + 8, 2))[0] == 0
+    mfns = struct.unpack("<2Q", dom.read_guest(frame_list, 16))
+    assert list(mfns) == dom.grant_frames and all(hv.machine.owner_of(m) == dom.domid for m in mfns)
+    dom.write_guest(setup, struct.pack("<HxxIh6xQ", DOMID_SELF, 65, 0, frame_list))
+    assert call(hv, v, Hypercall.grant_table_op, GnttabOp.GNTTABOP_setup_table, setup, 1) == 0
+    assert struct.unpack_from("<h", dom.read_guest(setup + 8, 2))[0] == -1
+    assert call(hv, v, Hypercall.grant_table_op, GnttabOp.GNTTABOP_setup_table, setup, 2) == EINVAL
+    query = dom.alloc_guest(16, 8)
+    dom.write_guest(query, struct.pack("<HxxIIhxx", DOMID_SELF, 0, 0, 0))
+    assert call(hv, v, Hypercall.grant_table_op, GnttabOp.GNTTABOP_query_size, query, 1) == 0
+    assert struct.unpack("<HxxIIhxx", dom.read_guest(query, 16))[1:] == (2, 64, 0)
+
+
+def test_multicall_and_stack_switch(env):
+    """multicall issues each entry and writes its result; a nested multicall entry gets -EINVAL;
+    stack_switch stores kernel_ss (RPL raised to 3) and kernel_sp."""
+    hv, dom, v = env
+    calls = dom.alloc_guest(64 * 3, 8)
+    entries = [
+        (Hypercall.xen_version, 0, 0, 0),
+        (Hypercall.stack_switch, 0, 0xE028, 0xFFFF_FFFF_8000_9000),
+        (Hypercall.multicall, 0, calls, 1),
+    ]
+    dom.write_guest(
+        calls, b"".join(struct.pack("<8Q", op, res, a, b, 0, 0, 0, 0) for op, res, a, b in entries)
+    )
+    assert call(hv, v, Hypercall.multicall, calls, 3) == 0
+    results = [struct.unpack_from("<q", dom.read_guest(calls + 64 * i + 8, 8))[0] for i in range(3)]
+    assert results == [(4 << 16) | 23, 0, EINVAL]
+    assert (v.arch.kernel_ss, v.arch.kernel_sp) == (0xE02B, 0xFFFF_FFFF_8000_9000)

@@ -1,0 +1,189 @@
+"""``HYPERVISOR_memory_op(cmd, arg)`` (hypercall 12; ``xen/common/memory.c:do_memory_op``): reservations.
+
+Implemented sub-ops (the low 6 bits of ``cmd``; the upper bits are a continuation's start extent):
+
+* XENMEM_increase_reservation (0), XENMEM_decrease_reservation (1), XENMEM_populate_physmap (6): the balloon.
+  ``arg`` is a ``xen_memory_reservation {extent_start, nr_extents, extent_order, mem_flags, domid}``. They
+  return the number of extents done, stopping at the first that fails; a bad argument makes them return the
+  start extent (0), not an errno, as Xen does.
+* XENMEM_maximum_ram_page (2): the number of machine frames (``max_page``).
+* XENMEM_current_reservation (3) / XENMEM_maximum_reservation (4): ``arg`` is a ``domid_t``; the domain's
+  pages (``tot_pages``) / its limit (``max_pages``). -EFAULT, -ESRCH (unknown domain), -EPERM (another domain
+  without privilege).
+* anything else: -ENOSYS.
+
+Balloon model (PV: guest frame numbers are machine frame numbers). A decreased frame leaves the domain's
+accounting (``tot_pages`` - 1), its m2p entry becomes invalid, it is scrubbed and can no longer be mapped; it
+stays reserved for the domain (in ``Domain.ballooned_mfns``) and is handed out again, zeroed, by the next
+increase before any new machine frame. An increase never takes the domain above ``max_pages``; only
+order-0 extents may be increased (``multipage_allocation_permitted`` for a domain without I/O resources);
+decrease accepts orders up to 9 (``domu_max_order``).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING
+
+from xenpy.abi.cstruct import fast_codec
+from xenpy.abi.errno import XenErrno
+from xenpy.abi.generated.hypercalls import Hypercall, XenMem
+from xenpy.core.hypercall import hypercall_handler
+from xenpy.core.memory import INVALID_M2P_ENTRY, OutOfMachineMemory
+from xenpy.core.pagetable import GuestFault, guest_handle_okay
+
+if TYPE_CHECKING:
+    from xenpy.core.domain import Domain, Vcpu
+
+MEMOP_EXTENT_SHIFT = 6
+MEMOP_CMD_MASK = (1 << MEMOP_EXTENT_SHIFT) - 1
+#: ``domu_max_order``: the largest extent order a domU may free.
+DOMU_MAX_ORDER = 9
+_ENOSYS = -int(XenErrno.ENOSYS)
+_EFAULT = -int(XenErrno.EFAULT)
+_EINVAL = -int(XenErrno.EINVAL)
+_ESRCH = -int(XenErrno.ESRCH)
+_EPERM = -int(XenErrno.EPERM)
+_UINT_MAX = 0xFFFF_FFFF
+
+
+def _target(current: Vcpu, domid: int) -> Domain | int:
+    d = current.domain
+    target = d.hv.domain_by_any_id(domid, d)
+    if target is None:
+        return _ESRCH
+    if target is not d and not d.is_hardware_domain:
+        return _EPERM
+    return target
+
+
+def _alloc_frame(d: Domain) -> int | None:
+    """One zeroed frame for ``d``: a ballooned-out frame first, else a new machine frame."""
+    machine = d.hv.machine
+    if d.ballooned_mfns:
+        mfn = next(iter(d.ballooned_mfns))
+        if machine.type_count(mfn) == 0:
+            del d.ballooned_mfns[mfn]
+            machine.zero_frame(mfn)
+            return mfn
+    try:
+        return int(machine.alloc_domain_frames(d.domid, 1)[0])
+    except OutOfMachineMemory:
+        return None
+
+
+def _increase(
+    current: Vcpu, d: Domain, extent_start: int, nr_extents: int, order: int, start: int, gpfn_list: bool
+) -> int:
+    machine = d.hv.machine
+    if extent_start and not guest_handle_okay(extent_start, nr_extents, 8):
+        return start
+    if order != 0:
+        return start
+    i = start
+    while i < nr_extents:
+        gpfn = None
+        if gpfn_list:
+            try:
+                (gpfn,) = struct.unpack("<Q", current.copy_from_guest(extent_start + 8 * i, 8))
+            except GuestFault:
+                break
+        if d.tot_pages + 1 > d.max_pages:
+            break
+        mfn = _alloc_frame(d)
+        if mfn is None:
+            break
+        d.tot_pages += 1
+        if gpfn is not None:
+            machine.m2p[mfn] = gpfn if gpfn < (1 << 63) else INVALID_M2P_ENTRY
+        if extent_start and current.copy_to_guest(extent_start + 8 * i, struct.pack("<Q", mfn)):
+            break
+        i += 1
+    return i
+
+
+def _decrease(current: Vcpu, d: Domain, extent_start: int, nr_extents: int, order: int, start: int) -> int:
+    machine = d.hv.machine
+    if not guest_handle_okay(extent_start, nr_extents, 8) or order > DOMU_MAX_ORDER:
+        return start
+    i = start
+    while i < nr_extents:
+        try:
+            (gmfn,) = struct.unpack("<Q", current.copy_from_guest(extent_start + 8 * i, 8))
+        except GuestFault:
+            break
+        ok = True
+        for j in range(1 << order):
+            mfn = gmfn + j
+            if (
+                not (0 <= mfn < machine.nr_frames and machine.mv_owner[mfn] == d.domid)
+                or mfn in d.ballooned_mfns
+            ):
+                ok = False
+                break
+            if mfn == d.shared_info_mfn or mfn in d.grant_frames:
+                ok = False
+                break
+            machine.m2p[mfn] = INVALID_M2P_ENTRY
+            if machine.type_count(mfn) == 0:
+                machine.zero_frame(mfn)
+            d.ballooned_mfns[mfn] = None
+            d.tot_pages -= 1
+        if not ok:
+            break
+        i += 1
+    return i
+
+
+def _reservation(current: Vcpu, op: int, arg: int, start: int) -> int:
+    d = current.domain
+    codec = fast_codec(d.abi.xen_memory_reservation)
+    try:
+        raw = current.copy_from_guest(arg, codec.size)
+    except GuestFault:
+        return start
+    extent_start, nr_extents, order, _mem_flags, domid = codec.unpack(raw)
+    if nr_extents > (_UINT_MAX >> MEMOP_EXTENT_SHIFT) or start >= nr_extents:
+        return start
+    target = _target(current, domid)
+    if isinstance(target, int):
+        return start
+    if op == XenMem.XENMEM_decrease_reservation:
+        return _decrease(current, target, extent_start, nr_extents, order, start)
+    return _increase(
+        current,
+        target,
+        extent_start,
+        nr_extents,
+        order,
+        start,
+        gpfn_list=op == XenMem.XENMEM_populate_physmap,
+    )
+
+
+@hypercall_handler(Hypercall.memory_op)
+def do_memory_op(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
+    """Memory reservation operations: rdi = ``cmd``, rsi = ``arg`` (see the module docstring)."""
+    cmd, arg = a1, a2
+    op = cmd & MEMOP_CMD_MASK
+    start = cmd >> MEMOP_EXTENT_SHIFT
+    if op in (
+        XenMem.XENMEM_increase_reservation,
+        XenMem.XENMEM_decrease_reservation,
+        XenMem.XENMEM_populate_physmap,
+    ):
+        return _reservation(current, op, arg, start)
+    if op == XenMem.XENMEM_maximum_ram_page:
+        return _EINVAL if start else current.domain.hv.machine.nr_frames
+    if op in (XenMem.XENMEM_current_reservation, XenMem.XENMEM_maximum_reservation):
+        if start:
+            return _EINVAL
+        try:
+            (domid,) = struct.unpack("<H", current.copy_from_guest(arg, 2))
+        except GuestFault:
+            return _EFAULT
+        target = _target(current, domid)
+        if isinstance(target, int):
+            return target
+        return target.tot_pages if op == XenMem.XENMEM_current_reservation else target.max_pages
+    return _ENOSYS

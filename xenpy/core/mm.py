@@ -1,0 +1,414 @@
+"""PV page-table reference counting and validation: the parts of Xen's ``xen/arch/x86/mm.c`` a PV64 guest sees.
+
+A PV guest writes its page tables only through hypercalls (``mmu_update``, ``update_va_mapping``,
+``mmuext_op``); Xen validates every entry and keeps type references so that a guest can never map one of its
+page tables writable nor reach a frame it does not own. This module is that bookkeeping, over the frame types
+of :class:`~xenpy.core.memory.MachineMemory`:
+
+* a frame typed ``l1``..``l4`` with a non-zero type count is a validated table. It is validated when it takes
+  its first type reference (``alloc_lN_table``): every present entry (for an L4 only the guest slots, 0-255 and
+  272-511) takes a reference on what it points to, or validation fails and nothing is kept;
+* every present entry of a validated L2-L4 holds one type reference on the next-level table; a present L1
+  entry with RW holds one ``writable`` type reference on its frame (a read-only mapping holds none: xenpy does
+  not count general page references). The last type reference of a table releases everything its entries hold
+  (``free_lN_table``);
+* a pinned table (``MMUEXT_PIN_Ln_TABLE``) holds one more reference, recorded in ``Domain.pinned_tables``; the
+  domain builder's L4 counts as pinned (the toolstack pins it, spec 7.2);
+* each vCPU's kernel and user root tables (``ctrlreg[3]``, ``ctrlreg[1]``) hold one L4 reference each, kept in
+  ``arch.page_refs`` as :func:`~xenpy.core.vcpu_context.arch_set_info_guest` takes them.
+
+Entries are adjusted as Xen adjusts a PV64 guest's entries: _PAGE_USER is set at every level (the guest kernel
+runs in ring 3). Entry flags Xen refuses for a domU: at L1 PWT, PCD, PAT and bits 52-62 (``L1_DISALLOW_MASK``);
+at L2-L4 also GLOBAL and PSE (no superpages). Linear page tables (a root mapping itself) are not supported and
+are refused like any other wrong-type reference.
+
+Every change to a page-table entry, and every flush a guest asks for, bumps ``Domain.mm_generation``: CPU
+engines cache translations and compare it before they run guest code again (see
+:meth:`xenpy.engine.base.Engine.flush_tlb`).
+
+Errors are Xen's: -EINVAL for a bad flag, a frame that is not the domain's, a table of the wrong type or one
+that fails validation; -EBUSY (``could_not_pin``) for an L1 entry whose frame belongs to another domain or
+cannot be made writable; -EPERM for a frame outside RAM (MMIO) and for updates of Xen's L4 slots... (L4
+Xen-slot updates give -EINVAL as in ``mod_l4_entry``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from xenpy.abi.errno import XenErrno
+from xenpy.core.memory import PAGE_SHIFT, MachineMemory, PageType
+
+if TYPE_CHECKING:
+    from xenpy.core.domain import Domain, Vcpu
+
+_P = 1 << 0
+_RW = 1 << 1
+_USER = 1 << 2
+_PWT = 1 << 3
+_PCD = 1 << 4
+_ACCESSED = 1 << 5
+_DIRTY = 1 << 6
+_PSE = 1 << 7
+_PAT = 1 << 7
+_GLOBAL = 1 << 8
+_NX = 1 << 63
+#: Bits 52-62: available to software in the hardware's eyes, refused by Xen in a PV guest's entries.
+_HIGH_RESERVED = ((1 << 63) - 1) & ~((1 << 52) - 1)
+#: The frame bits of an entry (bits 12-51).
+PTE_MFN_MASK = ((1 << 52) - 1) & ~0xFFF
+L1_DISALLOW_MASK = _PWT | _PCD | _PAT | _HIGH_RESERVED
+#: L2-L4 (``BASE_DISALLOW_MASK``): also GLOBAL and PSE.
+LN_DISALLOW_MASK = _PWT | _PCD | _PSE | _GLOBAL | _HIGH_RESERVED
+#: Flags that can change without re-validating an entry (``FASTPATH_FLAG_WHITELIST``).
+FASTPATH_FLAG_WHITELIST = _NX | _GLOBAL | _DIRTY | _ACCESSED | _USER | (0x7 << 9) | _HIGH_RESERVED
+#: The L4 slots Xen reserves for itself (``ROOT_PAGETABLE_FIRST_XEN_SLOT`` .. ``LAST``).
+XEN_L4_SLOTS = range(256, 272)
+
+_EINVAL = -int(XenErrno.EINVAL)
+_EBUSY = -int(XenErrno.EBUSY)
+_EPERM = -int(XenErrno.EPERM)
+_LEVEL_TYPES = {1: PageType.l1, 2: PageType.l2, 3: PageType.l3, 4: PageType.l4}
+_U64 = (1 << 64) - 1
+
+
+def pte_mfn(entry: int) -> int:
+    """The frame number in a page-table entry."""
+    return (entry & PTE_MFN_MASK) >> PAGE_SHIFT
+
+
+def is_guest_l4_slot(slot: int) -> bool:
+    """A PV64 guest's own L4 slots: everything but Xen's 256..271."""
+    return slot < 256 or slot > 271
+
+
+def note_pagetable_change(d: Domain) -> None:
+    """Tell CPU engines that ``d``'s translations changed (they flush before running it again)."""
+    d.mm_generation += 1
+
+
+def pinned_tables(d: Domain) -> set[int]:
+    """``d``'s pinned tables; the builder's L4 counts as pinned (the toolstack pinned it, spec 7.2)."""
+    pinned = d.pinned_tables
+    if not pinned and d.pagetables is not None and not getattr(d, "_builder_pin_seen", False):
+        d._builder_pin_seen = True  # type: ignore[attr-defined]
+        l4 = d.pagetables.l4_mfn
+        if d.hv.machine.page_type(l4) == PageType.l4:
+            pinned.add(l4)
+    return pinned
+
+
+# ------------------------------------------------------------------------------------------ references
+
+
+def _owned(machine: MachineMemory, mfn: int, d: Domain) -> bool:
+    return 0 <= mfn < machine.nr_frames and machine.mv_owner[mfn] == d.domid and mfn not in d.ballooned_mfns
+
+
+def get_page_from_l1e(entry: int, l1e_owner: Domain, pg_owner: Domain) -> int:
+    """``get_page_from_l1e``: the reference a present L1 entry holds; 0 or ``-errno``.
+
+    -EINVAL: a flag of ``L1_DISALLOW_MASK``; -EPERM: the frame is not RAM (a domU may not map MMIO);
+    -EBUSY: the frame is not ``pg_owner``'s, or (RW) it cannot be typed writable (it is a page table or a
+    descriptor page).
+    """
+    machine = l1e_owner.hv.machine
+    if entry & L1_DISALLOW_MASK:
+        return _EINVAL
+    mfn = pte_mfn(entry)
+    if mfn >= machine.nr_frames:
+        return _EPERM
+    if machine.mv_owner[mfn] != pg_owner.domid or mfn in pg_owner.ballooned_mfns:
+        return _EBUSY
+    if entry & _RW and not machine.get_page_type(mfn, PageType.writable):
+        return _EBUSY
+    return 0
+
+
+def put_page_from_l1e(entry: int, d: Domain) -> None:
+    """``put_page_from_l1e``: drop what a present L1 entry held."""
+    if not entry & _P or not entry & _RW:
+        return
+    machine = d.hv.machine
+    mfn = pte_mfn(entry)
+    if mfn < machine.nr_frames and machine.type_count(mfn) and machine.page_type(mfn) == PageType.writable:
+        machine.put_page_type(mfn)
+
+
+def get_page_and_type(d: Domain, mfn: int, level: int) -> int:
+    """Take a type reference of table level ``level`` on ``mfn`` (validating it on first use); 0 or -EINVAL."""
+    machine = d.hv.machine
+    if not _owned(machine, mfn, d):
+        return _EINVAL
+    page_type = _LEVEL_TYPES[level]
+    if machine.type_count(mfn) == 0:
+        rc = _alloc_table(d, mfn, level)
+        if rc:
+            return rc
+        if not machine.get_page_type(mfn, page_type):
+            _free_table(d, mfn, level)
+            return _EINVAL
+        return 0
+    return 0 if machine.get_page_type(mfn, page_type) else _EINVAL
+
+
+def put_page_and_type(d: Domain, mfn: int) -> None:
+    """Drop one type reference of a table; the last one releases what its entries hold (``free_lN_table``)."""
+    machine = d.hv.machine
+    page_type = machine.page_type(mfn)
+    if not machine.type_count(mfn):
+        return
+    last = machine.type_count(mfn) == 1
+    machine.put_page_type(mfn)
+    if last and page_type.is_page_table:
+        _free_table(d, mfn, int(page_type))
+
+
+def _table_slots(level: int) -> range | list[int]:
+    return [s for s in range(512) if is_guest_l4_slot(s)] if level == 4 else range(512)
+
+
+def _get_entry_ref(d: Domain, entry: int, level: int) -> int:
+    if level == 1:
+        return get_page_from_l1e(entry, d, d)
+    if entry & LN_DISALLOW_MASK:
+        return _EINVAL
+    return get_page_and_type(d, pte_mfn(entry), level - 1)
+
+
+def _put_entry_ref(d: Domain, entry: int, level: int) -> None:
+    if not entry & _P:
+        return
+    if level == 1:
+        put_page_from_l1e(entry, d)
+    else:
+        put_page_and_type(d, pte_mfn(entry))
+
+
+def _alloc_table(d: Domain, mfn: int, level: int) -> int:
+    """``alloc_lN_table``: take every present entry's reference and adjust it; undo all on a failure."""
+    table = d.hv.machine.mv_u64
+    base = mfn << 9
+    done: list[int] = []
+    for slot in _table_slots(level):
+        entry = table[base + slot]
+        if not entry & _P:
+            continue
+        rc = _get_entry_ref(d, entry, level)
+        if rc:
+            for prev in reversed(done):
+                _put_entry_ref(d, table[base + prev], level)
+            return rc
+        table[base + slot] = entry | _USER
+        done.append(slot)
+    if level == 4:
+        for slot in XEN_L4_SLOTS:
+            table[base + slot] = 0
+    return 0
+
+
+def _free_table(d: Domain, mfn: int, level: int) -> None:
+    table = d.hv.machine.mv_u64
+    base = mfn << 9
+    for slot in _table_slots(level):
+        _put_entry_ref(d, table[base + slot], level)
+
+
+# ------------------------------------------------------------------------------------------ entry updates
+
+
+def mod_entry(
+    v: Vcpu, table_mfn: int, slot: int, new: int, pg_owner: Domain, *, preserve_ad: bool = False
+) -> int:
+    """``mod_lN_entry``: replace entry ``slot`` of the validated table ``table_mfn``; 0 or ``-errno``.
+
+    The table's type decides the level. A present new entry is checked and its reference taken (unless only
+    flags of ``FASTPATH_FLAG_WHITELIST`` change), _PAGE_USER is set, and the old entry's reference is dropped.
+    With ``preserve_ad`` the old accessed/dirty bits are kept (MMU_PT_UPDATE_PRESERVE_AD).
+
+    Errors: -EINVAL for an L4 update in Xen's slots, a bad flag, or a wrong/failed reference (see the module
+    docstring); -EBUSY/-EPERM from :func:`get_page_from_l1e`.
+    """
+    d = v.domain
+    machine = d.hv.machine
+    level = int(machine.page_type(table_mfn))
+    if level == 4 and not is_guest_l4_slot(slot):
+        return _EINVAL
+    table = machine.mv_u64
+    index = (table_mfn << 9) | slot
+    old = table[index]
+    if preserve_ad:
+        new |= old & (_ACCESSED | _DIRTY)
+    if new & _P:
+        if new & (L1_DISALLOW_MASK if level == 1 else LN_DISALLOW_MASK):
+            return _EINVAL
+        if old & _P and not (old ^ new) & ~FASTPATH_FLAG_WHITELIST & _U64:
+            table[index] = new | _USER
+            note_pagetable_change(d)
+            return 0
+        if level == 1:
+            rc = get_page_from_l1e(new, d, pg_owner)
+        elif pg_owner is not d:
+            return _EINVAL
+        else:
+            rc = get_page_and_type(d, pte_mfn(new), level - 1)
+        if rc:
+            return rc
+        new |= _USER
+    table[index] = new & _U64
+    _put_entry_ref(d, old, level)
+    note_pagetable_change(d)
+    return 0
+
+
+def map_guest_l1e(v: Vcpu, gva: int) -> int | None:
+    """``map_guest_l1e``: machine address of the L1 entry mapping ``gva`` in the vCPU's current tables.
+
+    None when ``gva`` is not a guest address, or an L4/L3/L2 entry on the way is not present or is a
+    superpage.
+    """
+    gva &= _U64
+    top = gva >> 47
+    if top not in (0, 0x1FFFF) or (top and gva < 0xFFFF_8800_0000_0000):
+        return None
+    machine = v.domain.hv.machine
+    table = machine.mv_u64
+    mfn = (v.cr3 & PTE_MFN_MASK) >> PAGE_SHIFT
+    for shift in (39, 30, 21):
+        if mfn >= machine.nr_frames:
+            return None
+        entry = table[(mfn << 9) | ((gva >> shift) & 511)]
+        if not entry & _P or entry & _PSE:
+            return None
+        mfn = pte_mfn(entry)
+    if mfn >= machine.nr_frames:
+        return None
+    return (mfn << PAGE_SHIFT) | (((gva >> 12) & 511) << 3)
+
+
+# ------------------------------------------------------------------------------------------ base pointers, pins
+
+
+def _replace_root_ref(v: Vcpu, old_mfn: int, new_mfn: int) -> None:
+    arch = v.arch
+    refs: list[int] = getattr(arch, "page_refs", [])
+    arch.page_refs = refs
+    refs.append(new_mfn)
+    if old_mfn and old_mfn in refs:
+        refs.remove(old_mfn)
+        put_page_and_type(v.domain, old_mfn)
+
+
+def new_guest_cr3(v: Vcpu, mfn: int) -> int:
+    """``new_guest_cr3`` (MMUEXT_NEW_BASEPTR, ``mov %cr3``): switch the kernel page table; 0 or -EINVAL.
+
+    The new root takes an L4 reference (validated if it was not a table yet); the old one drops its reference.
+    Loading the current root again only flushes.
+    """
+    arch = v.arch
+    old_mfn = arch.ctrlreg[3] >> PAGE_SHIFT
+    d = v.domain
+    if old_mfn == mfn:
+        note_pagetable_change(d)
+        return 0
+    rc = get_page_and_type(d, mfn, 4)
+    if rc:
+        return rc
+    arch.ctrlreg[3] = mfn << PAGE_SHIFT
+    _replace_root_ref(v, old_mfn, mfn)
+    note_pagetable_change(d)
+    return 0
+
+
+def new_user_baseptr(v: Vcpu, mfn: int) -> int:
+    """MMUEXT_NEW_USER_BASEPTR: set the user-mode root (``ctrlreg[1]``; 0 clears it); 0 or -EINVAL."""
+    arch = v.arch
+    old_mfn = arch.ctrlreg[1] >> PAGE_SHIFT
+    if old_mfn == mfn:
+        return 0
+    d = v.domain
+    if mfn:
+        rc = get_page_and_type(d, mfn, 4)
+        if rc:
+            return rc
+    arch.ctrlreg[1] = mfn << PAGE_SHIFT
+    refs: list[int] = getattr(arch, "page_refs", [])
+    arch.page_refs = refs
+    if mfn:
+        refs.append(mfn)
+    if old_mfn and old_mfn in refs:
+        refs.remove(old_mfn)
+        put_page_and_type(d, old_mfn)
+    note_pagetable_change(d)
+    return 0
+
+
+def pin_table(d: Domain, mfn: int, level: int) -> int:
+    """MMUEXT_PIN_Ln_TABLE: take (and validate) a type reference kept until unpinned; 0 or -EINVAL.
+
+    -EINVAL: not the domain's frame, validation fails, another type, or already pinned.
+    """
+    machine = d.hv.machine
+    if not _owned(machine, mfn, d):
+        return _EINVAL
+    rc = get_page_and_type(d, mfn, level)
+    if rc:
+        return rc
+    pinned = pinned_tables(d)
+    if mfn in pinned:
+        put_page_and_type(d, mfn)
+        return _EINVAL
+    pinned.add(mfn)
+    return 0
+
+
+def unpin_table(d: Domain, mfn: int) -> int:
+    """MMUEXT_UNPIN_TABLE: drop the pin's reference; -EINVAL if ``mfn`` is not the domain's or not pinned."""
+    machine = d.hv.machine
+    pinned = pinned_tables(d)
+    if not _owned(machine, mfn, d) or mfn not in pinned:
+        return _EINVAL
+    pinned.discard(mfn)
+    put_page_and_type(d, mfn)
+    note_pagetable_change(d)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ helpers for handlers
+
+
+def get_pg_owner(current: Vcpu, domid: int) -> Domain | int:
+    """``get_pg_owner`` plus the XSM target check: the domain whose frames a request may map, or ``-errno``.
+
+    DOMID_SELF is the caller. Naming itself by id: -ESRCH (Xen refuses it). Another domain: -ESRCH if unknown,
+    -EPERM unless the caller is the hardware domain. DOMID_IO / DOMID_XEN: -EPERM (xenpy has no I/O or Xen
+    pages to map).
+    """
+    from xenpy.abi.xen import DOMID_IO, DOMID_SELF, DOMID_XEN
+
+    d = current.domain
+    domid &= 0xFFFF
+    if domid == DOMID_SELF:
+        return d
+    if domid == d.domid:
+        return -int(XenErrno.ESRCH)
+    if domid in (DOMID_IO, DOMID_XEN):
+        return _EPERM
+    other = d.hv.domains.get(domid)
+    if other is None:
+        return -int(XenErrno.ESRCH)
+    if not d.is_hardware_domain:
+        return _EPERM
+    return other
+
+
+def read_vcpumask(current: Vcpu, gva: int) -> int:
+    """Read a guest vCPU bitmap (``vcpumask_to_pcpumask``): 0, or -EFAULT if it cannot be read."""
+    from xenpy.core.pagetable import GuestFault
+
+    nr_words = (current.domain.max_vcpus + 63) // 64
+    try:
+        current.copy_from_guest(gva, 8 * nr_words)
+    except GuestFault:
+        return -int(XenErrno.EFAULT)
+    return 0

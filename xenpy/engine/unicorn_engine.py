@@ -1,0 +1,1314 @@
+"""The Unicorn engine: PV64 guests on the Unicorn x86-64 emulator, at CPL3 with Xen's flat selectors.
+
+How the guest is set up (measured facts in the project's engine notes):
+
+* One ``Uc`` per vCPU maps the hypervisor's whole machine memory (``MachineMemory.buffer_address``) at
+  physical address 0 with ``mem_map_ptr``; with paging on, Unicorn walks the guest's own page tables there.
+* Xen's slots of the guest L4 (256..271, the hypervisor hole) hold the hypervisor area, as Xen fills them when
+  it validates an L4: slot 260 (Xen's per-domain area, ``PERDOMAIN_VIRT_START``) maps each vCPU's GDT (14 pages
+  of guest GDT frames from ``set_gdt``, then Xen's reserved page with the flat descriptors 0xe023/0xe02b/0xe033),
+  and the trampoline that enters CPL3. The area's tables and pages live in a per-domain buffer mapped after
+  machine memory (:class:`HypervisorArea`); they are mapped supervisor-only, so the guest cannot touch them.
+  The slots are rewritten whenever an L4 becomes a cr3.
+* A vCPU enters CPL3 once, through a real ``iretq`` on the trampoline; it then stays at CPL3 (the guest kernel
+  and its user space both run there, as on Xen). ``rdtsc``/``rdtscp`` are hooked and return the TSC of the
+  guest's time (deterministic); ``cpuid`` is hooked and answers the guest policy.
+* Hooks: ``syscall`` (a hypercall from guest kernel mode, a bounce to the syscall callback from user mode),
+  ``rdtsc``/``rdtscp``, exceptions (``UC_HOOK_INTR``: the vector; CR2, the error code and whether it was
+  ``int N`` are read inside the hook), invalid instructions (#UD, Xen's forced-emulation prefix),
+  ``in``/``out`` (port I/O is a #GP for a PV domU; Unicorn does not fault them at CPL3) and ``cpuid``.
+* After an exception has been hooked, and also after a stop requested inside a hook, QEMU keeps an exception
+  "in flight" (``env->old_exception``) and the next fault becomes a double fault. The engine clears it after
+  every ``emu_start``; the offsets of ``old_exception``, ``error_code`` and ``exception_is_int`` inside
+  Unicorn's saved context are calibrated once per process on a scratch ``Uc`` (:func:`calibration`), never
+  hard-coded.
+* A block translated while an ``emu_start`` "until" address was set keeps an exit at that address, so the
+  engine never uses "until" (it passes a non-canonical address) and enters CPL3 through the trampoline as the
+  first instruction of the first run.
+* Host writes to guest memory bypass Unicorn's detection of modified code: code the hypervisor writes must be
+  in place before it first runs (the loader's case).
+
+Exits: hypercalls are serviced inside the ``syscall`` hook (registers read and written in one batch call each
+by the native shim, :mod:`xenpy.engine._native`); everything else stops emulation, is handled, and emulation
+resumes. Writing RIP inside the syscall hook is honoured after Unicorn adds the instruction length, so the
+engine writes ``target - length`` there (see :meth:`UnicornVcpu.write_registers`).
+
+Time and determinism. With the deterministic (virtual) clock, a C code hook counts every instruction and stops
+exactly at the budget, so a run's length, every ``rdtsc`` value and every exit point depend only on the guest
+code: the same image gives the same instruction counts, times and traces on every run. One instruction is
+``1e9 / instructions_per_second`` ns of virtual time (1 ns by default). With the host clock the counter is not
+installed (guest code runs several times faster), slices are bounded by Unicorn's timeout, and time is the
+host's. Known differences of the host-clock mode: a port-I/O #GP is raised at the end of the translation block
+that contains the I/O instruction.
+
+With one pCPU the virtual clock follows the running vCPU (the hypervisor sees, at each hypercall, the time the
+guest reached); with several pCPUs the clock stays at the scheduler step's start during a step (the scheduler's
+rule), so the steps should be short (:mod:`xenpy.engine.runner` bounds them to 10 us).
+
+Known limits: 32-bit (compat) user code segments, LDTs, ``update_descriptor``, the read-only M2P at slot 256
+and cross-vCPU self-modifying code (each ``Uc`` has its own translation cache) are not supported.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from unicorn import UC_ARCH_X86, UC_MODE_64, UC_PROT_ALL, Uc, UcError
+from unicorn import x86_const as ux
+from unicorn.unicorn_const import UC_HOOK_CODE, UC_HOOK_INSN, UC_HOOK_INSN_INVALID, UC_HOOK_INTR
+from unicorn.unicorn_py3.unicorn import uclib
+
+from xenpy.abi.arch_x86 import FLAT_RING3_CS32, FLAT_RING3_CS64, FLAT_RING3_SS64
+from xenpy.abi.generated.hypercalls import Hypercall
+from xenpy.abi.sched import SHUTDOWN_crash
+from xenpy.core.clock import NSEC_PER_SEC, VirtualClock
+from xenpy.core.memory import PAGE_SHIFT, PAGE_SIZE
+from xenpy.core.mm import note_pagetable_change
+from xenpy.engine import _native
+from xenpy.engine.base import GPR_NAMES, REGISTER_NAMES, Engine, ExitReason, RunResult
+from xenpy.engine.pv64 import (
+    X86_CR0_TS,
+    X86_EFLAGS_IF,
+    X86_EFLAGS_IOPL,
+    Pv64Context,
+    instruction_length_of_syscall,
+)
+
+if TYPE_CHECKING:
+    from xenpy.core.domain import Domain, Vcpu
+    from xenpy.core.hypervisor import Hypervisor
+    from xenpy.core.scheduler import Pcpu
+
+_U64 = (1 << 64) - 1
+_PTE_P = 1
+_PTE_RW = 2
+_PTE_A = 0x20
+_PTE_D = 0x40
+_HV_PTE = _PTE_P | _PTE_RW | _PTE_A | _PTE_D
+
+#: Xen's per-domain area (``PERDOMAIN_VIRT_START``, L4 slot 260), where each vCPU's GDT is mapped.
+PERDOMAIN_VIRT_START = 0xFFFF_8200_0000_0000
+PERDOMAIN_L4_SLOT = 260
+_XEN_L4_SLOTS = range(256, 272)
+#: Pages of a vCPU's slot in the per-domain area: 14 guest GDT pages, Xen's GDT page, a zero page (the rest of
+#: the 16-page GDT), the trampoline, the trampoline's stack; rounded up to 32 pages.
+VCPU_AREA_PAGES = 32
+_GDT_GUEST_PAGES = 14
+_PAGE_XEN_GDT = 14
+_PAGE_ZERO = 15
+_PAGE_TRAMPOLINE = 16
+_PAGE_STACK = 17
+#: GDTR limit of a PV vCPU: 16 pages (``LAST_RESERVED_GDT_BYTE``).
+GDT_LIMIT = 16 * PAGE_SIZE - 1
+#: Xen's reserved GDT entries (index inside page 14, i.e. selector >> 3 minus 0x1c00).
+XEN_GDT_ENTRIES = {
+    0x1C01: 0x00AF_9B00_0000_FFFF,  # 0xe008 ring 0 code, 64-bit
+    0x1C02: 0x00CF_9300_0000_FFFF,  # 0xe010 ring 0 data
+    0x1C04: 0x00CF_FB00_0000_FFFF,  # 0xe023 ring 3 code, compatibility
+    0x1C05: 0x00CF_F300_0000_FFFF,  # 0xe02b ring 3 data
+    0x1C06: 0x00AF_FB00_0000_FFFF,  # 0xe033 ring 3 code, 64-bit
+    0x1C07: 0x00CF_9B00_0000_FFFF,  # 0xe038 ring 0 code, compatibility
+}
+_FIRST_RESERVED_GDT_ENTRY = 0x1C00
+
+# Control state of a PV vCPU as Xen runs it.
+_CR0 = 0x8005_0033  # PG AM WP NE ET MP PE
+_CR4 = (1 << 5) | (1 << 9) | (1 << 10)  # PAE OSFXSR OSXMMEXCPT
+_EFER = (1 << 0) | (1 << 8) | (1 << 10) | (1 << 11)  # SCE LME LMA NXE
+_MSR_EFER = 0xC000_0080
+_MSR_SHADOW_GS_BASE = 0xC000_0102
+_TRAMPOLINE_CODE = b"\x48\xcf"  # iretq
+#: An address emulation never reaches (non-canonical): the "until" of every emu_start.
+_NEVER = 0xDEAD_0000_0000_0000
+
+#: Hypercalls after which the engine re-syncs page tables, the TLB and the GDT.
+_MMU_HYPERCALLS = frozenset(
+    int(h)
+    for h in (
+        Hypercall.mmu_update,
+        Hypercall.set_gdt,
+        Hypercall.memory_op,
+        Hypercall.multicall,
+        Hypercall.update_va_mapping,
+        Hypercall.update_va_mapping_otherdomain,
+        Hypercall.grant_table_op,
+        Hypercall.vcpu_op,
+        Hypercall.mmuext_op,
+        Hypercall.fpu_taskswitch,
+    )
+)
+
+_NR_TABLE = 64
+#: Hypercalls whose handlers never read the clock: the hot path skips the clock update for them.
+_CLOCK_FREE = bytes(
+    1
+    if nr
+    in (
+        Hypercall.set_trap_table, Hypercall.mmu_update, Hypercall.set_gdt, Hypercall.stack_switch,
+        Hypercall.set_callbacks, Hypercall.fpu_taskswitch, Hypercall.memory_op, Hypercall.update_va_mapping,
+        Hypercall.xen_version, Hypercall.console_io, Hypercall.grant_table_op, Hypercall.vm_assist,
+        Hypercall.iret, Hypercall.set_segment_base, Hypercall.mmuext_op, Hypercall.nmi_op, Hypercall.callback_op,
+    )
+    else 0
+    for nr in range(_NR_TABLE)
+)  # fmt: skip
+_UNPACK_IN = struct.Struct(f"<{len(_native.SYSCALL_IN)}Q").unpack_from
+
+_REG_IDS: dict[str, int] = {
+    "rax": ux.UC_X86_REG_RAX, "rbx": ux.UC_X86_REG_RBX, "rcx": ux.UC_X86_REG_RCX, "rdx": ux.UC_X86_REG_RDX,
+    "rsi": ux.UC_X86_REG_RSI, "rdi": ux.UC_X86_REG_RDI, "rbp": ux.UC_X86_REG_RBP, "rsp": ux.UC_X86_REG_RSP,
+    "r8": ux.UC_X86_REG_R8, "r9": ux.UC_X86_REG_R9, "r10": ux.UC_X86_REG_R10, "r11": ux.UC_X86_REG_R11,
+    "r12": ux.UC_X86_REG_R12, "r13": ux.UC_X86_REG_R13, "r14": ux.UC_X86_REG_R14, "r15": ux.UC_X86_REG_R15,
+    "rip": ux.UC_X86_REG_RIP, "rflags": ux.UC_X86_REG_RFLAGS,
+    "cs": ux.UC_X86_REG_CS, "ss": ux.UC_X86_REG_SS, "ds": ux.UC_X86_REG_DS, "es": ux.UC_X86_REG_ES,
+    "fs": ux.UC_X86_REG_FS, "gs": ux.UC_X86_REG_GS,
+    "fs_base": ux.UC_X86_REG_FS_BASE, "gs_base": ux.UC_X86_REG_GS_BASE,
+    "cr0": ux.UC_X86_REG_CR0, "cr2": ux.UC_X86_REG_CR2, "cr3": ux.UC_X86_REG_CR3, "cr4": ux.UC_X86_REG_CR4,
+}  # fmt: skip
+_SEGMENT_NAMES = frozenset(("cs", "ss", "ds", "es", "fs", "gs"))
+
+# ------------------------------------------------------------------------------------------- raw library
+
+
+class _UcMsr(ctypes.Structure):
+    _fields_ = [("rid", ctypes.c_uint32), ("value", ctypes.c_uint64)]
+
+
+_VOIDP = ctypes.c_void_p
+_lib = ctypes.CDLL(uclib._name)
+_lib.uc_emu_start.argtypes = [_VOIDP, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_size_t]
+_lib.uc_emu_start.restype = ctypes.c_int
+_lib.uc_emu_stop.argtypes = [_VOIDP]
+_lib.uc_emu_stop.restype = ctypes.c_int
+_lib.uc_reg_read_batch.argtypes = [_VOIDP, _VOIDP, _VOIDP, ctypes.c_int]
+_lib.uc_reg_read_batch.restype = ctypes.c_int
+_lib.uc_reg_write_batch.argtypes = [_VOIDP, _VOIDP, _VOIDP, ctypes.c_int]
+_lib.uc_reg_write_batch.restype = ctypes.c_int
+_lib.uc_reg_read.argtypes = [_VOIDP, ctypes.c_int, _VOIDP]
+_lib.uc_reg_read.restype = ctypes.c_int
+_lib.uc_reg_write.argtypes = [_VOIDP, ctypes.c_int, _VOIDP]
+_lib.uc_reg_write.restype = ctypes.c_int
+_lib.uc_context_alloc.argtypes = [_VOIDP, ctypes.POINTER(_VOIDP)]
+_lib.uc_context_alloc.restype = ctypes.c_int
+_lib.uc_context_size.argtypes = [_VOIDP]
+_lib.uc_context_size.restype = ctypes.c_size_t
+_lib.uc_context_save.argtypes = [_VOIDP, _VOIDP]
+_lib.uc_context_save.restype = ctypes.c_int
+_lib.uc_context_restore.argtypes = [_VOIDP, _VOIDP]
+_lib.uc_context_restore.restype = ctypes.c_int
+_lib.uc_context_free.argtypes = [_VOIDP]
+_lib.uc_context_free.restype = ctypes.c_int
+_lib.uc_ctl.restype = ctypes.c_int
+_UC_EMU_STOP_ADDR: int = ctypes.cast(_lib.uc_emu_stop, _VOIDP).value or 0
+_UC_READ_BATCH_ADDR: int = ctypes.cast(_lib.uc_reg_read_batch, _VOIDP).value or 0
+_UC_WRITE_BATCH_ADDR: int = ctypes.cast(_lib.uc_reg_write_batch, _VOIDP).value or 0
+# uc_ctl(uc, UC_CTL_WRITE(UC_CTL_TLB_FLUSH, 0)): type 11, 0 arguments, write.
+_UC_CTL_TLB_FLUSH = 11 | (0 << 26) | (1 << 30)
+
+_INTR_CB = ctypes.CFUNCTYPE(None, _VOIDP, ctypes.c_uint32, _VOIDP)
+_INVALID_CB = ctypes.CFUNCTYPE(ctypes.c_bool, _VOIDP, _VOIDP)
+_IN_CB = ctypes.CFUNCTYPE(ctypes.c_uint32, _VOIDP, ctypes.c_uint32, ctypes.c_int, _VOIDP)
+_OUT_CB = ctypes.CFUNCTYPE(None, _VOIDP, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint32, _VOIDP)
+_CPUID_CB = ctypes.CFUNCTYPE(ctypes.c_int, _VOIDP, _VOIDP)
+_SYSCALL_CB = ctypes.CFUNCTYPE(None, _VOIDP, _VOIDP)
+_CODE_CB = ctypes.CFUNCTYPE(None, _VOIDP, ctypes.c_uint64, ctypes.c_uint32, _VOIDP)
+_PY_CB = ctypes.CFUNCTYPE(None)
+
+
+class EngineUnavailable(RuntimeError):  # noqa: N818 (names the condition)
+    """The Unicorn engine cannot run PV guests on this host (calibration failed)."""
+
+
+class _RegBatch:
+    """Pre-built arrays for one batch read/write of a fixed list of registers."""
+
+    __slots__ = ("ids", "n", "names", "ptrs", "vals")
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = tuple(names)
+        self.n = len(names)
+        self.ids = (ctypes.c_int * self.n)(*(_REG_IDS[name] for name in names))
+        self.vals = (ctypes.c_uint64 * self.n)()
+        base = ctypes.addressof(self.vals)
+        self.ptrs = (_VOIDP * self.n)(*(base + 8 * i for i in range(self.n)))
+
+
+def _hook_add(uch: ctypes.c_void_p, htype: int, fptr: int, user_data: int, *extra: int) -> None:
+    handle = ctypes.c_size_t()
+    args: list[Any] = [ctypes.c_uint64(1), ctypes.c_uint64(0)]
+    args += [ctypes.c_int(x) for x in extra]
+    status = uclib.uc_hook_add(uch, ctypes.byref(handle), htype, _VOIDP(fptr), _VOIDP(user_data), *args)
+    if status != 0:
+        raise UcError(status)
+
+
+# ------------------------------------------------------------------------------------------- calibration
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Offsets inside Unicorn's saved CPU context (bytes from the context pointer).
+
+    Attributes:
+        old_exception: QEMU's ``env->old_exception`` (int32; -1 = none in flight).
+        error_code: ``env->error_code`` of the exception being raised (int32).
+        exception_is_int: ``env->exception_is_int`` (int32; 1 for ``int N``).
+        context_size: size of a saved context.
+    """
+
+    old_exception: int
+    error_code: int
+    exception_is_int: int
+    context_size: int
+
+
+_calibration: Calibration | None = None
+
+
+def calibration() -> Calibration:
+    """The context offsets for this Unicorn build, measured once per process on a scratch ``Uc``.
+
+    Raises:
+        EngineUnavailable: the offsets could not be identified unambiguously.
+    """
+    global _calibration
+    if _calibration is None:
+        _calibration = _calibrate()
+    return _calibration
+
+
+def _calibrate() -> Calibration:
+    nr_pages = 16
+    raw = np.zeros((nr_pages + 1) * PAGE_SIZE, dtype=np.uint8)
+    skip = (-raw.ctypes.data) % PAGE_SIZE
+    mem = raw[skip : skip + nr_pages * PAGE_SIZE]
+    mv = memoryview(mem).cast("Q")
+
+    def pte(page: int, flags: int) -> int:
+        return (page << PAGE_SHIFT) | flags
+
+    user = _HV_PTE | 4
+    # L4 page 1 -> L3 page 2 -> L2 page 3 -> L1 page 4: code at 0x400000 (page 8), read-only data at 0x401000
+    # (page 9). Hypervisor: L4[256] -> L3 page 5 -> L2 page 6 -> L1 page 7: GDT page 10 (entries 0x1c00..) at
+    # 0xffff800000000000 + 14 pages, trampoline page 11, stack page 12.
+    mv[1 * 512 + 0] = pte(2, user)
+    mv[2 * 512 + 0] = pte(3, user)
+    mv[3 * 512 + 2] = pte(4, user)
+    mv[4 * 512 + 0] = pte(8, _PTE_P | _PTE_RW | _PTE_A | 4)
+    mv[4 * 512 + 1] = pte(9, _PTE_P | _PTE_A | 4)
+    mv[1 * 512 + 256] = pte(5, _HV_PTE)
+    mv[5 * 512 + 0] = pte(6, _HV_PTE)
+    mv[6 * 512 + 0] = pte(7, _HV_PTE)
+    mv[7 * 512 + 14] = pte(10, _HV_PTE)
+    mv[7 * 512 + 16] = pte(11, _HV_PTE)
+    mv[7 * 512 + 17] = pte(12, _HV_PTE)
+    for index, desc in XEN_GDT_ENTRIES.items():
+        mv[10 * 512 + index - _FIRST_RESERVED_GDT_ENTRY] = desc
+    mem[11 * PAGE_SIZE : 11 * PAGE_SIZE + 2] = np.frombuffer(_TRAMPOLINE_CODE, np.uint8)
+    # Code: write to the read-only page (#PF, error 7), read a non-present page (#PF, error 4), int3.
+    code = bytes.fromhex("c70425 00104000 01000000 8b0425 00204000 cc 90 0f0b")
+    mem[8 * PAGE_SIZE : 8 * PAGE_SIZE + len(code)] = np.frombuffer(code, np.uint8)
+    hv_base = 0xFFFF_8000_0000_0000
+    uc = Uc(UC_ARCH_X86, UC_MODE_64)
+    uch = _VOIDP(uc._uch.value)
+    try:
+        uc.mem_map_ptr(0, nr_pages * PAGE_SIZE, UC_PROT_ALL, mem.ctypes.data)
+        uc.reg_write(ux.UC_X86_REG_CR3, 1 << PAGE_SHIFT)
+        uc.reg_write(ux.UC_X86_REG_CR4, _CR4)
+        uc.msr_write(_MSR_EFER, _EFER)
+        uc.reg_write(ux.UC_X86_REG_CR0, _CR0)
+        uc.reg_write(ux.UC_X86_REG_GDTR, (0, hv_base, GDT_LIMIT, 0))
+        size = int(_lib.uc_context_size(uch))
+        ctx = _VOIDP()
+        if _lib.uc_context_alloc(uch, ctypes.byref(ctx)):
+            raise EngineUnavailable("uc_context_alloc failed")
+        snaps: list[tuple[int, bytes]] = []
+
+        def on_intr(_uc: int, intno: int, _ud: int) -> None:
+            _lib.uc_context_save(uch, ctx)
+            snaps.append((intno, ctypes.string_at(ctx.value, size)))
+            _lib.uc_emu_stop(uch)
+
+        def on_invalid(_uc: int, _ud: int) -> bool:
+            _lib.uc_emu_stop(uch)
+            return True
+
+        cb_intr = _INTR_CB(on_intr)
+        cb_inv = _INVALID_CB(on_invalid)
+        _hook_add(uch, UC_HOOK_INTR, ctypes.cast(cb_intr, _VOIDP).value or 0, 0)
+        _hook_add(uch, UC_HOOK_INSN_INVALID, ctypes.cast(cb_inv, _VOIDP).value or 0, 0)
+        # Enter CPL3 through the trampoline, straight into the code (its first instruction faults).
+        frame = struct.pack("<5Q", 0x400000, FLAT_RING3_CS64, 0x202, 0x400800, FLAT_RING3_SS64)
+        mem[13 * PAGE_SIZE - 40 : 13 * PAGE_SIZE] = np.frombuffer(frame, np.uint8)
+        uc.reg_write(ux.UC_X86_REG_RSP, hv_base + 18 * PAGE_SIZE - 40)
+
+        def i32(snap: bytes, off: int) -> int:
+            return int(struct.unpack_from("<i", snap, off)[0])
+
+        # QEMU's CPUX86State has, in order: int error_code; int exception_is_int; target_ulong
+        # exception_next_eip; target_ulong dr[8]; four breakpoint pointers; int old_exception.
+        old_exception_delta = 4 + 4 + 8 + 8 * 8 + 4 * 8
+        rip = hv_base + 16 * PAGE_SIZE
+        results: list[tuple[int, bytes]] = []
+        error_code: int | None = None
+        for _ in range(3):
+            snaps.clear()
+            uc.emu_start(rip, _NEVER)
+            if len(snaps) != 1:
+                raise EngineUnavailable(f"calibration: expected one exception, got {len(snaps)}")
+            _lib.uc_context_save(uch, ctx)
+            after = ctypes.string_at(ctx.value, size)
+            vector, hooked = snaps[0]
+            results.append((vector, hooked))
+            if error_code is None:
+                # First fault: a write to a present read-only user page, error code 7 (P|W|U), not "int N",
+                # and the exception left in flight (a #PF, or the #DF it would turn the next one into).
+                cands = [
+                    off
+                    for off in range(0, size - old_exception_delta - 3, 4)
+                    if i32(hooked, off) == 7
+                    and i32(hooked, off + 4) == 0
+                    and i32(after, off + old_exception_delta) in (8, 14)
+                ]
+                if len(cands) != 1:
+                    raise EngineUnavailable(f"calibration: error_code candidates {cands}")
+                error_code = cands[0]
+            ctypes.memmove(ctx.value + error_code + old_exception_delta, struct.pack("<i", -1), 4)
+            _lib.uc_context_restore(uch, ctx)
+            # Resume after the faulting instruction: skip it (lengths 11 and 7), int3 already points past.
+            rip = uc.reg_read(ux.UC_X86_REG_RIP)
+            if vector == 14:
+                rip += 11 if rip == 0x400000 else 7
+        assert error_code is not None
+        vectors = [r[0] for r in results]
+        if vectors != [14, 14, 3]:
+            raise EngineUnavailable(f"calibration: exception sequence {vectors}, expected [14, 14, 3]")
+        if i32(results[1][1], error_code) != 4 or i32(results[2][1], error_code + 4) != 1:
+            raise EngineUnavailable("calibration: error_code / exception_is_int offsets do not verify")
+        old_exc_off = error_code + old_exception_delta
+        _lib.uc_context_free(ctx)
+        return Calibration(old_exc_off, error_code, error_code + 4, size)
+    finally:
+        # The callbacks must outlive every emu_start of the scratch Uc (freed when collected).
+        del uc
+
+
+# ------------------------------------------------------------------------------------------- hypervisor area
+
+
+class HypervisorArea:
+    """The pages of one domain's hypervisor area (L4 slot 260), in a buffer mapped after machine memory.
+
+    Layout of the buffer (pages): 0 the L3 of slot 260, 1 its L2, 2.. the L1 tables (16 vCPUs each), then Xen's
+    GDT page, a zero page, the trampoline page and the trampoline stack. vCPU ``i`` owns 32 pages of virtual
+    space at ``PERDOMAIN_VIRT_START + i * 128 KiB``: pages 0-13 the guest GDT frames, 14 Xen's GDT page, 15 the
+    zero page, 16 the trampoline, 17 the stack.
+
+    Args:
+        phys_base: physical address where engines map the buffer (above machine memory, 2 MiB aligned).
+        max_vcpus: vCPU slots of the domain.
+    """
+
+    def __init__(self, phys_base: int, max_vcpus: int) -> None:
+        self.phys_base = phys_base
+        self.nr_l1 = (max_vcpus * VCPU_AREA_PAGES + 511) // 512
+        if self.nr_l1 > 512:
+            raise ValueError("too many vCPUs for one per-domain L2")
+        first = 2 + self.nr_l1
+        self.page_xen_gdt = first
+        self.page_zero = first + 1
+        self.page_trampoline = first + 2
+        self.page_stack = first + 3
+        self.nr_pages = first + 4
+        self._raw = np.zeros((self.nr_pages + 1) * PAGE_SIZE, dtype=np.uint8)
+        skip = (-self._raw.ctypes.data) % PAGE_SIZE
+        self.buffer = self._raw[skip : skip + self.nr_pages * PAGE_SIZE]
+        self.buffer_address: int = self.buffer.ctypes.data
+        self.nr_bytes = self.nr_pages * PAGE_SIZE
+        self._q = memoryview(self.buffer).cast("Q")
+        q = self._q
+        q[0] = self._pte(1)  # L3[0] -> L2
+        for i in range(self.nr_l1):
+            q[512 + i] = self._pte(2 + i)  # L2[i] -> L1 i
+        for index, desc in XEN_GDT_ENTRIES.items():
+            q[self.page_xen_gdt * 512 + index - _FIRST_RESERVED_GDT_ENTRY] = desc
+        tramp = self.page_trampoline * PAGE_SIZE
+        self.buffer[tramp : tramp + len(_TRAMPOLINE_CODE)] = np.frombuffer(_TRAMPOLINE_CODE, np.uint8)
+        for vcpu_id in range(max_vcpus):
+            self._set(vcpu_id, _PAGE_XEN_GDT, self._pte(self.page_xen_gdt))
+            self._set(vcpu_id, _PAGE_ZERO, self._pte(self.page_zero))
+            self._set(vcpu_id, _PAGE_TRAMPOLINE, self._pte(self.page_trampoline))
+            self._set(vcpu_id, _PAGE_STACK, self._pte(self.page_stack))
+
+    def _pte(self, page: int) -> int:
+        return (self.phys_base + page * PAGE_SIZE) | _HV_PTE
+
+    def _set(self, vcpu_id: int, page: int, entry: int) -> None:
+        slot = vcpu_id * VCPU_AREA_PAGES + page
+        self._q[(2 + slot // 512) * 512 + slot % 512] = entry
+
+    @property
+    def l4_entry(self) -> int:
+        """The L4 entry of slot 260 (supervisor only)."""
+        return self._pte(0)
+
+    @staticmethod
+    def vcpu_va(vcpu_id: int, page: int = 0) -> int:
+        """Virtual address of page ``page`` of vCPU ``vcpu_id``'s slot."""
+        return PERDOMAIN_VIRT_START + (vcpu_id * VCPU_AREA_PAGES + page) * PAGE_SIZE
+
+    def map_gdt(self, vcpu_id: int, mfns: Sequence[int]) -> None:
+        """Map the guest GDT frames ``mfns`` (at most 14) as pages 0.. of the vCPU's GDT; the rest unmapped."""
+        for page in range(_GDT_GUEST_PAGES):
+            entry = (mfns[page] << PAGE_SHIFT) | _HV_PTE if page < len(mfns) else 0
+            self._set(vcpu_id, page, entry)
+
+    def stack_write(self, data: bytes) -> int:
+        """Write ``data`` at the top of the trampoline stack; returns its offset from the stack page."""
+        offset = PAGE_SIZE - len(data)
+        base = self.page_stack * PAGE_SIZE + offset
+        self.buffer[base : base + len(data)] = np.frombuffer(data, np.uint8)
+        return offset
+
+
+# ------------------------------------------------------------------------------------------- the vCPU
+
+# Exit kinds recorded by the hooks.
+_EXIT_NONE = 0
+_EXIT_EXCEPTION = 1
+_EXIT_INVALID = 2
+_EXIT_IO = 3
+_EXIT_STOP = 4
+_EXIT_ERROR = 5
+
+_IO_SAVED = ("rip", "rax", "rcx", "rsi", "rdi")
+
+
+class UnicornVcpu(Pv64Context):
+    """One vCPU on its own ``Uc``.
+
+    Attributes:
+        engine: the engine.
+        uc: the Unicorn instance.
+        instructions_total: guest instructions retired over the context's life (deterministic mode).
+        last_result: the last :class:`RunResult`.
+    """
+
+    def __init__(self, engine: UnicornEngine, vcpu: Vcpu) -> None:
+        super().__init__(vcpu)
+        self.engine = engine
+        d = vcpu.domain
+        self.domain = d
+        self.hv = d.hv
+        self.area = engine.area(d)
+        self.cal = engine.cal
+        self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
+        self._uch = _VOIDP(self.uc._uch.value)
+        machine = self.hv.machine
+        self.uc.mem_map_ptr(0, machine.nr_bytes, UC_PROT_ALL, machine.buffer_address)
+        self.uc.mem_map_ptr(self.area.phys_base, self.area.nr_bytes, UC_PROT_ALL, self.area.buffer_address)
+        self.instructions_total = 0
+        self.last_result: RunResult | None = None
+        self._batches: dict[tuple[str, ...], _RegBatch] = {}
+        self._msr = _UcMsr()
+        self._reg1 = ctypes.c_uint64()
+        self._ctx = _VOIDP()
+        if _lib.uc_context_alloc(self._uch, ctypes.byref(self._ctx)):
+            raise EngineUnavailable("uc_context_alloc failed")
+        self._entered = False
+        self._loaded_regs: dict[str, int] | None = None
+        self._loaded_cr3 = -1
+        self._loaded_gdt: tuple[tuple[int, ...], int] | None = None
+        self._loaded_ts = False
+        self._mm_gen = -1
+        self._exit = _EXIT_NONE
+        self._exit_data: tuple[Any, ...] = ()
+        self._hook_error: BaseException | None = None
+        # Inside the syscall hook: the length of the syscall instruction (RIP reads and writes are adjusted
+        # by it, see write_registers); 0 outside the hook.
+        self._hook_addend = 0
+        self._slen: dict[int, int] = {}
+        self._time_base = 0
+        self._time_floor = 0
+        self._time_cap = 0
+        clock = self.hv.clock
+        # With one pCPU the clock can follow the running vCPU exactly; with several, vCPUs of later pCPUs run
+        # the same scheduler step afterwards, so the clock stays at the step's start (the scheduler's rule).
+        single = len(self.hv.scheduler.pcpus) == 1
+        self._deterministic = engine.deterministic
+        follow = isinstance(clock, VirtualClock) and single and self._deterministic
+        self._virtual_clock: VirtualClock | None = clock if follow else None
+        self._ns_per_insn_1 = engine.instructions_per_second == NSEC_PER_SEC
+        # Hot-path shortcuts (these objects never change for a vCPU).
+        self._arch = vcpu.arch
+        self._sched = engine.scheduler
+        self._dispatch = engine.dispatch
+        self._pcpu: Pcpu | None = None
+        self._entry_cs = FLAT_RING3_CS64
+        self._count_bias = 0
+        self._setup_cpu()
+        self._install_hooks()
+
+    # ---------------------------------------------------------------- setup
+
+    def _setup_cpu(self) -> None:
+        uc = self.uc
+        uc.reg_write(ux.UC_X86_REG_CR4, _CR4)
+        uc.msr_write(_MSR_EFER, _EFER)
+        uc.reg_write(ux.UC_X86_REG_CR0, _CR0)
+        uc.reg_write(ux.UC_X86_REG_GDTR, (0, HypervisorArea.vcpu_va(self.vcpu.vcpu_id), GDT_LIMIT, 0))
+
+    def _install_hooks(self) -> None:
+        uch = self._uch
+        native = self.engine.native
+        self._counter = _native.Counter(0, 0, 0, _UC_EMU_STOP_ADDR)
+        self._count_mv = memoryview(self._counter).cast("B").cast("Q")
+        self._callbacks: list[Any] = []
+        if self._deterministic:
+            if native is not None:
+                _hook_add(uch, UC_HOOK_CODE, native.count_hook, ctypes.addressof(self._counter))
+            else:
+                cb = _CODE_CB(self._py_count)
+                self._callbacks.append(cb)
+                _hook_add(uch, UC_HOOK_CODE, ctypes.cast(cb, _VOIDP).value or 0, 0)
+        frame = _native.SyscallFrame()
+        for i, name in enumerate(_native.SYSCALL_IN):
+            frame.ids_in[i] = _REG_IDS[name]
+            frame.ptrs_in[i] = ctypes.addressof(frame) + _native.SyscallFrame.regs_in.offset + 8 * i
+        for i, name in enumerate(_native.SYSCALL_OUT):
+            frame.ids_out[i] = _REG_IDS[name]
+            frame.ptrs_out[i] = ctypes.addressof(frame) + _native.SyscallFrame.regs_out.offset + 8 * i
+        frame.read_batch = _UC_READ_BATCH_ADDR
+        frame.write_batch = _UC_WRITE_BATCH_ADDR
+        self._frame = frame
+        self._sf = memoryview(frame).cast("B")[: 8 * _native.SF_WORDS].cast("Q")
+        if self._virtual_clock is not None and self._ns_per_insn_1:
+            frame.counter = ctypes.addressof(self._counter)
+        py_cb = _PY_CB(self._on_syscall)
+        self._callbacks.append(py_cb)
+        frame.callback = ctypes.cast(py_cb, _VOIDP).value
+        if native is not None:
+            _hook_add(uch, UC_HOOK_INSN, native.syscall_hook, ctypes.addressof(frame), ux.UC_X86_INS_SYSCALL)
+        else:
+            cb = _SYSCALL_CB(self._py_syscall_shim)
+            self._callbacks.append(cb)
+            _hook_add(uch, UC_HOOK_INSN, ctypes.cast(cb, _VOIDP).value or 0, 0, ux.UC_X86_INS_SYSCALL)
+        for htype, cbtype, fn, extra in (
+            (UC_HOOK_INTR, _INTR_CB, self._on_intr, ()),
+            (UC_HOOK_INSN_INVALID, _INVALID_CB, self._on_invalid, ()),
+            (UC_HOOK_INSN, _IN_CB, self._on_in, (ux.UC_X86_INS_IN,)),
+            (UC_HOOK_INSN, _OUT_CB, self._on_out, (ux.UC_X86_INS_OUT,)),
+            (UC_HOOK_INSN, _CPUID_CB, self._on_cpuid, (ux.UC_X86_INS_CPUID,)),
+            (UC_HOOK_INSN, _CPUID_CB, self._on_rdtsc, (ux.UC_X86_INS_RDTSC,)),
+            (UC_HOOK_INSN, _CPUID_CB, self._on_rdtscp, (ux.UC_X86_INS_RDTSCP,)),
+        ):
+            cb = cbtype(fn)
+            self._callbacks.append(cb)
+            _hook_add(uch, htype, ctypes.cast(cb, _VOIDP).value or 0, 0, *extra)
+
+    # ---------------------------------------------------------------- registers
+
+    def _batch(self, names: Sequence[str]) -> _RegBatch:
+        key = tuple(names)
+        batch = self._batches.get(key)
+        if batch is None:
+            batch = self._batches[key] = _RegBatch(key)
+        return batch
+
+    def _read_msr(self, msr: int) -> int:
+        self._msr.rid = msr
+        _lib.uc_reg_read(self._uch, ux.UC_X86_REG_MSR, ctypes.byref(self._msr))
+        return int(self._msr.value)
+
+    def _write_msr(self, msr: int, value: int) -> None:
+        self._msr.rid = msr
+        self._msr.value = value & _U64
+        _lib.uc_reg_write(self._uch, ux.UC_X86_REG_MSR, ctypes.byref(self._msr))
+
+    def read_registers(self, names: Sequence[str] = REGISTER_NAMES) -> dict[str, int]:
+        """See :meth:`VcpuContext.read_registers`. Inside the syscall hook RIP reads as after the ``syscall``."""
+        plain = [n for n in names if n != "shadow_gs_base"]
+        out: dict[str, int] = {}
+        if plain:
+            batch = self._batch(plain)
+            _lib.uc_reg_read_batch(self._uch, batch.ids, batch.ptrs, batch.n)
+            out = dict(zip(batch.names, batch.vals, strict=True))
+            if "rip" in out and self._hook_addend:
+                out["rip"] = (out["rip"] + self._hook_addend) & _U64
+            for seg in _SEGMENT_NAMES.intersection(out):
+                out[seg] &= 0xFFFF
+        if len(plain) != len(names):
+            out["shadow_gs_base"] = self._read_msr(_MSR_SHADOW_GS_BASE)
+        return out
+
+    def write_registers(self, values: Mapping[str, int]) -> None:
+        """See :meth:`VcpuContext.write_registers`.
+
+        Inside the syscall hook a RIP write is stored as ``rip - length`` because Unicorn adds the ``syscall``
+        length after the hook returns.
+        """
+        items = {k: v for k, v in values.items() if k != "shadow_gs_base"}
+        if "shadow_gs_base" in values:
+            self._write_msr(_MSR_SHADOW_GS_BASE, values["shadow_gs_base"])
+        if not items:
+            return
+        if "rip" in items and self._hook_addend:
+            items["rip"] = (items["rip"] - self._hook_addend) & _U64
+        batch = self._batch(tuple(items))
+        for i, value in enumerate(items.values()):
+            batch.vals[i] = value & _U64
+        _lib.uc_reg_write_batch(self._uch, batch.ids, batch.ptrs, batch.n)
+
+    # ---------------------------------------------------------------- Pv64Context primitives
+
+    def load_page_table(self, cr3: int) -> None:
+        """Fill Xen's L4 slots of ``cr3``'s L4 (as Xen does when an L4 is validated) and load it."""
+        machine = self.hv.machine
+        mfn = (cr3 & 0x000F_FFFF_FFFF_F000) >> PAGE_SHIFT
+        if not 0 < mfn < machine.nr_frames:
+            raise ValueError(f"cr3 {cr3:#x} outside machine memory")
+        table = machine.mv_u64
+        base = mfn << 9
+        l4e = self.area.l4_entry
+        for slot in _XEN_L4_SLOTS:
+            table[base + slot] = l4e if slot == PERDOMAIN_L4_SLOT else 0
+        self._reg1.value = mfn << PAGE_SHIFT
+        _lib.uc_reg_write(self._uch, ux.UC_X86_REG_CR3, ctypes.byref(self._reg1))
+        self._loaded_cr3 = cr3
+        self._slen.clear()
+
+    def swap_gs_bases(self) -> None:
+        """``swapgs``."""
+        gs = self.read_registers(("gs_base",))["gs_base"]
+        shadow = self._read_msr(_MSR_SHADOW_GS_BASE)
+        self.write_registers({"gs_base": shadow})
+        self._write_msr(_MSR_SHADOW_GS_BASE, gs)
+
+    def guest_time_ns(self) -> int:
+        """Deterministic: the run's start time plus the instructions executed so far; host: the host clock."""
+        if self._deterministic:
+            return self._time_base + self.engine.instructions_to_ns(self._counter.count - self._count_bias)
+        return self.hv.clock.now_ns()
+
+    def sync_clock(self) -> None:
+        """Deterministic mode, one pCPU: move the virtual clock up to the running vCPU's time.
+
+        The hypervisor then sees, at every hypercall and exception, the time the guest has reached by the
+        instructions it executed (never past the run's window; the clock never moves backwards). With several
+        pCPUs the clock stays at the scheduler step's start during the step, and guest time runs ahead of it by
+        at most the step.
+        """
+        clock = self._virtual_clock
+        if clock is not None:
+            clock.wait_until(self._guest_now())
+
+    def _guest_now(self) -> int:
+        t = self._time_base + self.engine.instructions_to_ns(self._count_mv[0] - self._count_bias)
+        return min(t, self._time_cap)
+
+    def native_features(self) -> tuple[int, int, int, int]:
+        """The engine's CPU features (measured once on a scratch ``Uc``)."""
+        return self.engine.native_features
+
+    def set_fpu_taskswitch(self, ts: bool) -> None:
+        """CR0.TS of the guest, mirrored in the emulated CR0 so FPU instructions raise #NM."""
+        super().set_fpu_taskswitch(ts)
+        self._sync_cr0()
+
+    def _sync_cr0(self) -> None:
+        ts = bool(self.vcpu.arch.ctrlreg[0] & X86_CR0_TS)
+        if ts != self._loaded_ts:
+            self._reg1.value = _CR0 | (X86_CR0_TS if ts else 0)
+            _lib.uc_reg_write(self._uch, ux.UC_X86_REG_CR0, ctypes.byref(self._reg1))
+            self._loaded_ts = ts
+
+    def new_guest_cr3(self, cr3: int) -> int:
+        """``mov %reg, %cr3``: MMUEXT_NEW_BASEPTR semantics (validate, take the L4 reference, load)."""
+        from xenpy.core.mm import new_guest_cr3
+
+        rc = new_guest_cr3(self.vcpu, cr3 >> PAGE_SHIFT)
+        if rc == 0:
+            self.load_page_table(self.vcpu.cr3)
+        return rc
+
+    # ---------------------------------------------------------------- state load / save
+
+    def flush_tlb(self) -> None:
+        """Drop Unicorn's cached translations (``uc_ctl_flush_tlb``)."""
+        _lib.uc_ctl(self._uch, ctypes.c_int(_UC_CTL_TLB_FLUSH))
+        self._slen.clear()
+
+    def sync_mmu(self) -> None:
+        """Apply page-table, cr3, GDT and CR0.TS changes made by hypercalls since the last sync."""
+        v = self.vcpu
+        arch = v.arch
+        gen = self.domain.mm_generation
+        if gen != self._mm_gen:
+            self.flush_tlb()
+            self._mm_gen = gen
+        cr3 = v.cr3
+        if cr3 != self._loaded_cr3:
+            self.load_page_table(cr3)
+        gdt = (tuple(arch.gdt_frames), arch.gdt_ents)
+        if gdt != self._loaded_gdt:
+            nr = min((arch.gdt_ents + 511) // 512, _GDT_GUEST_PAGES)
+            self.area.map_gdt(v.vcpu_id, arch.gdt_frames[:nr])
+            self._loaded_gdt = gdt
+            self.flush_tlb()
+        self._sync_cr0()
+
+    def load_state(self) -> None:
+        """Load ``vcpu.arch`` (as VCPUOP_initialise or the builder left it) into the CPU."""
+        v = self.vcpu
+        arch = v.arch
+        regs = arch.user_regs
+        self.sync_mmu()
+        gprs = {name: regs.get(name, 0) & _U64 for name in GPR_NAMES}
+        rip = regs.get("rip", 0) & _U64
+        rsp = regs.get("rsp", 0) & _U64
+        rflags = (regs.get("rflags", 0x202) & ~X86_EFLAGS_IOPL) | X86_EFLAGS_IF | 2
+        cs = regs.get("cs", FLAT_RING3_CS64) | 3
+        if cs not in (FLAT_RING3_CS64, FLAT_RING3_CS32):
+            cs = FLAT_RING3_CS64
+        self.write_registers(gprs)
+        self.write_registers({"rip": rip, "rsp": rsp, "rflags": rflags})
+        self._entry_cs = cs
+        for seg in ("ds", "es", "fs", "gs"):
+            sel = regs.get(seg, 0) & 0xFFFF
+            if sel:
+                try:
+                    self.write_registers({seg: sel | 3})
+                except UcError:
+                    self.write_registers({seg: 0})
+        if arch.kernel_mode:
+            gs_active, gs_shadow = arch.gs_base_kernel, arch.gs_base_user
+        else:
+            gs_active, gs_shadow = arch.gs_base_user, arch.gs_base_kernel
+        self.write_registers({"fs_base": arch.fs_base, "gs_base": gs_active, "shadow_gs_base": gs_shadow})
+        self._loaded_regs = regs
+
+    def _entry_point(self) -> int:
+        """Prepare the first entry to CPL3: an ``iretq`` frame on the trampoline stack; returns where to start.
+
+        The CPU starts at CPL0 on the trampoline, whose ``iretq`` loads the guest's RIP, CS, RFLAGS, RSP and SS
+        (it is the only instruction that ever runs at CPL0; the counter skips it).
+        """
+        area = self.area
+        vid = self.vcpu.vcpu_id
+        regs = self.read_registers(("rip", "rsp", "rflags"))
+        frame = struct.pack("<5Q", regs["rip"], self._entry_cs, regs["rflags"], regs["rsp"], FLAT_RING3_SS64)
+        offset = area.stack_write(frame)
+        self.write_registers({"rsp": area.vcpu_va(vid, _PAGE_STACK) + offset})
+        self._entered = True
+        self._count_bias = 1
+        self._sf[18] = 1
+        self._counter.limit += 1
+        return area.vcpu_va(vid, _PAGE_TRAMPOLINE)
+
+    def save_state(self) -> None:
+        """Write the live registers back to ``vcpu.arch`` (in place, so the context stays loaded)."""
+        v = self.vcpu
+        arch = v.arch
+        names = (
+            "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx", "rsi",
+            "rdi", "rip", "rsp", "rflags", "cs", "ss", "ds", "es", "fs", "gs", "fs_base", "gs_base",
+            "shadow_gs_base",
+        )  # fmt: skip
+        live = self.read_registers(names)
+        regs = arch.user_regs
+        for name in names[:-3]:
+            regs[name] = live[name]
+        arch.fs_base = live["fs_base"]
+        if arch.kernel_mode:
+            arch.gs_base_kernel, arch.gs_base_user = live["gs_base"], live["shadow_gs_base"]
+        else:
+            arch.gs_base_user, arch.gs_base_kernel = live["gs_base"], live["shadow_gs_base"]
+        self._loaded_regs = regs
+
+    # ---------------------------------------------------------------- running
+
+    def run(self, max_instructions: int, start_ns: int) -> RunResult:
+        """See :meth:`VcpuContext.run`."""
+        v = self.vcpu
+        d = self.domain
+        hv = self.hv
+        counter = self._counter
+        counter.count = 0
+        counter.limit = max(0, max_instructions)
+        counter.stopping = 0
+        self._time_floor = max(self._time_floor, start_ns)
+        self._time_base = self._time_floor
+        self._time_cap = start_ns + self.engine.instructions_to_ns(max_instructions)
+        sf = self._sf
+        sf[16] = self._time_base
+        sf[17] = self._time_cap
+        sf[18] = 0
+        host_start = time.monotonic_ns()
+        reason: ExitReason | None = None
+        message = ""
+        prev_current = hv.current
+        hv.current = v
+        try:
+            if self._loaded_regs is not v.arch.user_regs:
+                self.load_state()
+            else:
+                self.sync_mmu()
+            if not self.return_to_guest():
+                reason = ExitReason.CRASHED
+            while reason is None:
+                reason = self._stop_reason()
+                if reason is not None:
+                    break
+                if self._deterministic and counter.count >= counter.limit:
+                    reason = ExitReason.SLICE_END
+                    break
+                if (
+                    not self._deterministic
+                    and time.monotonic_ns() - host_start >= self.engine.instructions_to_ns(max_instructions)
+                ):
+                    reason = ExitReason.SLICE_END
+                    break
+                reason = self._emulate(max_instructions, host_start)
+        except Exception as exc:  # a hypervisor bug: crash only this domain
+            d.crash(f"vCPU {v.vcpu_id}: hypervisor error in the CPU engine: {exc!r}", exc)
+            reason = ExitReason.CRASHED
+        finally:
+            hv.current = prev_current
+        if reason is ExitReason.CRASHED or d.is_shutting_down:
+            reason = self._domain_reason() or reason
+            message = d.crash_reason or ""
+        try:
+            self.save_state()
+        except Exception:
+            pass
+        executed = int(counter.count) - self._count_bias if self._deterministic else 0
+        if self._count_bias:
+            counter.limit -= self._count_bias
+            self._count_bias = 0
+            self._sf[18] = 0
+        self.instructions_total += executed
+        if self._deterministic:
+            elapsed = self.engine.instructions_to_ns(executed)
+        else:
+            elapsed = max(0, time.monotonic_ns() - host_start)
+        self._time_floor = self._time_base + elapsed
+        self.sync_clock()
+        result = RunResult(reason, executed, elapsed, message)
+        self.last_result = result
+        return result
+
+    def _emulate(self, max_instructions: int, host_start: int) -> ExitReason | None:
+        """One ``emu_start`` and the handling of its exit; None to keep running."""
+        v = self.vcpu
+        counter = self._counter
+        self._exit = _EXIT_NONE
+        self._hook_error = None
+        counter.stopping = 0
+        rip = self.read_registers(("rip",))["rip"] if self._entered else self._entry_point()
+        timeout_us = 0
+        if not self._deterministic:
+            left = self.engine.instructions_to_ns(max_instructions) - (time.monotonic_ns() - host_start)
+            timeout_us = max(1, left // 1000)
+        status = _lib.uc_emu_start(self._uch, rip, _NEVER, timeout_us, 0)
+        if self._hook_error is not None:
+            exc = self._hook_error
+            self.domain.crash(f"vCPU {v.vcpu_id}: hypervisor error while handling a guest exit: {exc!r}", exc)
+            return ExitReason.CRASHED
+        if status != 0:
+            rip = self.read_registers(("rip",))["rip"]
+            self.crash(f"vCPU {v.vcpu_id}: CPU emulation failed at RIP {rip:#x}: {UcError(status)}")
+            return ExitReason.CRASHED
+        # Any stop can leave an exception "in flight" in QEMU (an exception hook, but also a stop requested
+        # inside the syscall hook): clear it before guest code runs again.
+        self._clear_exception_in_flight()
+        kind = self._exit
+        if kind == _EXIT_NONE or kind == _EXIT_STOP:
+            return None
+        self.sync_clock()
+        if kind == _EXIT_EXCEPTION:
+            vector, error_code, cr2, is_int = self._exit_data
+            ok = self.handle_exception(vector, error_code, cr2, is_int)
+        elif kind == _EXIT_INVALID:
+            ok = self.handle_exception(6, 0, 0, False)
+        else:  # _EXIT_IO: undo what the I/O instruction did, then fault it
+            self.write_registers(dict(zip(_IO_SAVED, self._exit_data, strict=True)))
+            ok = self.emulate_privileged_op()
+        if ok:
+            self.sync_mmu()
+            ok = self.return_to_guest()
+        return None if ok else ExitReason.CRASHED
+
+    def _clear_exception_in_flight(self) -> None:
+        """Reset QEMU's ``old_exception`` after a hooked exception (else the next fault becomes #DF)."""
+        ctx = self._ctx
+        _lib.uc_context_save(self._uch, ctx)
+        where = (ctx.value or 0) + self.cal.old_exception
+        if ctypes.string_at(where, 4) != b"\xff\xff\xff\xff":
+            ctypes.memmove(where, b"\xff\xff\xff\xff", 4)
+            _lib.uc_context_restore(self._uch, ctx)
+
+    def _domain_reason(self) -> ExitReason | None:
+        d = self.domain
+        if d.is_shutting_down or d.is_shut_down:
+            return ExitReason.CRASHED if d.shutdown_code == SHUTDOWN_crash else ExitReason.SHUTDOWN
+        return None
+
+    def _stop_reason(self) -> ExitReason | None:
+        """Why the vCPU cannot continue on its pCPU (None: it can)."""
+        v = self.vcpu
+        d = self.domain
+        reason = self._domain_reason()
+        if reason is not None:
+            return reason
+        if v.pause_flags & 1:
+            return ExitReason.BLOCKED
+        if v.pause_flags & 2:
+            return ExitReason.DOWN
+        if v.pause_count or d.pause_count or v.pause_flags:
+            return ExitReason.PAUSED
+        pcpu = self._pcpu
+        if pcpu is not None and (pcpu.curr is not v or pcpu.need_resched):
+            return ExitReason.YIELDED
+        return None
+
+    def _request_stop(self) -> None:
+        self._counter.stopping = 1
+        _lib.uc_emu_stop(self._uch)
+
+    def _hook_failed(self, exc: BaseException) -> None:
+        self._hook_addend = 0
+        if self._hook_error is None:
+            self._hook_error = exc
+        self._exit = _EXIT_ERROR
+        self._request_stop()
+
+    # ---------------------------------------------------------------- hooks
+
+    def _py_count(self, _uc: int, _address: int, _size: int, _ud: int) -> None:
+        counter = self._counter
+        if counter.stopping or counter.count >= counter.limit:
+            counter.stopping = 1
+            _lib.uc_emu_stop(self._uch)
+            return
+        counter.count += 1
+
+    def _py_syscall_shim(self, _uc: int, _ud: int) -> None:
+        """What ``xp_syscall_hook`` does, in Python (no C compiler)."""
+        batch = self._batch(_native.SYSCALL_IN)
+        _lib.uc_reg_read_batch(self._uch, batch.ids, batch.ptrs, batch.n)
+        sf = self._sf
+        for i in range(batch.n):
+            sf[i] = batch.vals[i]
+        sf[14] = 3
+        sf[15] = 2
+        if self._virtual_clock is not None:
+            sf[19] = self._guest_now()
+        self._on_syscall()
+        nout = sf[14]
+        if nout == 3:
+            sf[9] = (sf[6] + sf[15]) & _U64
+            sf[10] = sf[7]
+        if nout:
+            out = self._batch(_native.SYSCALL_OUT[:nout])
+            for i in range(nout):
+                out.vals[i] = sf[8 + i]
+            _lib.uc_reg_write_batch(self._uch, out.ids, out.ptrs, out.n)
+
+    def _syscall_length(self, rip: int) -> int:
+        try:
+            code = self.fetch_instruction(rip, 15)
+        except Exception:
+            code = b""
+        length = instruction_length_of_syscall(code) if code[:1] != b"\x0f" else 2
+        self._slen[rip] = length
+        return length
+
+    def _on_syscall(self) -> None:
+        """The ``syscall`` hook (called by the shim with ``SyscallFrame`` filled; see _native).
+
+        The hot path of every hypercall: a few local lookups, the clock update (the shim computed the time;
+        skipped for hypercalls that never read it), the dispatch, the result for the shim to write back (it
+        adds rcx/r11 as Xen's sysret leaves them), and the return-to-guest checks (softirqs, page-table
+        changes, shutdown, pending events). A handler that sets the registers itself (iret) clears
+        ``SF_NOUT``.
+        """
+        sf = self._sf
+        try:
+            nr, a1, a2, a3, a4, a5, rip, _rflags = _UNPACK_IN(self._frame)
+            addend = self._slen.get(rip)
+            if addend is None:
+                addend = self._syscall_length(rip)
+            if addend != 2:
+                sf[15] = addend
+            self._hook_addend = addend
+            arch = self._arch
+            if not arch.kernel_mode:
+                self._syscall_user(rip, addend)
+                self._hook_addend = 0
+                return
+            clock = self._virtual_clock
+            if clock is not None and (nr >= _NR_TABLE or _CLOCK_FREE[nr] == 0):
+                clock.wait_until(sf[19] if self._ns_per_insn_1 else self._guest_now())
+            v = self.vcpu
+            result = self._dispatch(v, nr, a1, a2, a3, a4, a5)
+            if sf[14]:
+                sf[8] = result & _U64
+            if self._sched.softirq_pending or nr in _MMU_HYPERCALLS:
+                self._after_hypercall_slow(nr)
+            else:
+                vi = v.vcpu_info_mv
+                if (vi[0] and not vi[1]) or arch.nmi_pending:
+                    self._deliver_in_hook()
+            self._hook_addend = 0
+        except BaseException as exc:
+            sf[14] = 0
+            self._hook_failed(exc)
+
+    def _flush_pending_writes(self) -> None:
+        """Apply now the writes the shim would do after the hook (rax = result, rcx/r11 as sysret leaves them)."""
+        sf = self._sf
+        if sf[14]:
+            self.write_registers({"rax": sf[8], "rcx": (sf[6] + self._hook_addend) & _U64, "r11": sf[7]})
+            sf[14] = 0
+
+    def _deliver_in_hook(self) -> None:
+        self._flush_pending_writes()
+        if not self.return_to_guest():
+            self._exit = _EXIT_STOP
+            self._request_stop()
+
+    def _after_hypercall_slow(self, nr: int) -> None:
+        sched = self.engine.scheduler
+        if sched.softirq_pending:
+            sched.do_softirqs()
+        if nr in _MMU_HYPERCALLS:
+            self._flush_pending_writes()
+            self.sync_mmu()
+        if self._stop_reason() is not None or self.domain.is_shutting_down:
+            self._exit = _EXIT_STOP
+            self._request_stop()
+            return
+        if self.events_pending():
+            self._deliver_in_hook()
+
+    def _syscall_user(self, rip: int, addend: int) -> None:
+        sf = self._sf
+        sf[14] = 0
+        next_rip = (rip + addend) & _U64
+        self.write_registers({"rcx": next_rip, "r11": sf[7]})
+        if not self.syscall_from_user(next_rip) or not self.return_to_guest():
+            self._exit = _EXIT_STOP
+            self._request_stop()
+
+    def _on_intr(self, _uc: int, intno: int, _ud: int) -> None:
+        try:
+            cr2 = 0
+            if intno == 14:
+                cr2 = self.read_registers(("cr2",))["cr2"]
+            ctx = self._ctx
+            _lib.uc_context_save(self._uch, ctx)
+            raw = ctypes.string_at((ctx.value or 0) + self.cal.error_code, 8)
+            error_code, is_int = struct.unpack("<iI", raw)
+            self._exit = _EXIT_EXCEPTION
+            self._exit_data = (intno, error_code & 0xFFFF_FFFF, cr2, bool(is_int))
+            self._request_stop()
+        except BaseException as exc:
+            self._hook_failed(exc)
+
+    def _on_invalid(self, _uc: int, _ud: int) -> bool:
+        try:
+            self._exit = _EXIT_INVALID
+            self._request_stop()
+        except BaseException as exc:
+            self._hook_failed(exc)
+        return True
+
+    def _io_exit(self) -> None:
+        if self._exit == _EXIT_IO:
+            return
+        live = self.read_registers(_IO_SAVED)
+        self._exit = _EXIT_IO
+        self._exit_data = tuple(live[n] for n in _IO_SAVED)
+        self._request_stop()
+
+    def _on_in(self, _uc: int, _port: int, _size: int, _ud: int) -> int:
+        try:
+            self._io_exit()
+        except BaseException as exc:
+            self._hook_failed(exc)
+        return 0xFFFF_FFFF
+
+    def _on_out(self, _uc: int, _port: int, _size: int, _value: int, _ud: int) -> None:
+        try:
+            self._io_exit()
+        except BaseException as exc:
+            self._hook_failed(exc)
+
+    def _on_cpuid(self, _uc: int, _ud: int) -> int:
+        try:
+            self.emulate_cpuid()
+        except BaseException as exc:
+            self._hook_failed(exc)
+        return 1
+
+    def _on_rdtsc(self, _uc: int, _ud: int) -> int:
+        try:
+            tsc = self.guest_tsc()
+            self.write_registers({"rax": tsc & 0xFFFF_FFFF, "rdx": tsc >> 32})
+        except BaseException as exc:
+            self._hook_failed(exc)
+        return 1
+
+    def _on_rdtscp(self, _uc: int, _ud: int) -> int:
+        try:
+            tsc = self.guest_tsc()
+            self.write_registers({"rax": tsc & 0xFFFF_FFFF, "rdx": tsc >> 32, "rcx": 0})
+        except BaseException as exc:
+            self._hook_failed(exc)
+        return 1
+
+    def close(self) -> None:
+        """Free the Unicorn context buffer (the ``Uc`` itself is freed when collected)."""
+        if self._ctx.value:
+            _lib.uc_context_free(self._ctx)
+            self._ctx = _VOIDP()
+
+
+# ------------------------------------------------------------------------------------------- the engine
+
+
+def _measure_native_features() -> tuple[int, int, int, int]:
+    """Leaf 1 ECX/EDX and leaf 0x80000001 ECX/EDX of Unicorn's emulated CPU (native ``cpuid``)."""
+    uc = Uc(UC_ARCH_X86, UC_MODE_64)
+    uc.mem_map(0x1000, 0x1000)
+    uc.mem_write(0x1000, b"\x0f\xa2")
+    out = []
+    for leaf in (1, 0x8000_0001):
+        uc.reg_write(ux.UC_X86_REG_RAX, leaf)
+        uc.reg_write(ux.UC_X86_REG_RCX, 0)
+        uc.emu_start(0x1000, 0x1002)
+        out.append((uc.reg_read(ux.UC_X86_REG_RCX), uc.reg_read(ux.UC_X86_REG_RDX)))
+    return out[0][0], out[0][1], out[1][0], out[1][1]
+
+
+class UnicornEngine(Engine):
+    """The Unicorn CPU engine of one hypervisor.
+
+    Creating it attaches it: it becomes the scheduler's executor and installs the CPU-dependent hypercalls
+    (iret, set_segment_base, set_gdt, fpu_taskswitch) in the hypervisor's dispatcher.
+
+    Args:
+        hv: the hypervisor.
+        deterministic: count instructions and derive time from them (default: when ``hv.clock`` is a
+            :class:`~xenpy.core.clock.VirtualClock`).
+        instructions_per_second: guest instructions per second of virtual time (default 1e9: 1 ns each).
+        native: use the compiled helpers (default: when a C compiler can build them).
+
+    Attributes:
+        name: ``"unicorn"``.
+        deterministic: whether instructions are counted.
+        native: the loaded helper library, or None (Python callbacks).
+        cal: the context offsets (:func:`calibration`).
+        native_features: CPU features of the emulated CPU, for the CPUID policy.
+    """
+
+    name = "unicorn"
+
+    def __init__(
+        self,
+        hv: Hypervisor,
+        *,
+        deterministic: bool | None = None,
+        instructions_per_second: int = NSEC_PER_SEC,
+        native: bool = True,
+    ) -> None:
+        from xenpy.engine import hypercalls
+
+        if instructions_per_second <= 0:
+            raise ValueError("instructions_per_second must be positive")
+        self.hv = hv
+        self.scheduler = hv.scheduler
+        self.deterministic = isinstance(hv.clock, VirtualClock) if deterministic is None else deterministic
+        self.instructions_per_second = instructions_per_second
+        self.native = _native.load_native() if native else None
+        self.cal = calibration()
+        self.native_features = _measure_native_features()
+        self.dispatch: Callable[..., int] = hv.dispatcher.dispatch
+        self._contexts: dict[Vcpu, UnicornVcpu] = {}
+        self._areas: dict[int, HypervisorArea] = {}
+        self._phys_base = (hv.machine.nr_bytes + (2 << 20) - 1) & ~((2 << 20) - 1)
+        self.running: UnicornVcpu | None = None
+        hv.scheduler.executor = self
+        hypercalls.install(self)
+
+    # ---------------------------------------------------------------- time
+
+    def instructions_to_ns(self, instructions: int) -> int:
+        """Virtual time of ``instructions`` instructions (rounded up)."""
+        ips = self.instructions_per_second
+        if ips == NSEC_PER_SEC:
+            return instructions
+        return -(-instructions * NSEC_PER_SEC // ips)
+
+    def ns_to_instructions(self, ns: int) -> int:
+        """Instructions that fit in ``ns`` of virtual time (at least 1 for a positive ``ns``)."""
+        ips = self.instructions_per_second
+        n = ns if ips == NSEC_PER_SEC else ns * ips // NSEC_PER_SEC
+        return max(1, n) if ns > 0 else 0
+
+    # ---------------------------------------------------------------- contexts
+
+    def area(self, d: Domain) -> HypervisorArea:
+        """The hypervisor area of domain ``d`` (created on first use)."""
+        area = self._areas.get(d.domid)
+        if area is None:
+            area = self._areas[d.domid] = HypervisorArea(self._phys_base, d.max_vcpus)
+            d.watch(self._on_domain_state)
+        return area
+
+    def _on_domain_state(self, d: Domain, old: Any, new: Any) -> None:
+        if getattr(new, "value", None) == "destroyed":
+            self.release_domain(d)
+
+    def context(self, vcpu: Vcpu) -> UnicornVcpu:
+        """See :meth:`Engine.context`."""
+        ctx = self._contexts.get(vcpu)
+        if ctx is None:
+            ctx = self._contexts[vcpu] = UnicornVcpu(self, vcpu)
+        return ctx
+
+    def context_of(self, vcpu: Vcpu) -> UnicornVcpu:
+        """The context of ``vcpu`` for a CPU-dependent hypercall (it exists: the vCPU is running)."""
+        return self._contexts[vcpu]
+
+    def run(self, pcpu: Pcpu, vcpu: Vcpu, start_ns: int, budget_ns: int) -> int:
+        """See :meth:`Engine.run` (the scheduler's ``VcpuExecutor``)."""
+        ctx = self.context(vcpu)
+        ctx._pcpu = pcpu
+        previous = self.running
+        self.running = ctx
+        try:
+            result = ctx.run(self.ns_to_instructions(budget_ns), start_ns)
+        finally:
+            self.running = previous
+        return min(result.elapsed_ns, budget_ns) if result.elapsed_ns else 0
+
+    def flush_tlb(self, domain: Domain) -> None:
+        """See :meth:`Engine.flush_tlb`: every context of ``domain`` flushes before it next runs."""
+        note_pagetable_change(domain)
+
+    def release_domain(self, domain: Domain) -> None:
+        """See :meth:`Engine.release_domain`."""
+        for vcpu in [v for v in self._contexts if v.domain is domain]:
+            self._contexts.pop(vcpu).close()
+        self._areas.pop(domain.domid, None)
+
+    def contexts(self) -> list[UnicornVcpu]:
+        """Every live context."""
+        return list(self._contexts.values())
