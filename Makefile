@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test test-all docs generate clean
+.PHONY: setup run test test-all docs generate guest bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,9 +16,10 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The main job: boot the bundled SMP guest, 4 vCPUs on 2 simulated pCPUs; print its console and runstate.
 run: $(STAMP)
-	$(BIN)/xenpy abi show vcpu_runstate_info --arch x86_64
-	$(BIN)/xenpy abi show vcpu_runstate_info --arch x86_32
+	$(MAKE) -s -C guest
+	$(BIN)/xenpy run guest/build/test-pv64-smp --vcpus 4 --pcpus 2 --runstate
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -q
@@ -31,6 +32,13 @@ docs: $(STAMP)
 
 generate:
 	$(PYTHON) hypercalls/generate.py
+
+guest:
+	$(MAKE) -C guest
+
+bench: $(STAMP)
+	$(MAKE) -s -C guest
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) docs/_build guest/build
