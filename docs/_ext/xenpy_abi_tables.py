@@ -70,6 +70,32 @@ def _struct_table(name, s64, s32) -> list[str]:
     return out
 
 
+class HypercallCoverage(SphinxDirective):
+    """Render which hypercalls xenpy answers, from the handler registry and ``NOT_IMPLEMENTED``."""
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        from xenpy.core.handlers import hypercall_coverage
+
+        lines = [
+            ".. list-table::",
+            "   :header-rows: 1",
+            "   :widths: 8 30 62",
+            "",
+            "   * - #",
+            "     - hypercall",
+            "     - in xenpy",
+        ]
+        for nr, name, status in hypercall_coverage():
+            lines += [f"   * - {nr}", f"     - ``{name}``", f"     - {status}"]
+        container = nodes.section()
+        container.document = self.state.document
+        nested_parse_with_titles(self.state, StringList(lines, source="xenpy.core.handlers"), container)
+        return container.children
+
+
 def setup(app: Sphinx) -> dict:
     app.add_directive("xenpy-abi-structures", AbiStructures)
+    app.add_directive("xenpy-hypercall-coverage", HypercallCoverage)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
