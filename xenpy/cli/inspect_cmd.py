@@ -13,7 +13,7 @@ import argparse
 
 from xenpy.abi.arch_x86 import FLAT_KERNEL_CS, FLAT_KERNEL_SS
 from xenpy.cli.errors import CliError
-from xenpy.loader.builder import ENTRY_RFLAGS
+from xenpy.core.vcpu_context import ENTRY_RFLAGS
 from xenpy.loader.errors import LoaderError
 from xenpy.loader.layout import PAGE_SIZE, BootLayout, compute_pv64_layout
 from xenpy.loader.xen_notes import XenImageInfo, read_pv_image

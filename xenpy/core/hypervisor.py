@@ -33,7 +33,6 @@ from typing import Any
 
 import xenpy.core.handlers  # noqa: F401 (registers every hypercall handler)
 from xenpy.abi import x86_32, x86_64
-from xenpy.abi.arch_x86 import FLAT_KERNEL_CS, FLAT_KERNEL_DS, FLAT_KERNEL_SS, VGCF_in_kernel, VGCF_online
 from xenpy.abi.xen import DOMID_FIRST_RESERVED
 from xenpy.core.clock import NSEC_PER_SEC, Clock, HostClock, VirtualClock
 from xenpy.core.domain import Domain, DomainState, Vcpu
@@ -43,7 +42,12 @@ from xenpy.core.pagetable import PageTableBuilder
 from xenpy.core.profiles import XenProfile, get_profile
 from xenpy.core.scheduler import DEFAULT_TIME_SLICE_NS, Pcpu, Scheduler
 from xenpy.core.timers import PERIODIC_DEFAULT_NS, TimerQueue, kill_vcpu_timers
-from xenpy.core.vcpu_context import arch_set_info_guest, pack_vcpu_guest_context, parse_vcpu_guest_context
+from xenpy.core.vcpu_context import (
+    arch_set_info_guest,
+    pack_vcpu_guest_context,
+    parse_vcpu_guest_context,
+    pv64_entry_context,
+)
 
 #: Where the builder maps a domain's memory (Linux's ``__START_KERNEL_map``): ``gva = GUEST_VIRT_BASE + pfn * 4096``.
 GUEST_VIRT_BASE = 0xFFFF_FFFF_8000_0000
@@ -244,26 +248,7 @@ class Hypervisor:
     def _init_boot_vcpu(self, d: Domain) -> None:
         """vCPU 0 per spec 7.5 (``xg_dom_x86.c:vcpu_x86_64``, then ``arch_set_info_guest``)."""
         stack_top = GUEST_VIRT_BASE + PAGE_SIZE
-        self.set_boot_vcpu_context(
-            d,
-            {
-                "flags": int(VGCF_in_kernel | VGCF_online),
-                "user_regs.rip": GUEST_VIRT_BASE,
-                "user_regs.rsp": stack_top,
-                "user_regs.rflags": 0x202,
-                "user_regs.cs": int(FLAT_KERNEL_CS),
-                "user_regs.ss": int(FLAT_KERNEL_SS),
-                "user_regs.ds": int(FLAT_KERNEL_DS),
-                "user_regs.es": int(FLAT_KERNEL_DS),
-                "user_regs.fs": int(FLAT_KERNEL_DS),
-                "user_regs.gs": int(FLAT_KERNEL_DS),
-                "kernel_ss": int(FLAT_KERNEL_SS),
-                "kernel_sp": stack_top,
-                "ctrlreg[3]": d.cr3,
-                "debugreg[6]": 0xFFFF0FF0,
-                "debugreg[7]": 0x400,
-            },
-        )
+        self.set_boot_vcpu_context(d, pv64_entry_context(rip=GUEST_VIRT_BASE, rsp=stack_top, rsi=0, cr3=d.cr3))
 
     def set_boot_vcpu_context(self, d: Domain, fields: dict[str, int]) -> None:
         """Load vCPU 0 of ``d`` from ``vcpu_guest_context`` fields (``"user_regs.rip"``, ``"ctrlreg[3]"``, ...;

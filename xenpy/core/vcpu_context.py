@@ -22,7 +22,14 @@ from __future__ import annotations
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from xenpy.abi.arch_x86 import VGCF_i387_valid, VGCF_in_kernel, VGCF_online
+from xenpy.abi.arch_x86 import (
+    FLAT_KERNEL_CS,
+    FLAT_KERNEL_DS,
+    FLAT_KERNEL_SS,
+    VGCF_i387_valid,
+    VGCF_in_kernel,
+    VGCF_online,
+)
 from xenpy.abi.cstruct import fast_codec
 from xenpy.abi.errno import XenErrno
 from xenpy.core.memory import PAGE_SHIFT, PageType
@@ -303,3 +310,33 @@ def arch_set_info_guest(v: Vcpu, c: dict[str, Any]) -> int:
     else:
         v.pause_flags |= 2
     return 0
+
+
+#: x86 ``X86_DR6_DEFAULT`` / ``X86_DR7_DEFAULT`` as the PV builder passes them (spec 7.5).
+X86_DR6_DEFAULT = 0xFFFF0FF0
+X86_DR7_DEFAULT = 0x00000400
+#: rflags at entry: IF, plus the always-one bit 1 that ``arch_set_info_guest`` adds (spec 7.5).
+ENTRY_RFLAGS = 0x202
+
+
+def pv64_entry_context(*, rip: int, rsp: int, rsi: int, cr3: int) -> dict[str, int]:
+    """vCPU 0's state at a PV64 kernel's entry (spec 7.5, ``xg_dom_x86.c:vcpu_x86_64``), as flattened
+    ``vcpu_guest_context`` fields for :func:`pack_vcpu_guest_context` (every other field is 0)."""
+    return {
+        "flags": int(VGCF_in_kernel | VGCF_online),
+        "user_regs.rip": rip,
+        "user_regs.rsp": rsp,
+        "user_regs.rsi": rsi,
+        "user_regs.rflags": ENTRY_RFLAGS,
+        "user_regs.cs": int(FLAT_KERNEL_CS),
+        "user_regs.ss": int(FLAT_KERNEL_SS),
+        "user_regs.ds": int(FLAT_KERNEL_DS),
+        "user_regs.es": int(FLAT_KERNEL_DS),
+        "user_regs.fs": int(FLAT_KERNEL_DS),
+        "user_regs.gs": int(FLAT_KERNEL_DS),
+        "kernel_ss": int(FLAT_KERNEL_SS),
+        "kernel_sp": rsp,
+        "ctrlreg[3]": cr3,
+        "debugreg[6]": X86_DR6_DEFAULT,
+        "debugreg[7]": X86_DR7_DEFAULT,
+    }

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from xenpy.abi import x86_64
-from xenpy.abi.arch_x86 import FLAT_KERNEL_CS, FLAT_KERNEL_DS, FLAT_KERNEL_SS, VGCF_in_kernel, VGCF_online
 from xenpy.abi.errno import XenErrno
 from xenpy.core.memory import PAGE_SHIFT, PAGE_SIZE, DomainMemory, PageType
 from xenpy.core.pagetable import PageTableBuilder
+from xenpy.core.vcpu_context import pv64_entry_context
 from xenpy.loader.errors import LoaderError
 from xenpy.loader.layout import BootLayout, PageTableMapping, compute_pv64_layout
 from xenpy.loader.xen_notes import XenImageInfo
@@ -50,11 +50,6 @@ MAX_GUEST_CMDLINE = 1024
 NR_HYPERCALL_STUBS = 128
 HYPERCALL_STUB_SIZE = 32
 __HYPERVISOR_iret = 23
-#: x86 ``X86_DR6_DEFAULT`` / ``X86_DR7_DEFAULT`` as the builder passes them (spec 7.5).
-X86_DR6_DEFAULT = 0xFFFF0FF0
-X86_DR7_DEFAULT = 0x00000400
-#: rflags at entry: IF, plus the always-one bit 1 that ``arch_set_info_guest`` adds (spec 7.5).
-ENTRY_RFLAGS = 0x202
 _U64 = (1 << 64) - 1
 
 
@@ -225,28 +220,6 @@ def _start_info(
     }
 
 
-def _vcpu_context(layout: BootLayout, cr3: int) -> dict[str, Any]:
-    """``vcpu_x86_64``: vCPU 0's context (spec 7.5), as flattened ``vcpu_guest_context`` fields."""
-    return {
-        "flags": int(VGCF_in_kernel | VGCF_online),
-        "user_regs.rip": layout.rip,
-        "user_regs.rsp": layout.rsp,
-        "user_regs.rsi": layout.rsi,
-        "user_regs.rflags": ENTRY_RFLAGS,
-        "user_regs.cs": int(FLAT_KERNEL_CS),
-        "user_regs.ss": int(FLAT_KERNEL_SS),
-        "user_regs.ds": int(FLAT_KERNEL_DS),
-        "user_regs.es": int(FLAT_KERNEL_DS),
-        "user_regs.fs": int(FLAT_KERNEL_DS),
-        "user_regs.gs": int(FLAT_KERNEL_DS),
-        "kernel_ss": int(FLAT_KERNEL_SS),
-        "kernel_sp": layout.rsp,
-        "ctrlreg[3]": cr3,
-        "debugreg[6]": X86_DR6_DEFAULT,
-        "debugreg[7]": X86_DR7_DEFAULT,
-    }
-
-
 def build_pv64_domain(
     memory: DomainMemory,
     info: XenImageInfo,
@@ -326,5 +299,5 @@ def build_pv64_domain(
         store_mfn=start_info["store_mfn"],
         console_mfn=start_info["console"]["domU"]["mfn"],
         hypercall_page_pfn=hypercall_pfn,
-        vcpu_context=_vcpu_context(layout, builder.cr3),
+        vcpu_context=pv64_entry_context(rip=layout.rip, rsp=layout.rsp, rsi=layout.rsi, cr3=builder.cr3),
     )
