@@ -110,9 +110,6 @@ def hv() -> Hypervisor:
 
 #: Families whose errors are cross-checked against the generated table's per-profile errno lists.
 CHECKED_FAMILIES = (Hypercall.vcpu_op, Hypercall.sched_op, Hypercall.event_channel_op)
-#: Errors Xen's code returns that the table does not list yet: SCHEDOP_pin_override on a vCPU already overridden
-#: (``vcpu_temporary_affinity`` -> -EBUSY; the hardware domain only).
-TABLE_EXEMPT = {(Hypercall.sched_op, SchedOp.SCHEDOP_pin_override, "EBUSY")}
 
 
 def errno_table_violations(calls: list[tuple[str, int, int, int]]) -> list[str]:
@@ -130,7 +127,7 @@ def errno_table_violations(calls: list[tuple[str, int, int, int]]) -> list[str]:
             allowed = set(subop.errors[profile])
         else:
             continue
-        if name not in allowed and (nr, cmd, name) not in TABLE_EXEMPT:
+        if name not in allowed:
             listed = sorted(a for a in allowed if a)
             bad.append(f"{defn.name} cmd {cmd} ({profile}) returned -{name}, not in {listed}")
     return bad

@@ -1685,12 +1685,15 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
         since=None,
         errors=MappingProxyType(
             {
-                "head": ("EPERM", "EFAULT", "EINVAL"),
-                "4.17.3": ("EPERM", "EFAULT", "EINVAL"),
-                "4.17": ("EPERM", "EFAULT", "EINVAL"),
+                "head": ("EPERM", "EFAULT", "EINVAL", "EBUSY"),
+                "4.17.3": ("EPERM", "EFAULT", "EINVAL", "EBUSY"),
+                "4.17": ("EPERM", "EFAULT", "EINVAL", "EBUSY"),
             }
         ),
-        doc="Temporarily pin the calling vCPU to a pCPU; hardware domain only (-EPERM first).",
+        doc=(
+            "Temporarily pin the calling vCPU to a pCPU; hardware domain only (-EPERM first); -EBUSY when "
+            "already overridden (vcpu_temporary_affinity)."
+        ),
     ),
 )
 
