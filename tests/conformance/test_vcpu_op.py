@@ -320,6 +320,37 @@ def test_vcpu0_invalid_vm_assist_after_registers_changed(bad):
     assert dom.vm_assist == 0
 
 
+def test_pv32_selector_fixups_include_callback_selectors():
+    """spec 1.3 step 4 (RPL 1 for PV32): a PV32 context also has its ``event_callback_cs`` and
+    ``failsafe_callback_cs`` raised to RPL 1, like ``user_regs.cs`` (``arch_set_info_guest``'s compat branch);
+    a selector already at RPL >= 1 is kept."""
+    from xenpy.core import Hypervisor
+    from xenpy.core.vcpu_context import arch_set_info_guest, pack_vcpu_guest_context, parse_vcpu_guest_context
+
+    hv = Hypervisor(nr_pcpus=1, memory_mib=16)
+    dom = hv.create_domain(width=32, memory_mib=2, max_vcpus=2)
+    machine = hv.machine
+    # An untyped, zeroed frame of the domain passes as the (empty) root page table.
+    mfn = max(f for f in range(machine.nr_frames) if machine.owner_of(f) == dom.domid and not machine.type_count(f))
+    machine.zero_frame(mfn)
+    fields = {
+        "flags": int(VGCF_in_kernel),
+        "user_regs.cs": 0xE018,
+        "user_regs.ss": 0xE020,
+        "kernel_ss": 0xE020,
+        "event_callback_cs": 0xE018,
+        "failsafe_callback_cs": 0xE01B,
+        "ctrlreg[3]": ((mfn << 12) | (mfn >> 20)) & 0xFFFF_FFFF,
+    }
+    v = dom.vcpus[1]
+    ctx = parse_vcpu_guest_context(dom.abi, pack_vcpu_guest_context(dom.abi, fields))
+    assert arch_set_info_guest(v, ctx) == 0
+    assert v.arch.user_regs["cs"] == 0xE019
+    assert v.arch.kernel_ss == 0xE021
+    assert v.arch.event_callback_cs == 0xE019
+    assert v.arch.failsafe_callback_cs == 0xE01B
+
+
 # ------------------------------------------------------------------------------------------ misc commands
 
 

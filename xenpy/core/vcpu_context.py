@@ -167,6 +167,9 @@ def arch_set_info_guest(v: Vcpu, c: dict[str, Any]) -> int:
     user_ss = _fixup_selector(c["user_regs.ss"], rpl)
     kernel_ss = _fixup_selector(c["kernel_ss"], rpl)
     user_cs = _fixup_selector(c["user_regs.cs"], rpl)
+    # PV32 only: the callback selectors (PV64 callbacks have no selector).
+    event_cs = _fixup_selector(c["event_callback_cs"], rpl) if compat else 0
+    failsafe_cs = _fixup_selector(c["failsafe_callback_cs"], rpl) if compat else 0
     traps = [
         (
             c[f"trap_ctxt[{i}].vector"],
@@ -254,8 +257,8 @@ def arch_set_info_guest(v: Vcpu, c: dict[str, Any]) -> int:
     arch.event_callback_eip = c["event_callback_eip"]
     arch.failsafe_callback_eip = c["failsafe_callback_eip"]
     if compat:
-        arch.event_callback_cs = c["event_callback_cs"]
-        arch.failsafe_callback_cs = c["failsafe_callback_cs"]
+        arch.event_callback_cs = event_cs
+        arch.failsafe_callback_cs = failsafe_cs
     else:
         arch.syscall_callback_eip = c["syscall_callback_eip"]
         arch.fs_base = c["fs_base"]
