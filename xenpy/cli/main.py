@@ -12,11 +12,13 @@ from xenpy.cli.errors import EXIT_USAGE, CliError
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors exit with :data:`EXIT_USAGE` (0-3 are guest outcomes)."""
+    """An ArgumentParser whose usage errors are one ``xenpy: error:`` line and exit :data:`EXIT_USAGE`.
+
+    0-3 are guest outcomes. The line names the command's ``--help`` instead of printing the usage block.
+    """
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        self.exit(EXIT_USAGE, f"xenpy: error: {message} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from unicorn import UC_ARCH_X86, UC_MODE_64, UC_PROT_ALL, Uc, UcError
 from unicorn import x86_const as ux
-from unicorn.unicorn_const import UC_HOOK_CODE, UC_HOOK_INSN, UC_HOOK_INSN_INVALID, UC_HOOK_INTR
+from unicorn.unicorn_const import UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_INSN, UC_HOOK_INSN_INVALID, UC_HOOK_INTR
 from unicorn.unicorn_py3.unicorn import uclib
 
 from xenpy.abi.arch_x86 import FLAT_RING3_CS32, FLAT_RING3_CS64, FLAT_RING3_SS64
@@ -577,6 +577,12 @@ class UnicornVcpu(Pv64Context):
                 cb = _CODE_CB(self._py_count)
                 self._callbacks.append(cb)
                 _hook_add(uch, UC_HOOK_CODE, ctypes.cast(cb, _VOIDP).value or 0, 0)
+        elif native is not None:
+            # Host clock: Unicorn's own timeout thread ends a slice, but its uc_emu_stop can be lost (a guest
+            # spinning in one translation block then never returns). The counter, run per block with the
+            # instruction budget as its limit, ends the slice from inside the emulation as a backstop; blocks
+            # are slower to emulate than 1 ns each, so the timeout normally comes first.
+            _hook_add(uch, UC_HOOK_BLOCK, native.count_hook, ctypes.addressof(self._counter))
         frame = _native.SyscallFrame()
         for i, name in enumerate(_native.SYSCALL_IN):
             frame.ids_in[i] = _REG_IDS[name]
@@ -865,7 +871,7 @@ class UnicornVcpu(Pv64Context):
                 reason = self._stop_reason()
                 if reason is not None:
                     break
-                if self._deterministic and counter.count >= counter.limit:
+                if counter.count >= counter.limit and (self._deterministic or self.engine.native is not None):
                     reason = ExitReason.SLICE_END
                     break
                 if (
