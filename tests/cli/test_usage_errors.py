@@ -16,7 +16,9 @@ from xenpy.cli.main import main
         (["run", "img", "--timeout", "0"], "argument --timeout: must be positive", "xenpy run"),
         (["run", "img", "--vcpus", "x"], "argument --vcpus: not a number: 'x'", "xenpy run"),
         (["run", "img", "--bogus"], "unrecognized arguments: --bogus", "xenpy"),
-        (["inspect", "img", "--memory", "0"], "argument --memory: must be at least 1 MiB", "xenpy inspect"),
+        (["inspect", "img", "--memory", "0"], "argument --memory: must be between 1 and 4096 MiB", "xenpy inspect"),
+        (["inspect", "img", "--memory", "100000000"], "argument --memory: must be between 1 and 4096 MiB",
+         "xenpy inspect"),
         (["abi", "show"], "required: NAME", "xenpy abi show"),
     ],
 )

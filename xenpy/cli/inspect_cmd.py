@@ -13,6 +13,7 @@ import argparse
 
 from xenpy.abi.arch_x86 import FLAT_KERNEL_CS, FLAT_KERNEL_SS
 from xenpy.cli.errors import CliError
+from xenpy.cli.run_cmd import MAX_MEMORY_MIB
 from xenpy.core.vcpu_context import ENTRY_RFLAGS
 from xenpy.loader.errors import LoaderError
 from xenpy.loader.layout import PAGE_SIZE, BootLayout, compute_pv64_layout
@@ -47,8 +48,8 @@ def _memory_mib(text: str) -> int:
         value = int(text, 0)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number of MiB: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be at least 1 MiB")
+    if not 1 <= value <= MAX_MEMORY_MIB:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_MEMORY_MIB} MiB")
     return value
 
 

@@ -25,6 +25,8 @@ from xenpy.toolstack.trace import HypercallTracer
 #: Machine memory beyond the guest's own, for shared_info and the hypervisor's own frames (MiB).
 HYPERVISOR_MEMORY_MIB = 8
 MAX_VCPUS = 32
+#: Largest guest memory the command line accepts (MiB).
+MAX_MEMORY_MIB = 4096
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                      help=f"vCPUs of the guest (1-{MAX_VCPUS}, default 1)")
     run.add_argument("--pcpus", type=_int_range(1, 64), default=1, metavar="N",
                      help="simulated physical CPUs (default 1)")
-    run.add_argument("--memory", type=_int_range(4, 4096), default=32, metavar="MiB",
+    run.add_argument("--memory", type=_int_range(4, MAX_MEMORY_MIB), default=32, metavar="MiB",
                      help="guest memory in MiB (default 32)")
     run.add_argument("--clock", choices=("virtual", "host"), default="virtual",
                      help="virtual: deterministic time advanced by executed instructions (default); "
