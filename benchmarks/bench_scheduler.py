@@ -15,39 +15,12 @@ from __future__ import annotations
 import argparse
 import time
 
-from xenpy.abi.arch_x86 import FLAT_KERNEL_CS, FLAT_KERNEL_SS, VGCF_in_kernel
-from xenpy.abi.generated.hypercalls import Hypercall, VcpuOp
 from xenpy.core import DomainConfig, Hypervisor
 from xenpy.core.runstate import RUNSTATE_runnable, RUNSTATE_running
-from xenpy.core.vcpu_context import pack_vcpu_guest_context
 
 #: vCPUs >= 32 would need VCPUOP_register_vcpu_info before VCPUOP_initialise (spec 1.2 cmd 0).
 VCPUS_PER_DOMAIN = 32
 NSEC_PER_SEC = 1_000_000_000
-
-
-def bring_up(hv: Hypervisor, dom) -> None:
-    v0 = dom.vcpus[0]
-    for vid in range(1, dom.max_vcpus):
-        stack = dom.alloc_guest_page() + 4096
-        ctx = pack_vcpu_guest_context(
-            dom.abi,
-            {
-                "flags": int(VGCF_in_kernel),
-                "user_regs.rip": dom.virt_base,
-                "user_regs.rsp": stack,
-                "user_regs.cs": int(FLAT_KERNEL_CS),
-                "user_regs.ss": int(FLAT_KERNEL_SS),
-                "kernel_sp": stack,
-                "ctrlreg[3]": dom.cr3,
-            },
-        )
-        gva = dom.alloc_guest(len(ctx))
-        dom.write_guest(gva, ctx)
-        if hv.hypercall(v0, Hypercall.vcpu_op, VcpuOp.VCPUOP_initialise, vid, gva):
-            raise SystemExit(f"VCPUOP_initialise of vCPU {vid} failed")
-        if hv.hypercall(v0, Hypercall.vcpu_op, VcpuOp.VCPUOP_up, vid):
-            raise SystemExit(f"VCPUOP_up of vCPU {vid} failed")
 
 
 def main() -> None:
@@ -64,7 +37,7 @@ def main() -> None:
         n = min(VCPUS_PER_DOMAIN, left)
         dom = hv.create_domain(DomainConfig(max_vcpus=n, memory_mib=2))
         dom.unpause()
-        bring_up(hv, dom)
+        hv.bring_up_vcpus(dom)
         domains.append(dom)
         left -= n
     vcpus = [v for d in domains for v in d.vcpus]

@@ -7,13 +7,10 @@ from typing import Any
 
 import pytest
 
-from xenpy.abi.arch_x86 import FLAT_KERNEL_CS, FLAT_KERNEL_SS, VGCF_in_kernel
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import HYPERCALLS, EvtchnOp, Hypercall, SchedOp, VcpuOp
 from xenpy.core import Domain, DomainConfig, Hypervisor, Vcpu
-from xenpy.core.memory import PAGE_SIZE
 from xenpy.core.profiles import PROFILES
-from xenpy.core.vcpu_context import pack_vcpu_guest_context
 
 ALL_PROFILES = tuple(PROFILES)
 #: Profiles with HEAD's register_vcpu_info / phys-area behaviour (>= 4.18).
@@ -67,23 +64,7 @@ class Guest:
 
     def context(self, **fields: int) -> int:
         """A valid PV64 ``vcpu_guest_context`` in guest memory (kernel mode, the domain's page tables)."""
-        stack = self.page() + PAGE_SIZE
-        values = {
-            "flags": int(VGCF_in_kernel),
-            "user_regs.rip": self.dom.virt_base,
-            "user_regs.rsp": stack,
-            "user_regs.rflags": 0x202,
-            "user_regs.cs": int(FLAT_KERNEL_CS),
-            "user_regs.ss": int(FLAT_KERNEL_SS),
-            "kernel_ss": int(FLAT_KERNEL_SS),
-            "kernel_sp": stack,
-            "ctrlreg[3]": self.dom.cr3,
-        }
-        values.update(fields)
-        data = pack_vcpu_guest_context(self.dom.abi, values)
-        gva = self.dom.alloc_guest(len(data), 16)
-        self.dom.write_guest(gva, data)
-        return gva
+        return self.dom.put_vcpu_context(fields)
 
     def bring_up(self, vcpu_id: int, *, by: int = 0) -> None:
         """VCPUOP_initialise + VCPUOP_up of ``vcpu_id`` from vCPU ``by``; asserts both succeed."""

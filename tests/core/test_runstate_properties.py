@@ -17,7 +17,6 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xenpy.abi.arch_x86 import FLAT_KERNEL_CS, FLAT_KERNEL_SS, VGCF_in_kernel
 from xenpy.abi.generated.hypercalls import Hypercall, VcpuOp
 from xenpy.abi.xen import VMASST_TYPE_runstate_update_flag
 from xenpy.core import DomainConfig, Hypervisor
@@ -28,7 +27,6 @@ from xenpy.core.runstate import (
     RUNSTATE_running,
     vcpu_runstate_get,
 )
-from xenpy.core.vcpu_context import pack_vcpu_guest_context
 
 NR_VCPUS = 3
 MS = 1_000_000
@@ -57,23 +55,7 @@ def build() -> tuple[Hypervisor, object, list[int]]:
     dom = hv.create_domain(DomainConfig(max_vcpus=NR_VCPUS, memory_mib=1))
     dom.unpause()
     v0 = dom.vcpus[0]
-    for vid in range(1, NR_VCPUS):
-        stack = dom.alloc_guest_page() + 4096
-        ctx = pack_vcpu_guest_context(
-            dom.abi,
-            {
-                "flags": int(VGCF_in_kernel),
-                "user_regs.rsp": stack,
-                "user_regs.cs": int(FLAT_KERNEL_CS),
-                "user_regs.ss": int(FLAT_KERNEL_SS),
-                "kernel_sp": stack,
-                "ctrlreg[3]": dom.cr3,
-            },
-        )
-        gva = dom.alloc_guest(len(ctx))
-        dom.write_guest(gva, ctx)
-        assert hv.hypercall(v0, Hypercall.vcpu_op, VcpuOp.VCPUOP_initialise, vid, gva) == 0
-        assert hv.hypercall(v0, Hypercall.vcpu_op, VcpuOp.VCPUOP_up, vid) == 0
+    hv.bring_up_vcpus(dom)
     dom.vm_assist |= 1 << VMASST_TYPE_runstate_update_flag
     areas = []
     for v in dom.vcpus:

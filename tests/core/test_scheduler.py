@@ -2,42 +2,18 @@
 
 from __future__ import annotations
 
-from xenpy.abi.arch_x86 import FLAT_KERNEL_CS, FLAT_KERNEL_SS, VGCF_in_kernel
 from xenpy.abi.generated.hypercalls import Hypercall, SchedOp, VcpuOp
 from xenpy.core import DomainConfig, Hypervisor
 from xenpy.core.runstate import RUNSTATE_offline, RUNSTATE_runnable, RUNSTATE_running, vcpu_runstate_change
-from xenpy.core.vcpu_context import pack_vcpu_guest_context
 
 MS = 1_000_000
-
-
-def up_all(hv: Hypervisor, dom) -> None:
-    """Initialise and up every vCPU of ``dom`` from vCPU 0 (kernel mode, the domain's page tables)."""
-    for vid in range(1, dom.max_vcpus):
-        stack = dom.alloc_guest_page() + 4096
-        ctx = pack_vcpu_guest_context(
-            dom.abi,
-            {
-                "flags": int(VGCF_in_kernel),
-                "user_regs.rip": dom.virt_base,
-                "user_regs.rsp": stack,
-                "user_regs.cs": int(FLAT_KERNEL_CS),
-                "user_regs.ss": int(FLAT_KERNEL_SS),
-                "kernel_sp": stack,
-                "ctrlreg[3]": dom.cr3,
-            },
-        )
-        gva = dom.alloc_guest(len(ctx))
-        dom.write_guest(gva, ctx)
-        assert hv.hypercall(dom.vcpus[0], Hypercall.vcpu_op, VcpuOp.VCPUOP_initialise, vid, gva) == 0
-        assert hv.hypercall(dom.vcpus[0], Hypercall.vcpu_op, VcpuOp.VCPUOP_up, vid) == 0
 
 
 def make(nr_pcpus: int, nr_vcpus: int, periodic_period_ns: int = 10 * MS, **hv_kwargs):
     hv = Hypervisor(nr_pcpus=nr_pcpus, memory_mib=32, **hv_kwargs)
     dom = hv.create_domain(DomainConfig(max_vcpus=nr_vcpus, memory_mib=2, periodic_period_ns=periodic_period_ns))
     dom.unpause()
-    up_all(hv, dom)
+    hv.bring_up_vcpus(dom)
     return hv, dom
 
 

@@ -25,12 +25,14 @@ from enum import Enum, IntFlag
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from xenpy.abi.arch_x86 import FLAT_KERNEL_CS, FLAT_KERNEL_SS, VGCF_in_kernel
 from xenpy.abi.sched import SHUTDOWN_CODE_INVALID, SHUTDOWN_crash, SHUTDOWN_suspend
 from xenpy.abi.xen import NR_VIRQS, VIRQ_DOM_EXC, XEN_LEGACY_MAX_VCPUS
 from xenpy.core import pagetable
 from xenpy.core.console import ConsoleStream
 from xenpy.core.runstate import RUNSTATE_offline, RunstateInfo
 from xenpy.core.timers import PERIODIC_DEFAULT_NS, init_vcpu_timers
+from xenpy.core.vcpu_context import ENTRY_RFLAGS, pack_vcpu_guest_context
 
 if TYPE_CHECKING:
     from xenpy.core.event_channel import EventChannels
@@ -621,6 +623,28 @@ class Domain:
         struct = getattr(self.abi, struct_name)
         data = struct.build({**(value or {}), **fields})
         gva = self.alloc_guest(len(data), 8)
+        self.write_guest(gva, data)
+        return gva
+
+    def put_vcpu_context(self, fields: dict[str, int] | None = None) -> int:
+        """Place a valid PV64 ``vcpu_guest_context`` in fresh guest memory for ``VCPUOP_initialise``; returns its
+        gva. Kernel mode, the domain's page tables, rip at the start of its mapping, and a fresh stack page;
+        ``fields`` (flattened names such as ``"user_regs.rip"``, ``"ctrlreg[3]"``) override any of these."""
+        stack_top = self.alloc_guest_page() + pagetable.PAGE_SIZE
+        values = {
+            "flags": int(VGCF_in_kernel),
+            "user_regs.rip": self.virt_base,
+            "user_regs.rsp": stack_top,
+            "user_regs.rflags": ENTRY_RFLAGS,
+            "user_regs.cs": int(FLAT_KERNEL_CS),
+            "user_regs.ss": int(FLAT_KERNEL_SS),
+            "kernel_ss": int(FLAT_KERNEL_SS),
+            "kernel_sp": stack_top,
+            "ctrlreg[3]": self.cr3,
+            **(fields or {}),
+        }
+        data = pack_vcpu_guest_context(self.abi, values)
+        gva = self.alloc_guest(len(data), 16)
         self.write_guest(gva, data)
         return gva
 

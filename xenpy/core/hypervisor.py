@@ -26,7 +26,7 @@ signed value the guest would see in rax (``-errno`` on error).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -377,6 +377,25 @@ class Hypervisor:
             self.current = None
         self.scheduler.do_softirqs()
         return rc
+
+    def bring_up_vcpus(self, d: Domain, vcpu_ids: Iterable[int] | None = None, *, by: int = 0) -> None:
+        """Start vCPUs of ``d`` as a guest kernel does: ``VCPUOP_initialise`` (with
+        :meth:`Domain.put_vcpu_context`) then ``VCPUOP_up``, both issued by vCPU ``by`` (which must be able to
+        run). ``vcpu_ids`` defaults to every vCPU but ``by``.
+
+        Raises:
+            RuntimeError: a hypercall failed (the message names the vCPU, the sub-op and the errno).
+        """
+        from xenpy.abi.errno import XenErrno
+        from xenpy.abi.generated.hypercalls import Hypercall, VcpuOp
+
+        caller = d.vcpus[by]
+        ids = [v.vcpu_id for v in d.vcpus if v.vcpu_id != by] if vcpu_ids is None else list(vcpu_ids)
+        for vcpu_id in ids:
+            for op, arg in ((VcpuOp.VCPUOP_initialise, d.put_vcpu_context()), (VcpuOp.VCPUOP_up, 0)):
+                rc = self.hypercall(caller, Hypercall.vcpu_op, op, vcpu_id, arg)
+                if rc < 0:
+                    raise RuntimeError(f"{op.name} of vCPU {vcpu_id} of domain {d.domid} failed: -{XenErrno(-rc).name}")
 
     def add_hypercall_hook(self, pre: PreHook | None = None, post: PostHook | None = None) -> Callable[[], None]:
         """Install hooks run before / after every hypercall; returns a function removing both.
