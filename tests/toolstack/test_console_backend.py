@@ -75,3 +75,29 @@ def test_corrupt_indices_stop_the_backend(setup) -> None:
     d.write_guest(ring_gva + layout.offset_of("out_prod"), (XENCONS_OUT_SIZE + 1).to_bytes(4, "little"))
     assert backend.drain() == 0
     assert backend.bad_indices
+
+
+def test_backend_needs_an_unbound_port(setup) -> None:
+    hv, d, ring_gva, _port, _backend = setup
+    ipi = d.evtchn.bind_ipi(0)
+    with pytest.raises(ValueError, match="not unbound"):
+        ConsoleRingBackend(hv, d, d.gva_to_mfn(ring_gva), ipi)
+
+
+def test_serving_the_console_adds_no_hypercall_hook(setup) -> None:
+    """The backend hangs off its port, not off every hypercall: the dispatcher's fast path stays hook-free."""
+    hv, *_ = setup
+    assert hv.dispatcher.pre_hooks == [] and hv.dispatcher.post_hooks == []
+
+
+def test_a_real_peer_replaces_the_backend(setup) -> None:
+    """Spec 3.5: once another domain binds the port, sends go to that peer and the backend no longer drains."""
+    hv, d, ring_gva, port, _backend = setup
+    peer = hv.create_domain(memory_mib=2)
+    d.evtchn.ports[port].remote_domid = peer.domid
+    peer_port = peer.evtchn.bind_interdomain(d, port)
+    assert peer_port > 0
+    produce(d, ring_gva, b"y")
+    assert send(hv, d, port) == 0
+    assert d.console.data == b""
+    assert peer.evtchn.is_pending(peer_port)

@@ -36,6 +36,8 @@ from xenpy.abi.event_channel import (
 from xenpy.abi.xen import DOMID_SELF, NR_VIRQS, VIRQ_KIND, VirqKind
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from xenpy.core.domain import Domain, Vcpu
 
 # Internal channel states (``ECS_*``, spec 6.5).
@@ -77,9 +79,12 @@ class Evtchn:
         remote_dom / remote_port: the peer (ECS_INTERDOMAIN).
         pirq: bound PIRQ (ECS_PIRQ).
         xen_consumer: a Xen-attached port, which guests cannot send on, close or rebind.
+        backend: for an UNBOUND port, the host-side backend (a toolstack service standing in for the remote
+            domain) called when the guest sends on it; the guest still sees Xen's result for UNBOUND (0).
     """
 
     __slots__ = (
+        "backend",
         "notify_vcpu_id",
         "pirq",
         "port",
@@ -101,6 +106,7 @@ class Evtchn:
         self.remote_port = 0
         self.pirq = 0
         self.xen_consumer = False
+        self.backend: Callable[[], None] | None = None
 
     @property
     def usable(self) -> bool:
@@ -342,8 +348,19 @@ class EventChannels:
         rchn.remote_dom = ld
         rchn.remote_port = lport
         rchn.state = ECS_INTERDOMAIN
+        rchn.backend = None  # a real peer replaces the host-side backend
         self.port_set_pending(lchn.notify_vcpu_id, lchn)
         return lport
+
+    def attach_backend(self, port: int, notify: Callable[[], None]) -> None:
+        """Serve UNBOUND ``port`` from the host: ``notify()`` runs each time the guest sends on it.
+
+        Raises:
+            ValueError: ``port`` is not an UNBOUND port of this domain.
+        """
+        if not self.port_is_valid(port) or self.ports[port].state != ECS_UNBOUND:
+            raise ValueError(f"port {port} of domain {self.domain.domid} is not unbound")
+        self.ports[port].backend = notify
 
     def evtchn_send(self, port: int) -> int:
         """EVTCHNOP_send: 0 or ``-errno``."""
@@ -361,7 +378,8 @@ class EventChannels:
         elif state == ECS_IPI:
             self.port_set_pending(chn.notify_vcpu_id, chn)
         elif state == ECS_UNBOUND:
-            pass
+            if chn.backend is not None:
+                chn.backend()
         else:
             return -XenErrno.EINVAL
         return 0
@@ -372,6 +390,7 @@ class EventChannels:
         chn.state = ECS_FREE
         chn.notify_vcpu_id = 0
         chn.xen_consumer = False
+        chn.backend = None
         chn.remote_dom = None
 
     def evtchn_close(self, port: int, guest: bool = True) -> int:

@@ -3,23 +3,20 @@
 The guest writes into ``xencons_interface.out`` (a 2048-byte ring, ``public/io/console.h``), advances
 ``out_prod`` and notifies the console event channel. The backend copies the bytes between ``out_cons`` and
 ``out_prod`` into :attr:`Domain.console`, advances ``out_cons`` and notifies the guest back, so a guest waiting
-for space can continue. In xenpy the backend runs inside the hypervisor process: it drains the ring when the
-guest sends on the console port (a post-hypercall hook on ``EVTCHNOP_send``) and once more when the domain
-stops, so no byte the guest produced is lost.
+for space can continue. In xenpy the backend runs inside the hypervisor process, attached to the guest's
+unbound console port (:meth:`EventChannels.attach_backend`): it drains the ring when the guest sends on that
+port, and once more when the domain stops, so no byte the guest produced is lost.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from xenpy.abi.generated.hypercalls import EVTCHNOP_send, Hypercall
 from xenpy.abi.io_console import XENCONS_OUT_SIZE
 from xenpy.core.memory import PAGE_SHIFT
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from xenpy.core.domain import Domain, Vcpu
+    from xenpy.core.domain import Domain
     from xenpy.core.hypervisor import Hypervisor
 
 _U32 = 0xFFFF_FFFF
@@ -32,7 +29,7 @@ class ConsoleRingBackend:
         hv: the hypervisor.
         domain: the guest.
         ring_mfn: machine frame of the guest's ``xencons_interface`` (``start_info.console.domU.mfn``).
-        port: the guest's console event channel (``start_info.console.domU.evtchn``).
+        port: the guest's console event channel (``start_info.console.domU.evtchn``), unbound.
 
     Attributes:
         total_bytes: bytes taken from the ring so far.
@@ -51,17 +48,7 @@ class ConsoleRingBackend:
         self._out_maddr = base + layout.offset_of("out")
         self._out_cons_maddr = base + layout.offset_of("out_cons")
         self._out_prod_maddr = base + layout.offset_of("out_prod")
-        self._remove_hook: Callable[[], None] | None = hv.add_hypercall_hook(post=self._after_hypercall)
-
-    def _after_hypercall(self, vcpu: Vcpu, nr: int, args: tuple[int, ...], result: int) -> None:
-        if (nr == Hypercall.event_channel_op and vcpu.domain is self.domain and (args[0] & _U32) == EVTCHNOP_send
-                and result == 0):
-            try:
-                port = int.from_bytes(vcpu.copy_from_guest(args[1], 4), "little")
-            except Exception:  # the handler already read it; a fault now changes nothing for the guest
-                return
-            if port == self.port:
-                self.drain()
+        domain.evtchn.attach_backend(port, self.drain)
 
     def drain(self) -> int:
         """Move everything the guest produced into the console stream; returns the number of bytes moved."""
@@ -99,6 +86,6 @@ class ConsoleRingBackend:
     def close(self) -> None:
         """Drain what is left and stop serving."""
         self.drain()
-        if self._remove_hook is not None:
-            self._remove_hook()
-            self._remove_hook = None
+        evtchn = self.domain.evtchn
+        if evtchn.port_is_valid(self.port) and evtchn.ports[self.port].backend == self.drain:
+            evtchn.ports[self.port].backend = None
