@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from xenpy.core import Hypervisor
 from xenpy.engine.unicorn_engine import UnicornEngine
+from xenpy.hypervisor import Hypervisor
 from xenpy.toolstack.boot import boot_pv_image
 from xenpy.toolstack.run import Outcome, run_domain
 

@@ -26,8 +26,8 @@ import argparse
 import ctypes
 import time
 
-from xenpy.core import DomainConfig, Hypervisor
 from xenpy.engine.unicorn_engine import UnicornEngine, UnicornVcpu
+from xenpy.hypervisor import DomainConfig, Hypervisor
 from xenpy.loader import init_hypercall_page
 
 #: The loop above, assembled for 0xffffffff80002000 with the hypercall page at 0xffffffff80001000.

@@ -24,8 +24,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from xenpy.core import DomainConfig, Hypervisor
 from xenpy.engine.unicorn_engine import UnicornEngine, UnicornVcpu
+from xenpy.hypervisor import DomainConfig, Hypervisor
 
 #: The loop above (8 instructions per iteration), assembled for 0xffffffff80002000.
 LOOP = bytes.fromhex("4801c8486bc00748894424f8488b5424f84831d048ffc148ffcb75e40f0b")

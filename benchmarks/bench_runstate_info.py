@@ -11,7 +11,7 @@ import statistics
 import time
 
 from xenpy.abi.generated.hypercalls import Hypercall, VcpuOp
-from xenpy.core import DomainConfig, Hypervisor
+from xenpy.hypervisor import DomainConfig, Hypervisor
 
 TARGET_P50_US = 20.0
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from xenpy.core import DomainConfig, Hypervisor
 from xenpy.core.runstate import RUNSTATE_runnable, RUNSTATE_running
+from xenpy.hypervisor import DomainConfig, Hypervisor
 
 #: vCPUs >= 32 would need VCPUOP_register_vcpu_info before VCPUOP_initialise (spec 1.2 cmd 0).
 VCPUS_PER_DOMAIN = 32

@@ -76,7 +76,7 @@ class HypercallCoverage(SphinxDirective):
     has_content = False
 
     def run(self) -> list[nodes.Node]:
-        from xenpy.core.handlers import hypercall_coverage
+        from xenpy.hypercall.handlers import hypercall_coverage
 
         lines = [
             ".. list-table::",
@@ -91,7 +91,7 @@ class HypercallCoverage(SphinxDirective):
             lines += [f"   * - {nr}", f"     - ``{name}``", f"     - {status}"]
         container = nodes.section()
         container.document = self.state.document
-        nested_parse_with_titles(self.state, StringList(lines, source="xenpy.core.handlers"), container)
+        nested_parse_with_titles(self.state, StringList(lines, source="xenpy.hypercall.handlers"), container)
         return container.children
 
 

@@ -9,8 +9,9 @@ import pytest
 
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import HYPERCALLS, EvtchnOp, Hypercall, SchedOp, VcpuOp
-from xenpy.core import Domain, DomainConfig, Hypervisor, Vcpu
+from xenpy.core import Domain, Vcpu
 from xenpy.core.profiles import PROFILES
+from xenpy.hypervisor import DomainConfig, Hypervisor
 
 ALL_PROFILES = tuple(PROFILES)
 #: Profiles with HEAD's register_vcpu_info / phys-area behaviour (>= 4.18).

@@ -9,7 +9,7 @@ from xenpy.abi.arch_x86 import FLAT_KERNEL_CS, VGCF_failsafe_disables_events, VG
 from xenpy.abi.callback import CALLBACKTYPE, CALLBACKF_mask_events
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import CallbackOp, Hypercall
-from xenpy.core import Hypervisor
+from xenpy.hypervisor import Hypervisor
 
 from .conftest import HOLE_GVA, UNMAPPED_GVA, Guest
 
@@ -61,7 +61,7 @@ def callbacks(g: Guest, vcpu: int = 0) -> tuple:
 
 def set_nmi_reason(g: Guest, value: int) -> None:
     d = g.dom
-    d.hv.machine.write_u64(d.shared_info_maddr + d.abi.shared_info.offset_of("arch.nmi_reason"), value)
+    d.system.machine.write_u64(d.shared_info_maddr + d.abi.shared_info.offset_of("arch.nmi_reason"), value)
 
 
 # ------------------------------------------------------------------------------------------ register
@@ -276,9 +276,10 @@ def test_compat_set_callbacks_and_unknown_cmd():
     hv = Hypervisor(nr_pcpus=1, memory_mib=16)
     dom = hv.create_domain(width=32, memory_mib=2)
     v = dom.vcpus[0]
+    ctx = hv.dispatcher.context(v)
     # a PV32 domain has no address space in xenpy yet: call through the dispatcher, register arguments only
-    assert hv.dispatcher.dispatch(v, Hypercall.set_callbacks, 0xE018, 0xC0001000, 0xE01B, 0xC0002000) == 0
+    assert hv.dispatcher.dispatch(ctx, Hypercall.set_callbacks, 0xE018, 0xC0001000, 0xE01B, 0xC0002000) == 0
     arch = v.arch
     assert (arch.event_callback_cs, arch.event_callback_eip) == (0xE019, 0xC0001000)
     assert (arch.failsafe_callback_cs, arch.failsafe_callback_eip) == (0xE01B, 0xC0002000)
-    assert hv.dispatcher.dispatch(v, Hypercall.callback_op, 2, 0) == EINVAL
+    assert hv.dispatcher.dispatch(ctx, Hypercall.callback_op, 2, 0) == EINVAL

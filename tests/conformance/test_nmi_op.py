@@ -30,7 +30,7 @@ def register(g: Guest, address: int, pad: int = 0, *, vcpu: int = 0) -> int:
 
 def set_nmi_reason(g: Guest, value: int) -> None:
     d = g.dom
-    d.hv.machine.write_u64(d.shared_info_maddr + d.abi.shared_info.offset_of("arch.nmi_reason"), value)
+    d.system.machine.write_u64(d.shared_info_maddr + d.abi.shared_info.offset_of("arch.nmi_reason"), value)
 
 
 def test_register_installs_trap_entry_2(guest: Guest):

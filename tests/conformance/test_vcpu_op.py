@@ -290,8 +290,8 @@ def test_user_mode_with_user_page_table(guest: Guest):
 
 def _set_info_vcpu0(vm_assist: int) -> tuple[int, object]:
     """arch_set_info_guest on a fresh domain's vCPU 0 (as DOMCTL_setvcpucontext would), before it is initialised."""
-    from xenpy.core import Hypervisor
     from xenpy.core.vcpu_context import arch_set_info_guest, parse_vcpu_guest_context
+    from xenpy.hypervisor import Hypervisor
 
     hv = Hypervisor()
     dom = hv.create_domain()
@@ -324,8 +324,8 @@ def test_pv32_selector_fixups_include_callback_selectors():
     """spec 1.3 step 4 (RPL 1 for PV32): a PV32 context also has its ``event_callback_cs`` and
     ``failsafe_callback_cs`` raised to RPL 1, like ``user_regs.cs`` (``arch_set_info_guest``'s compat branch);
     a selector already at RPL >= 1 is kept."""
-    from xenpy.core import Hypervisor
     from xenpy.core.vcpu_context import arch_set_info_guest, pack_vcpu_guest_context, parse_vcpu_guest_context
+    from xenpy.hypervisor import Hypervisor
 
     hv = Hypervisor(nr_pcpus=1, memory_mib=16)
     dom = hv.create_domain(width=32, memory_mib=2, max_vcpus=2)

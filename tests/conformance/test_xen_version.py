@@ -19,7 +19,7 @@ ENOSYS = -XenErrno.ENOSYS
 EPERM = -XenErrno.EPERM
 FILL = 0xAA
 
-#: XENFEAT bits of a PV64 domU at HEAD (see xenpy.core.handlers.xen_version).
+#: XENFEAT bits of a PV64 domU at HEAD (see xenpy.hypercall.handlers.xen_version).
 HEAD_DOMU_FEATURES = {
     XENFEAT.XENFEAT_mmu_pt_update_preserve_ad,
     XENFEAT.XENFEAT_highmem_assist,

@@ -2,7 +2,7 @@
 
 Every hypercall number of ``xenpy.abi.generated.hypercalls.HYPERCALLS`` that Xen dispatches (not
 ``implemented_as_enosys``) either has a handler or is listed, with a reason, in
-``xenpy.core.handlers.NOT_IMPLEMENTED`` (hypercalls xenpy does not implement yet; they return -ENOSYS).
+``xenpy.hypercall.handlers.NOT_IMPLEMENTED`` (hypercalls xenpy does not implement yet; they return -ENOSYS).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import pytest
 
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import HYPERCALLS, Hypercall
-from xenpy.core import DomainConfig, Hypervisor
-from xenpy.core.handlers import NOT_IMPLEMENTED, hypercall_coverage
-from xenpy.core.hypercall import registered_handlers
+from xenpy.hypercall.handlers import NOT_IMPLEMENTED, hypercall_coverage
+from xenpy.hypercall.registry import registered_handlers
+from xenpy.hypervisor import DomainConfig, Hypervisor
 
 ENOSYS = -XenErrno.ENOSYS
 

@@ -1,4 +1,4 @@
-"""Hypercall dispatch: the registry, -ENOSYS, errors, GuestFault, hypervisor bugs, hooks (xenpy.core.hypercall)."""
+"""Hypercall dispatch: the registry, -ENOSYS, errors, GuestFault, hypervisor bugs, hooks (xenpy.hypercall)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,20 @@ import pytest
 from xenpy.abi.errno import HypercallError, XenErrno
 from xenpy.abi.generated.hypercalls import HYPERCALLS, Hypercall, VcpuOp
 from xenpy.abi.sched import SHUTDOWN_crash
-from xenpy.core import DomainState, Hypervisor, VcpuNotRunnable
-from xenpy.core.handlers import handled_hypercalls, vcpu_op
-from xenpy.core.hypercall import (
+from xenpy.core import DomainState
+from xenpy.core.pagetable import GuestFault
+from xenpy.core.runstate import RUNSTATE_offline
+from xenpy.hypercall.handlers import handled_hypercalls, vcpu_op
+from xenpy.hypercall.registry import (
     NR_HYPERCALLS,
+    Effect,
     c_int,
     c_long,
     c_uint,
     hypercall_handler,
     registered_handlers,
 )
-from xenpy.core.pagetable import GuestFault
-from xenpy.core.runstate import RUNSTATE_offline
+from xenpy.hypervisor import Hypervisor, VcpuNotRunnable
 
 
 @pytest.fixture
@@ -63,21 +65,21 @@ def test_handled_hypercalls_lists_the_core_families():
 
 def test_registry_rejects_duplicates_and_out_of_range():
     with pytest.raises(ValueError):
-        hypercall_handler(NR_HYPERCALLS)
+        hypercall_handler(NR_HYPERCALLS, effects=Effect.NONE)
     with pytest.raises(ValueError):
-        hypercall_handler(Hypercall.vcpu_op)(lambda *a: 0)
+        hypercall_handler(Hypercall.vcpu_op, effects=Effect.NONE)(lambda *a: 0)
     assert registered_handlers()[Hypercall.vcpu_op] is vcpu_op.do_vcpu_op
 
 
-def test_handler_receives_raw_unsigned_registers(hv, dom):
+def test_handler_without_table_entry_receives_unsigned_registers(hv, dom):
     seen = []
-    hv.dispatcher.set_handler(11, lambda cur, *args: seen.append((cur, args)) or 7)
-    assert hv.hypercall(dom.vcpus[0], 11, -1, 2**64 + 5, 3, 4, 5) == 7
+    hv.dispatcher.set_handler(50, lambda ctx, *args: seen.append((ctx.vcpu, args)) or 7)
+    assert hv.hypercall(dom.vcpus[0], 50, -1, 2**64 + 5, 3, 4, 5) == 7
     assert seen == [(dom.vcpus[0], (2**64 - 1, 5, 3, 4, 5))]
 
 
 def test_hypercall_error_becomes_negative_errno(hv, dom):
-    def handler(cur, *args):
+    def handler(ctx, *args):
         raise HypercallError(XenErrno.EXDEV, "deep inside")
 
     hv.dispatcher.set_handler(11, handler)
@@ -86,7 +88,7 @@ def test_hypercall_error_becomes_negative_errno(hv, dom):
 
 
 def test_guest_fault_becomes_efault(hv, dom):
-    def handler(cur, *args):
+    def handler(ctx, *args):
         raise GuestFault(0x1000, "L4 entry not present")
 
     hv.dispatcher.set_handler(11, handler)

@@ -9,10 +9,11 @@ from xenpy.abi import x86_32, x86_64
 from xenpy.abi.generated.hypercalls import Hypercall, VcpuOp
 from xenpy.abi.sched import SHUTDOWN_crash, SHUTDOWN_poweroff, SHUTDOWN_suspend
 from xenpy.abi.xen import VIRQ_DOM_EXC
-from xenpy.core import GUEST_VIRT_BASE, DomainConfig, DomainState, Hypervisor, VcpuNotRunnable, get_profile
+from xenpy.core import DomainState, get_profile
 from xenpy.core.memory import PageType
 from xenpy.core.pagetable import GuestFault
 from xenpy.core.runstate import RUNSTATE_offline, RUNSTATE_running
+from xenpy.hypervisor import GUEST_VIRT_BASE, DomainConfig, Hypervisor, VcpuNotRunnable
 
 MS = 1_000_000
 
@@ -52,7 +53,7 @@ def test_boot_register_state(hv):
     assert arch.ctrlreg[3] == dom.cr3 and arch.ctrlreg[1] == 0
     assert arch.kernel_mode
     assert dom.vcpus[0].evtchn_upcall_mask == 1
-    assert dom.hv.machine.page_type(dom.cr3 >> 12) is PageType.l4
+    assert dom.system.machine.page_type(dom.cr3 >> 12) is PageType.l4
 
 
 def test_shared_info_initial_contents(hv):
@@ -77,7 +78,7 @@ def test_memory_is_not_identity_mapped(hv):
     assert gva >= GUEST_VIRT_BASE + 4096
     dom.write_guest(gva, b"hello")
     assert dom.read_guest(gva, 5) == b"hello"
-    assert dom.hv.machine.read(dom.gva_to_maddr(gva), 5) == b"hello"
+    assert dom.system.machine.read(dom.gva_to_maddr(gva), 5) == b"hello"
     with pytest.raises(GuestFault):
         dom.read_guest(0x1000, 1)
     with pytest.raises(MemoryError):

@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 
 from xenpy.abi.generated.hypercalls import Hypercall, VcpuOp
 from xenpy.abi.xen import VMASST_TYPE_runstate_update_flag
-from xenpy.core import DomainConfig, Hypervisor
 from xenpy.core.runstate import (
     XEN_RUNSTATE_UPDATE,
     RUNSTATE_blocked,
@@ -27,6 +26,7 @@ from xenpy.core.runstate import (
     RUNSTATE_running,
     vcpu_runstate_get,
 )
+from xenpy.hypervisor import DomainConfig, Hypervisor
 
 NR_VCPUS = 3
 MS = 1_000_000

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from xenpy.abi.generated.hypercalls import Hypercall, SchedOp, VcpuOp
-from xenpy.core import DomainConfig, Hypervisor
 from xenpy.core.runstate import RUNSTATE_offline, RUNSTATE_runnable, RUNSTATE_running, vcpu_runstate_change
+from xenpy.hypervisor import DomainConfig, Hypervisor
 
 MS = 1_000_000
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from xenpy.core import DomainConfig, Hypervisor
 from xenpy.core.domain import Domain
 from xenpy.engine.base import RunResult
 from xenpy.engine.unicorn_engine import UnicornEngine, UnicornVcpu
+from xenpy.hypervisor import DomainConfig, Hypervisor
 from xenpy.loader import init_hypercall_page
 
 sys.path.insert(0, str(Path(__file__).parent))

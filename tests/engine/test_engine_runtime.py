@@ -8,11 +8,11 @@ import guest_code as gc
 import pytest
 
 from xenpy.abi.sched import SHUTDOWN_poweroff
-from xenpy.core import Hypervisor
 from xenpy.core.domain import DomainState
 from xenpy.engine.base import ExitReason, TrapBounce, TrapBounceFlags
-from xenpy.engine.hypercalls import do_set_segment_base
 from xenpy.engine.unicorn_engine import UnicornEngine
+from xenpy.hypercall.handlers.cpu import do_set_segment_base
+from xenpy.hypervisor import Hypervisor
 
 
 def test_nmi_delivered_through_trap_entry_2_and_masked_until_iret(guest):
@@ -198,7 +198,7 @@ def test_set_gdt_maps_guest_frames_and_checks_descriptors(guest):
     mapped in the vCPU's GDT; more than 7168 entries, an unreadable list, or a frame that is not a valid
     descriptor page give -EINVAL / -EFAULT / -EINVAL and change nothing."""
     from xenpy.core.memory import PageType
-    from xenpy.engine.hypercalls import do_set_gdt
+    from xenpy.hypercall.handlers.cpu import do_set_gdt
 
     g = guest("roundtrip")
     g.dom.unpause()

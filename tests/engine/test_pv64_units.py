@@ -11,10 +11,10 @@ from pathlib import Path
 import guest_code as gc
 import pytest
 
-from xenpy.core import DomainConfig, Hypervisor
-from xenpy.engine.hypercalls import check_descriptor
 from xenpy.engine.pv64 import cpuid_policy, decode_privileged, instruction_length_of_syscall
 from xenpy.engine.unicorn_engine import PERDOMAIN_VIRT_START, HypervisorArea, calibration
+from xenpy.hypercall.handlers.cpu import check_descriptor
+from xenpy.hypervisor import DomainConfig, Hypervisor
 
 
 def test_decode_privileged_instructions():

@@ -10,8 +10,8 @@ import pytest
 
 from xenpy.abi.generated.hypercalls import GnttabOp, Hypercall, MmuextCmd, XenMem
 from xenpy.abi.xen import DOMID_SELF
-from xenpy.core import GUEST_VIRT_BASE, DomainConfig, Hypervisor
 from xenpy.core.memory import PageType
+from xenpy.hypervisor import GUEST_VIRT_BASE, DomainConfig, Hypervisor
 
 EINVAL, EBUSY, EPERM, ESRCH, ENOSYS, EACCES, EOPNOTSUPP = -22, -16, -1, -3, -38, -13, -95
 P, RW, USER, ACCESSED, DIRTY, PCD = 1, 2, 4, 0x20, 0x40, 0x10

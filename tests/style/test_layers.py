@@ -1,7 +1,7 @@
 """The layer rule of DESIGN.md: imports point downward only.
 
-abi -> core -> engine -> loader -> toolstack -> cli. A module may import xenpy modules of its own layer or of
-layers below it, never above.
+abi -> core -> hypercall -> loader -> hypervisor -> engine -> toolstack -> cli. A module may import xenpy modules
+of its own layer or of layers below it, never above.
 """
 
 import ast
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "xenpy"
-LAYERS = ["abi", "core", "engine", "loader", "toolstack", "cli"]
+LAYERS = ["abi", "core", "hypercall", "loader", "hypervisor", "engine", "toolstack", "cli"]
 # Modules directly under xenpy/ and the layer they belong to.
-TOP_LEVEL = {"__init__": "abi", "__main__": "cli"}
+TOP_LEVEL = {"__init__": "abi", "__main__": "cli", "hypervisor": "hypervisor"}
 
 
 def layer_of_module(dotted: str) -> str | None:

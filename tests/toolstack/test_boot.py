@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from xenpy.abi.event_channel import EVTCHNSTAT_unbound
-from xenpy.core import Hypervisor
 from xenpy.core.domain import DomainState
+from xenpy.hypervisor import Hypervisor
 from xenpy.loader import LoaderError
 from xenpy.toolstack.boot import BACKEND_DOMID, boot_pv_image
 

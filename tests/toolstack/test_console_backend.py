@@ -6,7 +6,7 @@ import pytest
 
 from xenpy.abi.generated.hypercalls import EVTCHNOP_send, Hypercall
 from xenpy.abi.io_console import XENCONS_OUT_SIZE
-from xenpy.core import Hypervisor
+from xenpy.hypervisor import Hypervisor
 from xenpy.toolstack.console import ConsoleRingBackend
 
 

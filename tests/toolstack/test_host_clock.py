@@ -11,9 +11,9 @@ import threading
 import pytest
 
 from toolstack.test_run import tiny_kernel
-from xenpy.core import Hypervisor
 from xenpy.engine import unicorn_engine
 from xenpy.engine.unicorn_engine import UnicornEngine
+from xenpy.hypervisor import Hypervisor
 from xenpy.toolstack.boot import boot_pv_image
 from xenpy.toolstack.run import Outcome, run_domain
 

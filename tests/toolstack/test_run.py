@@ -17,8 +17,8 @@ from loader.elfgen import ElfSpec, Segment, make_elf, note
 from xenpy.abi.elfnote import XEN_ELFNOTE as N
 from xenpy.abi.vcpu import RUNSTATE_offline
 from xenpy.cli.errors import EXIT_DATAERR
-from xenpy.core import Hypervisor
 from xenpy.engine.unicorn_engine import UnicornEngine
+from xenpy.hypervisor import Hypervisor
 from xenpy.toolstack.boot import boot_pv_image
 from xenpy.toolstack.run import Outcome, run_domain
 from xenpy.toolstack.trace import HypercallTracer

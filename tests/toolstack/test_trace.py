@@ -7,7 +7,7 @@ import json
 
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import Hypercall, VCPUOP_get_runstate_info, VCPUOP_is_up
-from xenpy.core import Hypervisor
+from xenpy.hypervisor import Hypervisor
 from xenpy.toolstack.trace import HypercallTracer
 
 

@@ -13,10 +13,10 @@ from contextlib import ExitStack
 
 from xenpy.abi.vcpu import RUNSTATE
 from xenpy.cli.errors import EXIT_DATAERR, CliError
-from xenpy.core.hypervisor import Hypervisor
 from xenpy.core.memory import OutOfMachineMemory
 from xenpy.core.profiles import PROFILES
 from xenpy.engine.unicorn_engine import UnicornEngine
+from xenpy.hypervisor import Hypervisor
 from xenpy.loader import LoaderError
 from xenpy.toolstack.boot import boot_pv_image
 from xenpy.toolstack.run import Outcome, RunReport, run_domain

@@ -1,10 +1,10 @@
-"""The xenpy hypervisor core: clock, domains and vCPUs, scheduler, timers, event channels, hypercalls.
+"""The xenpy domain model: clock, domains and vCPUs, scheduler, timers, event channels, memory management.
 
-The public Python API lives in :mod:`xenpy.core.hypervisor` and is re-exported here:
+This layer is what Xen keeps in ``struct domain``/``struct vcpu`` and its globals; the machine-wide state is
+:class:`~xenpy.core.system.System`. It knows nothing of hypercall dispatch (:mod:`xenpy.hypercall`), CPU engines
+or domain builders; the documented Python API is :class:`xenpy.hypervisor.Hypervisor`. Re-exported here:
 
-* :class:`Hypervisor` (``nr_pcpus``, ``clock``, ``memory_mib``, ...): ``create_domain``, ``hypercall``,
-  ``run_for``, hooks;
-* :class:`DomainConfig`: what a domain is built from;
+* :class:`System` and :class:`DomainConfig` (what a domain is created from);
 * :class:`Domain`, :class:`Vcpu`, :class:`DomainState`, :class:`PauseFlags`;
 * :class:`XenProfile` and :func:`get_profile` (Xen version profiles);
 * :class:`VirtualClock`, :class:`HostClock`.
@@ -12,21 +12,19 @@ The public Python API lives in :mod:`xenpy.core.hypervisor` and is re-exported h
 
 from xenpy.core.clock import Clock, HostClock, VirtualClock
 from xenpy.core.domain import Domain, DomainState, PauseFlags, Vcpu
-from xenpy.core.hypervisor import GUEST_VIRT_BASE, DomainConfig, Hypervisor, VcpuNotRunnable
 from xenpy.core.profiles import PROFILES, XenProfile, get_profile
+from xenpy.core.system import DomainConfig, System
 
 __all__ = [
-    "GUEST_VIRT_BASE",
     "PROFILES",
     "Clock",
     "Domain",
     "DomainConfig",
     "DomainState",
     "HostClock",
-    "Hypervisor",
     "PauseFlags",
+    "System",
     "Vcpu",
-    "VcpuNotRunnable",
     "VirtualClock",
     "XenProfile",
     "get_profile",

@@ -30,17 +30,18 @@ from xenpy.abi.sched import SHUTDOWN_CODE_INVALID, SHUTDOWN_crash, SHUTDOWN_susp
 from xenpy.abi.xen import NR_VIRQS, VIRQ_DOM_EXC, XEN_LEGACY_MAX_VCPUS
 from xenpy.core import pagetable
 from xenpy.core.console import ConsoleStream
+from xenpy.core.memory import PageType
 from xenpy.core.runstate import RUNSTATE_offline, RunstateInfo
 from xenpy.core.timers import PERIODIC_DEFAULT_NS, init_vcpu_timers
 from xenpy.core.vcpu_context import ENTRY_RFLAGS, pack_vcpu_guest_context
 
 if TYPE_CHECKING:
     from xenpy.core.event_channel import EventChannels
-    from xenpy.core.hypervisor import Hypervisor
     from xenpy.core.memory import DomainMemory
     from xenpy.core.pagetable import PageTableBuilder
     from xenpy.core.profiles import XenProfile
     from xenpy.core.scheduler import Pcpu, Scheduler
+    from xenpy.core.system import System
     from xenpy.core.timers import Timer
 
 
@@ -171,18 +172,18 @@ class Vcpu:
     """
 
     def __init__(self, domain: Domain, vcpu_id: int) -> None:
-        hv = domain.hv
-        now = hv.clock.now_ns()
+        system = domain.system
+        now = system.clock.now_ns()
         self.domain = domain
         self.vcpu_id = vcpu_id
-        self.sched: Scheduler = hv.scheduler
+        self.sched: Scheduler = system.scheduler
         self.pause_flags = _VPF_DOWN
         self.pause_count = 0
         self.is_initialised = False
         self.paused_for_shutdown = False
         self.runstate = RunstateInfo(RUNSTATE_offline, now)
         self.creation_ns = now
-        self.processor = vcpu_id % len(hv.scheduler.pcpus)
+        self.processor = vcpu_id % len(system.scheduler.pcpus)
         self.pcpu: Pcpu | None = None
         self.is_running = False
         self.in_runq = False
@@ -253,17 +254,17 @@ class Vcpu:
             GuestFault: the range cannot be read (a handler returns -EFAULT).
         """
         d = self.domain
-        return pagetable.copy_from_guest(d.hv.machine, self.cr3, gva, nbytes, domid=d.domid)
+        return pagetable.copy_from_guest(d.system.machine, self.cr3, gva, nbytes, domid=d.domid)
 
     def copy_to_guest(self, gva: int, data: bytes | bytearray | memoryview) -> int:
         """Write guest virtual memory; returns the number of bytes NOT copied (0 = success)."""
         d = self.domain
-        return pagetable.copy_to_guest(d.hv.machine, self.cr3, gva, data, domid=d.domid)
+        return pagetable.copy_to_guest(d.system.machine, self.cr3, gva, data, domid=d.domid)
 
     def copy_to_guest_or_fault(self, gva: int, data: bytes | bytearray | memoryview) -> None:
         """Write guest virtual memory or raise ``GuestFault`` (a handler returns -EFAULT)."""
         d = self.domain
-        pagetable.copy_to_guest_or_fault(d.hv.machine, self.cr3, gva, data, domid=d.domid)
+        pagetable.copy_to_guest_or_fault(d.system.machine, self.cr3, gva, data, domid=d.domid)
 
     # ------------------------------------------------------------------ vcpu_info
 
@@ -272,9 +273,9 @@ class Vcpu:
         d = self.domain
         self.vcpu_info_maddr = maddr
         if maddr is None:
-            mv = d.hv.dummy_vcpu_info
+            mv = d.system.dummy_vcpu_info
         else:
-            mv = d.hv.machine.mv_u8[maddr : maddr + 64]
+            mv = d.system.machine.mv_u8[maddr : maddr + 64]
         self.vcpu_info_mv = mv
         sel = d.vcpu_info_sel_offset
         self.vcpu_info_sel = mv[sel : sel + d.evtchn_word_bytes].cast("Q" if d.evtchn_word_bytes == 8 else "I")
@@ -328,12 +329,13 @@ class Vcpu:
 
 
 class Domain:
-    """A guest domain (Xen's ``struct domain``). Built by :meth:`Hypervisor.create_domain`.
+    """A guest domain (Xen's ``struct domain``). Created by :meth:`System.create_domain
+    <xenpy.core.system.System.create_domain>`, laid out by a builder (:mod:`xenpy.loader.builder`).
 
     Attributes:
         domid: domain id.
         name: label.
-        hv: the hypervisor.
+        system: the machine-wide state (:class:`~xenpy.core.system.System`).
         profile: Xen version profile (:class:`XenProfile`).
         abi: structure layouts of the guest width (``xenpy.abi.x86_64`` or ``xenpy.abi.x86_32``).
         is_compat: a 32-bit PV guest (compat layouts).
@@ -352,7 +354,7 @@ class Domain:
 
     def __init__(
         self,
-        hv: Hypervisor,
+        system: System,
         domid: int,
         *,
         name: str,
@@ -371,14 +373,14 @@ class Domain:
 
         if max_vcpus < 1:
             raise ValueError("a domain needs at least one vCPU")
-        self.hv = hv
+        self.system = system
         self.domid = domid
         self.name = name or f"d{domid}"
         self.profile = profile
         self.abi = abi
         self.is_compat = abi.__name__.endswith("x86_32")
         self.is_hardware_domain = is_hardware_domain
-        self.creation_ns = hv.clock.now_ns()
+        self.creation_ns = system.clock.now_ns()
         self.memory = memory
         self.shared_info_mfn = shared_info_mfn
         self.shared_info_maddr = shared_info_mfn << pagetable.PAGE_SHIFT
@@ -443,7 +445,7 @@ class Domain:
     # ------------------------------------------------------------------ shared_info
 
     def _init_shared_info(self) -> None:
-        machine = self.hv.machine
+        machine = self.system.machine
         machine.zero_frame(self.shared_info_mfn)
         base = self.shared_info_maddr
         mask_offset = self.abi.vcpu_info.offset_of("evtchn_upcall_mask")
@@ -460,7 +462,7 @@ class Domain:
     def shared_info_bytes(self) -> bytes:
         """The raw shared_info structure."""
         size = self.abi.shared_info.sizeof()
-        return self.hv.machine.read(self.shared_info_maddr, size)
+        return self.system.machine.read(self.shared_info_maddr, size)
 
     def shared_info(self) -> Any:
         """shared_info, parsed (construct container)."""
@@ -503,7 +505,7 @@ class Domain:
     def pause(self) -> None:
         """``domain_pause_by_systemcontroller``: pause every vCPU (synchronously descheduled)."""
         self.controller_pause_count += 1
-        self.hv.scheduler.domain_pause(self)
+        self.system.scheduler.domain_pause(self)
         self._notify()
 
     def unpause(self) -> None:
@@ -515,9 +517,9 @@ class Domain:
         if self.controller_pause_count == 0:
             raise RuntimeError(f"domain {self.domid} is not paused")
         self.controller_pause_count -= 1
-        self.hv.scheduler.domain_unpause(self)
+        self.system.scheduler.domain_unpause(self)
         self._notify()
-        self.hv.do_softirqs()
+        self.system.do_softirqs()
 
     def shutdown(self, reason: int) -> int:
         """``domain_shutdown(d, reason)`` (spec 3.4): latch the first reason, pause every vCPU, notify.
@@ -534,14 +536,14 @@ class Domain:
         if self.is_shutting_down:
             return 0
         self.is_shutting_down = True
-        sched = self.hv.scheduler
+        sched = self.system.scheduler
         for v in self.vcpus:
             sched.vcpu_pause_nosync(v)
             v.paused_for_shutdown = True
         self._finalise_shutdown()
-        if self.hv.current is None:
+        if self.system.current is None:
             # Not inside a hypercall (a toolstack or timer caller): deschedule the vCPUs now.
-            self.hv.do_softirqs()
+            self.system.do_softirqs()
         return 0
 
     def _finalise_shutdown(self) -> None:
@@ -552,7 +554,7 @@ class Domain:
         if self.shutdown_code == SHUTDOWN_suspend and self.suspend_evtchn:
             self.evtchn.evtchn_send(self.suspend_evtchn)
         else:
-            self.hv.send_global_virq(VIRQ_DOM_EXC)
+            self.system.send_global_virq(VIRQ_DOM_EXC)
         self._notify()
 
     def crash(self, reason_text: str, exc: BaseException | None = None) -> None:
@@ -569,7 +571,7 @@ class Domain:
         """``domain_resume``: undo a shutdown (e.g. a cancelled suspend); vCPUs paused for it are unpaused."""
         if self.is_dying:
             raise RuntimeError(f"domain {self.domid} is destroyed")
-        sched = self.hv.scheduler
+        sched = self.system.scheduler
         self.is_shutting_down = False
         self.is_shut_down = False
         self.shutdown_code = SHUTDOWN_CODE_INVALID
@@ -578,9 +580,25 @@ class Domain:
                 v.paused_for_shutdown = False
                 sched.vcpu_unpause(v)
         self._notify()
-        self.hv.do_softirqs()
+        self.system.do_softirqs()
 
     # ------------------------------------------------------------------ guest memory (Python API)
+
+    def set_address_space(self, pagetables: PageTableBuilder, virt_base: int, alloc_start: int, alloc_end: int) -> None:
+        """Adopt the bootstrap page tables a domain builder made: ``pagetables`` maps the domain from
+        ``virt_base``; :meth:`alloc_guest` hands out ``[alloc_start, alloc_end)``. The builder's L4 counts as
+        pinned, as the toolstack pins it (spec 7.2)."""
+        self.pagetables = pagetables
+        self.virt_base = virt_base
+        self._alloc_next_gva = alloc_start
+        self._alloc_end_gva = alloc_end
+        l4 = pagetables.l4_mfn
+        if self.system.machine.page_type(l4) == PageType.l4:
+            self.pinned_tables.add(l4)
+
+    def creation_done(self) -> None:
+        """The builder has finished: the current lifecycle state is the first one watchers are told about."""
+        self._last_state = self.state
 
     @property
     def cr3(self) -> int:
@@ -609,11 +627,11 @@ class Domain:
 
     def write_guest(self, gva: int, data: bytes | bytearray | memoryview) -> None:
         """Write guest memory through the domain's page tables (``GuestFault`` if not writable)."""
-        pagetable.copy_to_guest_or_fault(self.hv.machine, self.cr3, gva, data, domid=self.domid)
+        pagetable.copy_to_guest_or_fault(self.system.machine, self.cr3, gva, data, domid=self.domid)
 
     def read_guest(self, gva: int, nbytes: int) -> bytes:
         """Read guest memory through the domain's page tables (``GuestFault`` if not mapped)."""
-        return pagetable.copy_from_guest(self.hv.machine, self.cr3, gva, nbytes, domid=self.domid)
+        return pagetable.copy_from_guest(self.system.machine, self.cr3, gva, nbytes, domid=self.domid)
 
     def put_struct(self, struct_name: str, value: dict[str, Any] | None = None, **fields: Any) -> int:
         """Build Xen structure ``struct_name`` (of this domain's width) in fresh guest memory; returns its gva.
@@ -655,7 +673,7 @@ class Domain:
 
     def gva_to_maddr(self, gva: int, *, write: bool = False) -> int:
         """Machine address of ``gva`` (``GuestFault`` if not mapped)."""
-        return pagetable.translate(self.hv.machine, self.cr3, gva, write=write, domid=self.domid)
+        return pagetable.translate(self.system.machine, self.cr3, gva, write=write, domid=self.domid)
 
     def gva_to_mfn(self, gva: int) -> int:
         """Machine frame mapped at ``gva``."""

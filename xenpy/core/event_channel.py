@@ -282,7 +282,7 @@ class EventChannels:
         v = d.vcpu(vcpu & 0xFFFF_FFFF)
         if v is None:
             return -XenErrno.ENOENT
-        if kind is VirqKind.GLOBAL and d.hv.global_virq_handler(virq) is not d:
+        if kind is VirqKind.GLOBAL and d.system.global_virq_handler(virq) is not d:
             return -XenErrno.EBUSY
         if v.virq_to_evtchn[virq]:
             return -XenErrno.EEXIST

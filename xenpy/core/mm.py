@@ -88,14 +88,8 @@ def note_pagetable_change(d: Domain) -> None:
 
 
 def pinned_tables(d: Domain) -> set[int]:
-    """``d``'s pinned tables; the builder's L4 counts as pinned (the toolstack pinned it, spec 7.2)."""
-    pinned = d.pinned_tables
-    if not pinned and d.pagetables is not None and not getattr(d, "_builder_pin_seen", False):
-        d._builder_pin_seen = True  # type: ignore[attr-defined]
-        l4 = d.pagetables.l4_mfn
-        if d.hv.machine.page_type(l4) == PageType.l4:
-            pinned.add(l4)
-    return pinned
+    """``d``'s pinned tables (the builder's L4 among them, see :meth:`Domain.set_address_space`)."""
+    return d.pinned_tables
 
 
 # ------------------------------------------------------------------------------------------ references
@@ -112,7 +106,7 @@ def get_page_from_l1e(entry: int, l1e_owner: Domain, pg_owner: Domain) -> int:
     -EBUSY: the frame is not ``pg_owner``'s, or (RW) it cannot be typed writable (it is a page table or a
     descriptor page).
     """
-    machine = l1e_owner.hv.machine
+    machine = l1e_owner.system.machine
     if entry & L1_DISALLOW_MASK:
         return _EINVAL
     mfn = pte_mfn(entry)
@@ -129,7 +123,7 @@ def put_page_from_l1e(entry: int, d: Domain) -> None:
     """``put_page_from_l1e``: drop what a present L1 entry held."""
     if not entry & _P or not entry & _RW:
         return
-    machine = d.hv.machine
+    machine = d.system.machine
     mfn = pte_mfn(entry)
     if mfn < machine.nr_frames and machine.type_count(mfn) and machine.page_type(mfn) == PageType.writable:
         machine.put_page_type(mfn)
@@ -137,7 +131,7 @@ def put_page_from_l1e(entry: int, d: Domain) -> None:
 
 def get_page_and_type(d: Domain, mfn: int, level: int) -> int:
     """Take a type reference of table level ``level`` on ``mfn`` (validating it on first use); 0 or -EINVAL."""
-    machine = d.hv.machine
+    machine = d.system.machine
     if not _owned(machine, mfn, d):
         return _EINVAL
     page_type = _LEVEL_TYPES[level]
@@ -154,7 +148,7 @@ def get_page_and_type(d: Domain, mfn: int, level: int) -> int:
 
 def put_page_and_type(d: Domain, mfn: int) -> None:
     """Drop one type reference of a table; the last one releases what its entries hold (``free_lN_table``)."""
-    machine = d.hv.machine
+    machine = d.system.machine
     page_type = machine.page_type(mfn)
     if not machine.type_count(mfn):
         return
@@ -187,7 +181,7 @@ def _put_entry_ref(d: Domain, entry: int, level: int) -> None:
 
 def _alloc_table(d: Domain, mfn: int, level: int) -> int:
     """``alloc_lN_table``: take every present entry's reference and adjust it; undo all on a failure."""
-    table = d.hv.machine.mv_u64
+    table = d.system.machine.mv_u64
     base = mfn << 9
     done: list[int] = []
     for slot in _table_slots(level):
@@ -208,7 +202,7 @@ def _alloc_table(d: Domain, mfn: int, level: int) -> int:
 
 
 def _free_table(d: Domain, mfn: int, level: int) -> None:
-    table = d.hv.machine.mv_u64
+    table = d.system.machine.mv_u64
     base = mfn << 9
     for slot in _table_slots(level):
         _put_entry_ref(d, table[base + slot], level)
@@ -230,7 +224,7 @@ def mod_entry(
     docstring); -EBUSY/-EPERM from :func:`get_page_from_l1e`.
     """
     d = v.domain
-    machine = d.hv.machine
+    machine = d.system.machine
     level = int(machine.page_type(table_mfn))
     if level == 4 and not is_guest_l4_slot(slot):
         return _EINVAL
@@ -271,7 +265,7 @@ def map_guest_l1e(v: Vcpu, gva: int) -> int | None:
     top = gva >> 47
     if top not in (0, 0x1FFFF) or (top and gva < 0xFFFF_8800_0000_0000):
         return None
-    machine = v.domain.hv.machine
+    machine = v.domain.system.machine
     table = machine.mv_u64
     mfn = (v.cr3 & PTE_MFN_MASK) >> PAGE_SHIFT
     for shift in (39, 30, 21):
@@ -348,7 +342,7 @@ def pin_table(d: Domain, mfn: int, level: int) -> int:
 
     -EINVAL: not the domain's frame, validation fails, another type, or already pinned.
     """
-    machine = d.hv.machine
+    machine = d.system.machine
     if not _owned(machine, mfn, d):
         return _EINVAL
     rc = get_page_and_type(d, mfn, level)
@@ -364,7 +358,7 @@ def pin_table(d: Domain, mfn: int, level: int) -> int:
 
 def unpin_table(d: Domain, mfn: int) -> int:
     """MMUEXT_UNPIN_TABLE: drop the pin's reference; -EINVAL if ``mfn`` is not the domain's or not pinned."""
-    machine = d.hv.machine
+    machine = d.system.machine
     pinned = pinned_tables(d)
     if not _owned(machine, mfn, d) or mfn not in pinned:
         return _EINVAL
@@ -394,7 +388,7 @@ def get_pg_owner(current: Vcpu, domid: int) -> Domain | int:
         return -int(XenErrno.ESRCH)
     if domid in (DOMID_IO, DOMID_XEN):
         return _EPERM
-    other = d.hv.domains.get(domid)
+    other = d.system.domains.get(domid)
     if other is None:
         return -int(XenErrno.ESRCH)
     if not d.is_hardware_domain:

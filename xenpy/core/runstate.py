@@ -86,7 +86,7 @@ def vcpu_runstate_change(v: Vcpu, new_state: int, t_ns: int) -> None:
         rs.time[old] += delta
         rs.state_entry_time = t_ns
     rs.state = new_state
-    hooks = v.domain.hv.runstate_hooks
+    hooks = v.domain.system.runstate_hooks
     if hooks:
         for hook in hooks:
             hook(v, old, new_state, t_ns)
@@ -141,7 +141,7 @@ def update_runstate_area(v: Vcpu) -> bool:
     t = rs.time
     maddr = v.runstate_phys_maddr
     if maddr is not None:
-        mv = d.hv.machine.mv_u8
+        mv = d.system.machine.mv_u8
         entry_maddr = maddr + d.runstate_entry_offset
         flagged = entry | XEN_RUNSTATE_UPDATE
         write_phys(mv, entry_maddr, flagged.to_bytes(8, "little"))

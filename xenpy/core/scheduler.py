@@ -47,7 +47,7 @@ from xenpy.core.timers import vcpu_periodic_timer_work
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Domain, Vcpu
-    from xenpy.core.hypervisor import Hypervisor
+    from xenpy.core.system import System
 
 #: Default time slice, as credit's ``sched_credit_tslice_ms`` (30 ms).
 DEFAULT_TIME_SLICE_NS = 30_000_000
@@ -97,19 +97,19 @@ class Scheduler:
     """Round-robin scheduler of all vCPUs of a hypervisor over ``nr_pcpus`` simulated pCPUs.
 
     Args:
-        hv: the hypervisor (clock, timers).
+        system: the machine-wide state (clock, timers).
         nr_pcpus: number of pCPUs (>= 1).
         time_slice_ns: time slice.
     """
 
-    def __init__(self, hv: Hypervisor, nr_pcpus: int = 1, time_slice_ns: int = DEFAULT_TIME_SLICE_NS) -> None:
+    def __init__(self, system: System, nr_pcpus: int = 1, time_slice_ns: int = DEFAULT_TIME_SLICE_NS) -> None:
         if nr_pcpus < 1:
             raise ValueError("need at least one pCPU")
         if time_slice_ns <= 0:
             raise ValueError("time_slice_ns must be positive")
-        self.hv = hv
-        self.clock = hv.clock
-        self.timers = hv.timers
+        self.system = system
+        self.clock = system.clock
+        self.timers = system.timers
         self.pcpus = [Pcpu(i) for i in range(nr_pcpus)]
         self.time_slice_ns = time_slice_ns
         self.runq: deque[Vcpu] = deque()
@@ -223,9 +223,9 @@ class Scheduler:
         """``vcpu_kick``: unblock ``v``; if it is running and is not the current vCPU, IPI it (``kick_count``)."""
         running = v.is_running
         self.vcpu_unblock(v)
-        if running and v is not self.hv.current:
+        if running and v is not self.system.current:
             v.kick_count += 1
-            for hook in self.hv.kick_hooks:
+            for hook in self.system.kick_hooks:
                 hook(v)
 
     def vcpu_block(self, v: Vcpu) -> bool:
@@ -341,7 +341,7 @@ class Scheduler:
         if nxt is not None:
             update_runstate_area_or_retry(nxt)
             update_vcpu_system_time(nxt)
-        for hook in self.hv.switch_hooks:
+        for hook in self.system.switch_hooks:
             hook(pcpu, prev, nxt)
 
     def schedule_in(self, v: Vcpu) -> Pcpu:

@@ -40,7 +40,7 @@ def version_update_end(version: int) -> int:
 
 def collect_time_info(v: Vcpu, version: int = 0) -> bytes:
     """``collect_time_info``: the 32-byte ``vcpu_time_info`` for ``v`` with ``version``."""
-    hv = v.domain.hv
+    hv = v.domain.system
     clock = hv.clock
     now = clock.now_ns()
     stamp = now - now % CALIBRATION_EPOCH_NS
@@ -94,7 +94,7 @@ def update_secondary_system_time(v: Vcpu, record: bytes) -> bool:
     """
     maddr = v.time_phys_maddr
     if maddr is not None:
-        _write_time_guest_area(v.domain.hv.machine.mv_u8, maddr, record)
+        _write_time_guest_area(v.domain.system.machine.mv_u8, maddr, record)
         return True
     gva = v.time_info_guest_gva
     if not gva:
@@ -110,4 +110,4 @@ def update_secondary_system_time(v: Vcpu, record: bytes) -> bool:
 def force_update_secondary_system_time(v: Vcpu, maddr: int) -> None:
     """``force_update_secondary_system_time``: populate a new phys area at ``maddr`` (ends with version 0)."""
     record = collect_time_info(v, _U32)
-    _write_time_guest_area(v.domain.hv.machine.mv_u8, maddr, record)
+    _write_time_guest_area(v.domain.system.machine.mv_u8, maddr, record)

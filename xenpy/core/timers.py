@@ -169,7 +169,7 @@ def send_timer_event(v: Vcpu) -> None:
 
 def init_vcpu_timers(v: Vcpu) -> None:
     """Create the periodic, single-shot and poll timers of ``v`` (``vcpu_create``)."""
-    queue = v.domain.hv.timers
+    queue = v.domain.system.timers
     v.periodic_timer = queue.timer(vcpu_periodic_timer_fn, v, f"d{v.domain.domid}v{v.vcpu_id}-periodic")
     v.singleshot_timer = queue.timer(vcpu_singleshot_timer_fn, v, f"d{v.domain.domid}v{v.vcpu_id}-singleshot")
     v.poll_timer = queue.timer(poll_timer_fn, v, f"d{v.domain.domid}v{v.vcpu_id}-poll")
@@ -190,7 +190,7 @@ def vcpu_periodic_timer_work(v: Vcpu) -> None:
     period = v.periodic_period_ns
     if not period:
         return
-    now = v.domain.hv.clock.now_ns()
+    now = v.domain.system.clock.now_ns()
     next_event = v.periodic_last_event_ns + period
     if now >= next_event:
         send_timer_event(v)
@@ -238,7 +238,7 @@ def do_set_timer_op(v: Vcpu, timeout: int) -> None:
     ``NOW() + 100 ms``; anything else arms it for ``timeout`` (a past value fires at the next softirq).
     """
     timeout = s_time(timeout)
-    now = v.domain.hv.clock.now_ns()
+    now = v.domain.system.clock.now_ns()
     offset = timeout - now
     if timeout == 0:
         v.singleshot_timer.stop()
@@ -251,7 +251,7 @@ def do_set_timer_op(v: Vcpu, timeout: int) -> None:
 
 def init_domain_watchdogs(d: Domain) -> None:
     """Create the domain's watchdog timers (``domain_create``)."""
-    queue = d.hv.timers
+    queue = d.system.timers
     d.watchdog_timers = [
         queue.timer(domain_watchdog_timeout, (d, i), f"d{d.domid}-watchdog{i}")
         for i in range(NR_DOMAIN_WATCHDOG_TIMERS)
@@ -276,7 +276,7 @@ def domain_watchdog(d: Domain, wd_id: int, timeout_s: int) -> int:
     """
     if wd_id > NR_DOMAIN_WATCHDOG_TIMERS:
         return -XenErrno.EINVAL
-    now = d.hv.clock.now_ns()
+    now = d.system.clock.now_ns()
     if wd_id == 0:
         for i in range(NR_DOMAIN_WATCHDOG_TIMERS):
             if d.watchdog_inuse_map & (1 << i):

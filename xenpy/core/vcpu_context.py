@@ -110,7 +110,7 @@ def _fixup_selector(sel: int, rpl: int) -> int:
 
 
 def _release_refs(v: Vcpu, refs: list[int]) -> None:
-    machine = v.domain.hv.machine
+    machine = v.domain.system.machine
     for mfn in refs:
         machine.put_page_type(mfn)
     refs.clear()
@@ -119,7 +119,7 @@ def _release_refs(v: Vcpu, refs: list[int]) -> None:
 def _validate_root(v: Vcpu, mfn: int) -> bool:
     """Take an L4 type reference on ``mfn`` (validating an untyped frame shallowly)."""
     d = v.domain
-    machine = d.hv.machine
+    machine = d.system.machine
     if not (0 <= mfn < machine.nr_frames and machine.owner_of(mfn) == d.domid):
         return False
     if machine.type_count(mfn) == 0:
@@ -270,7 +270,7 @@ def arch_set_info_guest(v: Vcpu, c: dict[str, Any]) -> int:
         d.vm_assist = vm_assist
 
     # 15. GDT frames.
-    machine = d.hv.machine
+    machine = d.system.machine
     refs: list[int] = getattr(arch, "page_refs", [])
     _release_refs(v, refs)
     if gdt_ents > FIRST_RESERVED_GDT_ENTRY:
@@ -305,7 +305,7 @@ def arch_set_info_guest(v: Vcpu, c: dict[str, Any]) -> int:
     # 17. Initialised; vCPU 0 refreshes the wallclock.
     v.is_initialised = True
     if v.vcpu_id == 0:
-        d.hv.update_domain_wallclock_time(d)
+        d.system.update_domain_wallclock_time(d)
 
     # 18. VGCF_online.
     if flags & VGCF_online:

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Domain, Vcpu
-    from xenpy.core.hypervisor import Hypervisor
     from xenpy.core.scheduler import Pcpu
+    from xenpy.hypervisor import Hypervisor
 
 #: General registers, in ``cpu_user_regs`` order (spec 5.6).
 GPR_NAMES: tuple[str, ...] = (

@@ -214,7 +214,7 @@ def cpuid_policy(
 
 
 def _xen_leaf(v: Vcpu, index: int, subleaf: int) -> tuple[int, int, int, int]:
-    hv = v.domain.hv
+    hv = v.domain.system
     if index == 0:
         return XEN_CPUID_MAX_LEAF, _XEN_SIGNATURE[0], _XEN_SIGNATURE[1], _XEN_SIGNATURE[2]
     if index == 1:
@@ -362,7 +362,7 @@ class Pv64Context(VcpuContext):
         """Read guest memory through the page table in use (raises ``GuestFault``)."""
         v = self.vcpu
         d = v.domain
-        return copy_from_guest(d.hv.machine, v.cr3, gva, nbytes, domid=d.domid)
+        return copy_from_guest(d.system.machine, v.cr3, gva, nbytes, domid=d.domid)
 
     def fetch_instruction(self, rip: int, nbytes: int = 15) -> bytes:
         """Up to ``nbytes`` instruction bytes at ``rip`` (fewer if the mapping ends; b"" if none)."""
@@ -383,7 +383,7 @@ class Pv64Context(VcpuContext):
 
     def guest_tsc(self) -> int:
         """The TSC value a guest ``rdtsc`` returns now."""
-        hv = self.vcpu.domain.hv
+        hv = self.vcpu.domain.system
         return hv.clock.tsc_at(self.guest_time_ns()) & _U64
 
     # ---------------------------------------------------------------- mode switch
@@ -444,7 +444,7 @@ class Pv64Context(VcpuContext):
         words += [rip, (cs & 0xFFFF) | (saved_mask << 32), pushed_flags, regs["rsp"], regs["ss"]]
         new_sp = (sp - 8 * len(words)) & _U64
         d = v.domain
-        if copy_to_guest(d.hv.machine, v.cr3, new_sp, struct.pack(f"<{len(words)}Q", *words), domid=d.domid):
+        if copy_to_guest(d.system.machine, v.cr3, new_sp, struct.pack(f"<{len(words)}Q", *words), domid=d.domid):
             self.crash(
                 f"vCPU {v.vcpu_id}: fault writing the bounce frame for {self._bounce_name(tb)} at {new_sp:#x} "
                 f"(RIP {rip:#x})"

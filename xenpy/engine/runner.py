@@ -26,7 +26,7 @@ from xenpy.core.domain import DomainState
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Domain
-    from xenpy.core.hypervisor import Hypervisor
+    from xenpy.hypervisor import Hypervisor
 
 #: System time simulated between two checks of the domain's state.
 STEP_NS = 1_000_000

@@ -82,8 +82,8 @@ from xenpy.engine.pv64 import (
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Domain, Vcpu
-    from xenpy.core.hypervisor import Hypervisor
     from xenpy.core.scheduler import Pcpu
+    from xenpy.hypervisor import Hypervisor
 
 _U64 = (1 << 64) - 1
 _PTE_P = 1
@@ -505,7 +505,7 @@ class UnicornVcpu(Pv64Context):
         self.engine = engine
         d = vcpu.domain
         self.domain = d
-        self.hv = d.hv
+        self.hv = engine.hv
         self.area = engine.area(d)
         self.cal = engine.cal
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
@@ -549,6 +549,7 @@ class UnicornVcpu(Pv64Context):
         self._arch = vcpu.arch
         self._sched = engine.scheduler
         self._dispatch = engine.dispatch
+        self._hctx = engine.hv.dispatcher.context(vcpu)
         self._pcpu: Pcpu | None = None
         self._entry_cs = FLAT_RING3_CS64
         self._count_bias = 0
@@ -858,8 +859,9 @@ class UnicornVcpu(Pv64Context):
         host_start = time.monotonic_ns()
         reason: ExitReason | None = None
         message = ""
-        prev_current = hv.current
-        hv.current = v
+        system = hv.system
+        prev_current = system.current
+        system.current = v
         try:
             if self._loaded_regs is not v.arch.user_regs:
                 self.load_state()
@@ -885,7 +887,7 @@ class UnicornVcpu(Pv64Context):
             d.crash(f"vCPU {v.vcpu_id}: hypervisor error in the CPU engine: {exc!r}", exc)
             reason = ExitReason.CRASHED
         finally:
-            hv.current = prev_current
+            system.current = prev_current
         if reason is ExitReason.CRASHED or d.is_shutting_down:
             reason = self._domain_reason() or reason
             message = d.crash_reason or ""
@@ -1062,7 +1064,7 @@ class UnicornVcpu(Pv64Context):
             if clock is not None and (nr >= _NR_TABLE or _CLOCK_FREE[nr] == 0):
                 clock.wait_until(sf[19] if self._ns_per_insn_1 else self._guest_now())
             v = self.vcpu
-            result = self._dispatch(v, nr, a1, a2, a3, a4, a5)
+            result = self._dispatch(self._hctx, nr, a1, a2, a3, a4, a5)
             if sf[14]:
                 sf[8] = result & _U64
             if self._sched.softirq_pending or nr in _MMU_HYPERCALLS:
@@ -1234,7 +1236,7 @@ class UnicornEngine(Engine):
         instructions_per_second: int = NSEC_PER_SEC,
         native: bool = True,
     ) -> None:
-        from xenpy.engine import hypercalls
+        from xenpy.hypercall.handlers import cpu as cpu_hypercalls
 
         if instructions_per_second <= 0:
             raise ValueError("instructions_per_second must be positive")
@@ -1251,7 +1253,7 @@ class UnicornEngine(Engine):
         self._phys_base = (hv.machine.nr_bytes + (2 << 20) - 1) & ~((2 << 20) - 1)
         self.running: UnicornVcpu | None = None
         hv.scheduler.executor = self
-        hypercalls.install(self)
+        cpu_hypercalls.install(self)
 
     # ---------------------------------------------------------------- time
 

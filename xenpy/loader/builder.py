@@ -1,6 +1,14 @@
-"""The PV64 domU builder: fill a domain's memory from a kernel image, as libxenguest does (spec 7.2-7.5).
+"""PV64 domain builders: lay a domain's memory out and give vCPU 0 its entry state (spec 7.2-7.5).
 
-Implements, for an x86_64 PV domU: ``xc_dom_build_image`` (load the kernel's PT_LOAD segments with bss zeroed,
+Two builders, one result shape (:class:`AddressSpace` plus vCPU 0's context), consumed by one path
+(:meth:`xenpy.hypervisor.Hypervisor.create_domain`):
+
+* :func:`build_pv64_domain`: from a kernel image, as libxenguest does (below);
+* :func:`build_flat_pv64_domain`: the test layout of the Python API, every page mapped at
+  :data:`GUEST_VIRT_BASE` and the free pages handed out by ``Domain.alloc_guest``.
+
+The image builder implements, for an x86_64 PV domU:
+``xc_dom_build_image`` (load the kernel's PT_LOAD segments with bss zeroed,
 the module, the p2m list), ``alloc_magic_pages_pv`` (clear the xenstore and console pages),
 ``setup_pgtables_x86_64`` / ``setup_pgtables_pv`` (page tables), ``start_info_x86_64``,
 ``setup_hypercall_page`` with Xen's ``XEN_DOMCTL_hypercall_init`` / ``pv_ring3_init_hypercall_page``,
@@ -28,6 +36,7 @@ from typing import Any
 
 from xenpy.abi import x86_64
 from xenpy.abi.errno import XenErrno
+from xenpy.abi.generated.hypercalls import HYPERCALL_STUB_COUNT, HYPERCALL_STUB_SIZE, Hypercall
 from xenpy.core.memory import PAGE_SHIFT, PAGE_SIZE, DomainMemory, PageType
 from xenpy.core.pagetable import PageTableBuilder
 from xenpy.core.vcpu_context import pv64_entry_context
@@ -36,20 +45,21 @@ from xenpy.loader.layout import BootLayout, PageTableMapping, compute_pv64_layou
 from xenpy.loader.xen_notes import XenImageInfo
 
 __all__ = [
-    "HYPERCALL_STUB_SIZE",
+    "GUEST_VIRT_BASE",
     "MAX_GUEST_CMDLINE",
-    "NR_HYPERCALL_STUBS",
+    "AddressSpace",
     "BuiltDomain",
+    "FlatDomain",
+    "build_flat_pv64_domain",
     "build_pv64_domain",
     "init_hypercall_page",
 ]
 
 #: ``MAX_GUEST_CMDLINE``: size of ``start_info.cmd_line`` (the string keeps at most 1023 bytes and a NUL).
 MAX_GUEST_CMDLINE = 1024
-#: Stubs in the hypercall page, each 32 bytes (spec 7.3).
-NR_HYPERCALL_STUBS = 128
-HYPERCALL_STUB_SIZE = 32
-__HYPERVISOR_iret = 23
+#: Where the flat builder maps a domain's memory (Linux's ``__START_KERNEL_map``): ``gva = GUEST_VIRT_BASE +
+#: pfn * 4096``.
+GUEST_VIRT_BASE = 0xFFFF_FFFF_8000_0000
 _U64 = (1 << 64) - 1
 
 
@@ -61,13 +71,60 @@ def init_hypercall_page() -> bytes:
     syscall``: the guest jumps to it with an ``iret_context`` on its stack and it never returns.
     """
     page = bytearray(b"\xcc" * PAGE_SIZE)
-    for i in range(NR_HYPERCALL_STUBS):
-        if i == __HYPERVISOR_iret:
+    for i in range(HYPERCALL_STUB_COUNT):
+        if i == Hypercall.iret:
             stub = b"\x51\x41\x53\x50\xb8" + i.to_bytes(4, "little") + b"\x0f\x05"
         else:
             stub = b"\x51\x41\x53\xb8" + i.to_bytes(4, "little") + b"\x0f\x05\x41\x5b\x59\xc3"
         page[HYPERCALL_STUB_SIZE * i : HYPERCALL_STUB_SIZE * i + len(stub)] = stub
     return bytes(page)
+
+
+@dataclass(frozen=True)
+class AddressSpace:
+    """The bootstrap address space a builder made, for ``Domain.set_address_space``.
+
+    Attributes:
+        pagetables: the page-table builder holding the bootstrap tables (its L4 is vCPU 0's cr3).
+        virt_base: start of the domain's mapping (pfn 0).
+        alloc_start, alloc_end: guest virtual range ``Domain.alloc_guest`` hands out (empty: none).
+    """
+
+    pagetables: PageTableBuilder
+    virt_base: int
+    alloc_start: int = 0
+    alloc_end: int = 0
+
+
+@dataclass(frozen=True)
+class FlatDomain:
+    """What :func:`build_flat_pv64_domain` made: the address space and vCPU 0's context."""
+
+    address_space: AddressSpace
+    vcpu_context: dict[str, Any]
+
+
+def build_flat_pv64_domain(memory: DomainMemory) -> FlatDomain:
+    """The Python API's test layout: every page mapped at ``GUEST_VIRT_BASE + pfn * 4096``.
+
+    Page tables take the highest pfns (mapped read-only); pfn 0 is the boot stack; the pages between are free
+    for ``Domain.alloc_guest``. vCPU 0 enters at ``GUEST_VIRT_BASE`` with rsp at the top of pfn 0, rsi 0 and
+    cr3 the L4 (spec 7.5, ``xg_dom_x86.c:vcpu_x86_64``).
+    """
+    nr_pages = memory.nr_pages
+    builder = PageTableBuilder(memory, range(nr_pages - 1, -1, -1))
+    builder.ensure_tables(GUEST_VIRT_BASE, nr_pages)
+    tables = set(builder.table_pfns())
+    for pfn in range(nr_pages):
+        builder.map_page(GUEST_VIRT_BASE + pfn * PAGE_SIZE, pfn, writable=pfn not in tables)
+    space = AddressSpace(
+        builder,
+        GUEST_VIRT_BASE,
+        alloc_start=GUEST_VIRT_BASE + PAGE_SIZE,
+        alloc_end=GUEST_VIRT_BASE + min(tables) * PAGE_SIZE,
+    )
+    stack_top = GUEST_VIRT_BASE + PAGE_SIZE
+    return FlatDomain(space, pv64_entry_context(rip=GUEST_VIRT_BASE, rsp=stack_top, rsi=0, cr3=builder.cr3))
 
 
 @dataclass(frozen=True)
@@ -96,6 +153,11 @@ class BuiltDomain:
     console_mfn: int
     hypercall_page_pfn: int | None
     vcpu_context: dict[str, Any]
+
+    @property
+    def address_space(self) -> AddressSpace:
+        """The bootstrap address space (no ``alloc_guest`` range: the guest owns its memory)."""
+        return AddressSpace(self.pagetables, self.layout.virt_base)
 
 
 def _write_pages(memory: DomainMemory, first_pfn: int, offset: int, data: bytes) -> None:

@@ -1,7 +1,7 @@
 """Boot a PV ELF image into a new domain, as ``xl create`` does for a PV domU (spec 7).
 
-:func:`boot_pv_image` reads the image's Xen notes (:mod:`xenpy.loader`), creates a paused domain without an
-address space, allocates the xenstore and console event channels (unbound, for a backend in domain 0, as libxl
+:func:`boot_pv_image` reads the image's Xen notes (:mod:`xenpy.loader`), creates a paused domain whose builder
+allocates the xenstore and console event channels (unbound, for a backend in domain 0, as libxl
 does), lays the memory out as libxenguest does (kernel, p2m list, start_info, xenstore and console pages, page
 tables, boot stack, hypercall page), loads vCPU 0's entry state through ``arch_set_info_guest`` and attaches the
 console ring backend. The domain is returned paused; unpause it (or run it) to start the guest.
@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xenpy.core.domain import Domain
-from xenpy.core.hypervisor import DomainConfig, Hypervisor
+from xenpy.hypervisor import DomainConfig, Hypervisor
 from xenpy.loader import LoaderError
-from xenpy.loader.builder import BuiltDomain, build_pv64_domain
+from xenpy.loader.builder import AddressSpace, BuiltDomain, build_pv64_domain
 from xenpy.loader.xen_notes import read_pv_image
 from xenpy.toolstack.console import ConsoleRingBackend
 
@@ -64,27 +64,28 @@ def boot_pv_image(
     while domid in hv.domains:
         domid += 1
     config = DomainConfig(max_vcpus=max_vcpus, memory_mib=memory_mib, profile=profile, name=name, domid=domid)
-    domain = hv.create_domain(config, address_space=False)
-    try:
-        store_port = _unbound_port(domain)
-        console_port = _unbound_port(domain)
-        built = build_pv64_domain(
+    made: dict[str, object] = {}
+
+    def image_builder(domain: Domain) -> tuple[AddressSpace, dict[str, int]]:
+        made["store_port"] = _unbound_port(domain)
+        made["console_port"] = _unbound_port(domain)
+        built = made["built"] = build_pv64_domain(
             domain.memory,
             info,
             shared_info_mfn=domain.shared_info_mfn,
             cmdline=cmdline,
-            store_evtchn=store_port,
-            console_evtchn=console_port,
+            store_evtchn=made["store_port"],
+            console_evtchn=made["console_port"],
         )
-        domain.pagetables = built.pagetables
-        domain.virt_base = built.layout.virt_base
-        hv.set_boot_vcpu_context(domain, built.vcpu_context)
-    except (LoaderError, RuntimeError) as error:
-        hv.destroy_domain(domain)
+        return built.address_space, built.vcpu_context
+
+    try:
+        domain = hv.create_domain(config, builder=image_builder)
+    except RuntimeError as error:  # arch_set_info_guest refused vCPU 0 (the domain is destroyed)
         raise LoaderError(str(error)) from error
-    except BaseException:
-        hv.destroy_domain(domain)
-        raise
+    built: BuiltDomain = made["built"]  # type: ignore[assignment]
+    store_port: int = made["store_port"]  # type: ignore[assignment]
+    console_port: int = made["console_port"]  # type: ignore[assignment]
     console = ConsoleRingBackend(hv, domain, built.console_mfn, console_port)
     return BootedDomain(domain, built, console, store_port, console_port)
 

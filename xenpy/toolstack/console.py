@@ -17,7 +17,7 @@ from xenpy.core.memory import PAGE_SHIFT
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Domain
-    from xenpy.core.hypervisor import Hypervisor
+    from xenpy.hypervisor import Hypervisor
 
 _U32 = 0xFFFF_FFFF
 

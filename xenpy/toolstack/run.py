@@ -18,7 +18,7 @@ from xenpy.engine.runner import RunEnd, run_domain_until_stopped
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Domain
-    from xenpy.core.hypervisor import Hypervisor
+    from xenpy.hypervisor import Hypervisor
 
 
 class Outcome(Enum):

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from xenpy.core.domain import Vcpu
-    from xenpy.core.hypervisor import Hypervisor
+    from xenpy.hypervisor import Hypervisor
 
 _U32 = 0xFFFF_FFFF
 

@@ -31,8 +31,8 @@ from xenpy.abi.arch_x86 import (
 from xenpy.abi.callback import CALLBACKTYPE, CALLBACKF_mask_events
 from xenpy.abi.errno import HypercallError, XenErrno
 from xenpy.abi.generated.hypercalls import CallbackOp, Hypercall
-from xenpy.core.hypercall import c_int, hypercall_handler
 from xenpy.core.pagetable import is_canonical
+from xenpy.hypercall.registry import Effect, c_int, legacy_handler
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Domain, Vcpu
@@ -57,7 +57,7 @@ def fixup_guest_code_selector(d: Domain, sel: int) -> int:
 def _arch_get_nmi_reason(d: Domain) -> int:
     """``arch_get_nmi_reason(d)``: ``shared_info.arch.nmi_reason``."""
     maddr = d.shared_info_maddr + d.abi.shared_info.offset_of("arch.nmi_reason")
-    machine = d.hv.machine
+    machine = d.system.machine
     return machine.read_u32(maddr) if d.is_compat else machine.read_u64(maddr)
 
 
@@ -175,7 +175,7 @@ def _copy_struct(current: Vcpu, struct_name: str, gva: int) -> Any:
     return struct.parse(current.copy_from_guest(gva, struct.sizeof()))
 
 
-@hypercall_handler(Hypercall.callback_op)
+@legacy_handler(Hypercall.callback_op, effects=Effect.NONE)
 def do_callback_op(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
     """Register or unregister a callback of the calling vCPU.
 

@@ -25,9 +25,9 @@ from xenpy.abi.xen import (
     MMU_PT_UPDATE_PRESERVE_AD,
 )
 from xenpy.core import mm
-from xenpy.core.hypercall import c_uint, hypercall_handler
 from xenpy.core.memory import PAGE_SHIFT, PageType
 from xenpy.core.pagetable import GuestFault, guest_handle_okay
+from xenpy.hypercall.registry import Effect, c_uint, legacy_handler
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Vcpu
@@ -41,7 +41,7 @@ _EPERM = -int(XenErrno.EPERM)
 
 def _normal_update(current: Vcpu, ptr: int, val: int, cmd: int, pg_owner) -> int:  # type: ignore[no-untyped-def]
     d = current.domain
-    machine = d.hv.machine
+    machine = d.system.machine
     mfn = ptr >> PAGE_SHIFT
     if not (0 <= mfn < machine.nr_frames and machine.mv_owner[mfn] == d.domid) or mfn in d.ballooned_mfns:
         return _EINVAL
@@ -56,7 +56,7 @@ def _normal_update(current: Vcpu, ptr: int, val: int, cmd: int, pg_owner) -> int
     return _EINVAL
 
 
-@hypercall_handler(Hypercall.mmu_update)
+@legacy_handler(Hypercall.mmu_update, effects=Effect.PAGE_TABLES)
 def do_mmu_update(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
     """Apply ``count`` mmu_update requests (see the module docstring).
 
@@ -93,7 +93,7 @@ def do_mmu_update(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) ->
             rc = _normal_update(current, ptr, val, cmd, pg_owner)
         elif cmd == MMU_MACHPHYS_UPDATE:
             mfn = ptr >> PAGE_SHIFT
-            machine = d.hv.machine
+            machine = d.system.machine
             if not (0 <= mfn < machine.nr_frames and machine.mv_owner[mfn] == pg_owner.domid):
                 rc = _EINVAL
             else:

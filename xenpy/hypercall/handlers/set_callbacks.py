@@ -1,7 +1,7 @@
 """``HYPERVISOR_set_callbacks`` (hypercall 4): the older, register-only form of CALLBACKOP_register.
 
 Implements ``xen/arch/x86/pv/callback.c:do_set_callbacks`` (PV64) and ``compat_set_callbacks`` (PV32) with the
-helpers of :mod:`xenpy.core.handlers.callback_op`.
+helpers of :mod:`xenpy.hypercall.handlers.callback_op`.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING
 from xenpy.abi.callback import CALLBACKTYPE
 from xenpy.abi.errno import HypercallError
 from xenpy.abi.generated.hypercalls import Hypercall
-from xenpy.core.handlers.callback_op import compat_register_guest_callback, register_guest_callback
-from xenpy.core.hypercall import c_uint, hypercall_handler
+from xenpy.hypercall.handlers.callback_op import compat_register_guest_callback, register_guest_callback
+from xenpy.hypercall.registry import Effect, c_uint, legacy_handler
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Vcpu
 
 
-@hypercall_handler(Hypercall.set_callbacks)
+@legacy_handler(Hypercall.set_callbacks, effects=Effect.NONE)
 def do_set_callbacks(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
     """Set the calling vCPU's event, failsafe and syscall callbacks in one call.
 

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import Hypercall, MmuextCmd
 from xenpy.core import mm
-from xenpy.core.hypercall import c_uint, hypercall_handler
 from xenpy.core.memory import PAGE_SIZE, PageType
 from xenpy.core.pagetable import GuestFault, guest_handle_okay, gva_ok
+from xenpy.hypercall.registry import Effect, c_uint, legacy_handler
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Domain, Vcpu
@@ -52,7 +52,7 @@ _FLUSHES = (
 
 def _writable_frame(d: Domain, pg_owner: Domain, mfn: int) -> bool:
     """Take a writable type reference on a frame of ``pg_owner`` (the caller must put it back)."""
-    machine = d.hv.machine
+    machine = d.system.machine
     if not (0 <= mfn < machine.nr_frames and machine.mv_owner[mfn] == pg_owner.domid):
         return False
     return machine.get_page_type(mfn, PageType.writable)
@@ -60,7 +60,7 @@ def _writable_frame(d: Domain, pg_owner: Domain, mfn: int) -> bool:
 
 def _one_op(current: Vcpu, cmd: int, arg1: int, arg2: int, pg_owner: Domain) -> int:
     d = current.domain
-    machine = d.hv.machine
+    machine = d.system.machine
     foreign = pg_owner is not d
     if cmd in _PIN_LEVELS:
         return mm.pin_table(pg_owner, arg1, _PIN_LEVELS[cmd])
@@ -117,7 +117,7 @@ def _one_op(current: Vcpu, cmd: int, arg1: int, arg2: int, pg_owner: Domain) -> 
     return -int(XenErrno.ENOSYS)
 
 
-@hypercall_handler(Hypercall.mmuext_op)
+@legacy_handler(Hypercall.mmuext_op, effects=Effect.PAGE_TABLES)
 def do_mmuext_op(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
     """Run ``count`` extended MMU operations (see the module docstring).
 

@@ -2,10 +2,10 @@
 
 These act on live CPU state (registers, segment bases, the GDT the CPU uses, CR0.TS), so they live in the
 engine layer; an engine installs them in its hypervisor's dispatcher with :func:`install`. Every other
-hypercall is CPU-independent and lives in :mod:`xenpy.core.handlers`.
+hypercall is CPU-independent and lives in :mod:`xenpy.hypercall.handlers`.
 
 * ``HYPERVISOR_iret`` (23; ``xen/arch/x86/pv/iret.c:do_iret``; spec 3.3, 7.3): see
-  :meth:`~xenpy.engine.pv64.Pv64Context.do_iret`.
+  :meth:`~xenpy.engine.pv64.Any.do_iret`.
 * ``HYPERVISOR_set_segment_base`` (25; ``xen/arch/x86/pv/misc-hypercalls.c:do_set_segment_base``).
 * ``HYPERVISOR_set_gdt`` (2; ``xen/arch/x86/pv/descriptor-tables.c:do_set_gdt`` / ``pv_set_gdt``, with
   ``check_descriptor`` from ``xen/arch/x86/x86_64/mm.c``).
@@ -15,7 +15,7 @@ hypercall is CPU-independent and lives in :mod:`xenpy.core.handlers`.
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import Hypercall
@@ -23,10 +23,8 @@ from xenpy.core.memory import PAGE_SHIFT, PageType
 from xenpy.core.pagetable import GuestFault, is_canonical
 
 if TYPE_CHECKING:
-    from xenpy.core.domain import Vcpu
     from xenpy.core.memory import MachineMemory
-    from xenpy.engine.pv64 import Pv64Context
-    from xenpy.engine.unicorn_engine import UnicornEngine
+    from xenpy.hypercall.context import HypercallContext
 
 SEGBASE_FS = 0
 SEGBASE_GS_USER = 1
@@ -93,7 +91,7 @@ def get_seg_desc_page(machine: MachineMemory, mfn: int) -> bool:
     return machine.get_page_type(mfn, PageType.seg_desc)
 
 
-def do_set_gdt(ctx: Pv64Context, frame_list: int, entries: int) -> int:
+def do_set_gdt(ctx: Any, frame_list: int, entries: int) -> int:
     """``HYPERVISOR_set_gdt(frame_list, entries)``: load a new GDT for the calling vCPU.
 
     Arguments: rdi = guest pointer to ``ceil(entries / 512)`` frame numbers (mfns), esi = entries.
@@ -108,7 +106,7 @@ def do_set_gdt(ctx: Pv64Context, frame_list: int, entries: int) -> int:
     """
     v = ctx.vcpu
     d = v.domain
-    machine = d.hv.machine
+    machine = d.system.machine
     entries &= 0xFFFF_FFFF
     if entries > FIRST_RESERVED_GDT_ENTRY:
         return _EINVAL
@@ -141,7 +139,7 @@ def do_set_gdt(ctx: Pv64Context, frame_list: int, entries: int) -> int:
     return 0
 
 
-def do_set_segment_base(ctx: Pv64Context, which: int, base: int) -> int:
+def do_set_segment_base(ctx: Any, which: int, base: int) -> int:
     """``HYPERVISOR_set_segment_base(which, base)`` (called from guest kernel mode).
 
     * SEGBASE_fs (0), SEGBASE_gs_user (1), SEGBASE_gs_kernel (2): -EINVAL for a non-canonical ``base``;
@@ -186,18 +184,18 @@ def do_set_segment_base(ctx: Pv64Context, which: int, base: int) -> int:
     return _EINVAL
 
 
-def do_fpu_taskswitch(ctx: Pv64Context, set_ts: int) -> int:
+def do_fpu_taskswitch(ctx: Any, set_ts: int) -> int:
     """``HYPERVISOR_fpu_taskswitch(set)``: set (non-zero) or clear the guest's CR0.TS; returns 0."""
     ctx.set_fpu_taskswitch(bool(set_ts & 0xFFFF_FFFF))
     return 0
 
 
-def install(engine: UnicornEngine) -> None:
+def install(engine: Any) -> None:
     """Install the CPU-dependent hypercalls of ``engine`` in its hypervisor's dispatcher."""
     dispatcher = engine.hv.dispatcher
 
-    def iret(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
-        ctx = engine.context_of(current)
+    def iret(hctx: HypercallContext, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
+        ctx = engine.context_of(hctx.vcpu)
         rax = ctx.do_iret()
         ctx._sf[14] = 0  # the registers are set: the syscall shim writes nothing back
         if rax is None:
@@ -205,16 +203,16 @@ def install(engine: UnicornEngine) -> None:
             return 0
         return rax
 
-    def set_segment_base(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
-        return do_set_segment_base(engine.context_of(current), a1, a2)
+    def set_segment_base(hctx: HypercallContext, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
+        return do_set_segment_base(engine.context_of(hctx.vcpu), a1, a2)
 
-    def set_gdt(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
-        return do_set_gdt(engine.context_of(current), a1, a2)
+    def set_gdt(hctx: HypercallContext, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
+        return do_set_gdt(engine.context_of(hctx.vcpu), a1, a2)
 
-    def fpu_taskswitch(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
-        return do_fpu_taskswitch(engine.context_of(current), a1)
+    def fpu_taskswitch(hctx: HypercallContext, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
+        return do_fpu_taskswitch(engine.context_of(hctx.vcpu), a1)
 
-    dispatcher.set_handler(int(Hypercall.iret), iret)
-    dispatcher.set_handler(int(Hypercall.set_segment_base), set_segment_base)
-    dispatcher.set_handler(int(Hypercall.set_gdt), set_gdt)
-    dispatcher.set_handler(int(Hypercall.fpu_taskswitch), fpu_taskswitch)
+    dispatcher.set_entry(int(Hypercall.iret), iret)
+    dispatcher.set_entry(int(Hypercall.set_segment_base), set_segment_base)
+    dispatcher.set_entry(int(Hypercall.set_gdt), set_gdt)
+    dispatcher.set_entry(int(Hypercall.fpu_taskswitch), fpu_taskswitch)

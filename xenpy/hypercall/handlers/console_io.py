@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 from xenpy.abi.errno import HypercallError, XenErrno
 from xenpy.abi.generated.hypercalls import ConsoleIO, Hypercall
-from xenpy.core.hypercall import c_uint, hypercall_handler
 from xenpy.core.memory import PAGE_SIZE
+from xenpy.hypercall.registry import Effect, c_uint, legacy_handler
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Domain, Vcpu
@@ -64,7 +64,7 @@ def guest_console_write(current: Vcpu, buffer_gva: int, count: int) -> None:
     stream.write(read)
 
 
-@hypercall_handler(Hypercall.console_io)
+@legacy_handler(Hypercall.console_io, effects=Effect.NONE)
 def do_console_io(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
     """Write to (or read from) Xen's console.
 

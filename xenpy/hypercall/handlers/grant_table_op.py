@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 from xenpy.abi.cstruct import fast_codec
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import GnttabOp, Hypercall
-from xenpy.core.hypercall import c_uint, hypercall_handler
 from xenpy.core.memory import OutOfMachineMemory
 from xenpy.core.pagetable import GuestFault, guest_handle_okay
+from xenpy.hypercall.registry import Effect, c_uint, legacy_handler
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Domain, Vcpu
@@ -41,7 +41,7 @@ _GET_VERSION = struct.Struct("<HHI")
 
 def _target(current: Vcpu, domid: int) -> tuple[Domain | None, int]:
     d = current.domain
-    target = d.hv.domain_by_any_id(domid, d)
+    target = d.system.domain_by_any_id(domid, d)
     if target is None:
         return None, GNTST_bad_domain
     if target is not d and not d.is_hardware_domain:
@@ -51,7 +51,7 @@ def _target(current: Vcpu, domid: int) -> tuple[Domain | None, int]:
 
 def grow_table(d: Domain, nr_frames: int) -> bool:
     """``gnttab_grow_table``: give ``d`` at least ``nr_frames`` zeroed grant frames; False if memory runs out."""
-    machine = d.hv.machine
+    machine = d.system.machine
     missing = nr_frames - len(d.grant_frames)
     if missing <= 0:
         return True
@@ -115,7 +115,7 @@ def _get_version(current: Vcpu, uop: int, count: int) -> int:
     return _EFAULT if current.copy_to_guest(uop, _GET_VERSION.pack(dom, pad, 1)) else 0
 
 
-@hypercall_handler(Hypercall.grant_table_op)
+@legacy_handler(Hypercall.grant_table_op, effects=Effect.PAGE_TABLES)
 def do_grant_table_op(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
     """Grant-table operations: edi = ``cmd``, rsi = ``uop`` (guest pointer), edx = ``count``.
 

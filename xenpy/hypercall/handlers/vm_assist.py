@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from xenpy.abi.errno import HypercallError, XenErrno
 from xenpy.abi.generated.hypercalls import Hypercall, VmAssistCmd
-from xenpy.core.hypercall import c_uint, hypercall_handler
+from xenpy.hypercall.registry import Effect, c_uint, legacy_handler
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Domain, Vcpu
@@ -29,7 +29,7 @@ def vm_assist_valid_mask(d: Domain) -> int:
     return mask & 0xFFFF_FFFF if d.is_compat else mask
 
 
-@hypercall_handler(Hypercall.vm_assist)
+@legacy_handler(Hypercall.vm_assist, effects=Effect.NONE)
 def do_vm_assist(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
     """Enable or disable a VM assist of the calling domain.
 

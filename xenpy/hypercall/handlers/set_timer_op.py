@@ -11,14 +11,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from xenpy.abi.generated.hypercalls import Hypercall
-from xenpy.core.hypercall import hypercall_handler
 from xenpy.core.timers import do_set_timer_op as _do_set_timer_op
+from xenpy.hypercall.registry import Effect, legacy_handler
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Vcpu
 
 
-@hypercall_handler(Hypercall.set_timer_op)
+@legacy_handler(Hypercall.set_timer_op, effects=Effect.CLOCK)
 def do_set_timer_op(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
     """Arm/stop ``current``'s single-shot timer; returns 0."""
     if current.domain.is_compat:

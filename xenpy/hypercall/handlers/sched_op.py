@@ -29,9 +29,9 @@ from xenpy.abi.cstruct import fast_codec
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import Hypercall, SchedOp
 from xenpy.abi.sched import SHUTDOWN_CODE_INVALID
-from xenpy.core.hypercall import c_int, hypercall_handler
 from xenpy.core.pagetable import GuestFault, guest_handle_okay
 from xenpy.core.timers import domain_watchdog, s_time
+from xenpy.hypercall.registry import Effect, c_int, legacy_handler
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Vcpu
@@ -113,7 +113,7 @@ def vcpu_temporary_affinity(v: Vcpu, pcpu: int) -> int:
     return 0
 
 
-@hypercall_handler(Hypercall.sched_op)
+@legacy_handler(Hypercall.sched_op, effects=Effect.CLOCK)
 def do_sched_op(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
     """``do_sched_op(cmd = a1 (int), arg = a2)``; see the module docstring."""
     cmd = c_int(a1)
@@ -138,7 +138,7 @@ def do_sched_op(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> i
         data = current.copy_from_guest(arg, abi.sched_remote_shutdown.sizeof())
         domain_id = int.from_bytes(data[0:2], "little")
         reason = int.from_bytes(data[4:8], "little")
-        target = d.hv.domain(domain_id)
+        target = d.system.domain(domain_id)
         if target is None:
             return -XenErrno.ESRCH
         if not d.is_hardware_domain:
@@ -163,7 +163,7 @@ def do_sched_op(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> i
     return -XenErrno.ENOSYS
 
 
-@hypercall_handler(Hypercall.sched_op_compat)
+@legacy_handler(Hypercall.sched_op_compat, effects=Effect.CLOCK)
 def do_sched_op_compat(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
     """``do_sched_op_compat(cmd = a1, arg = a2)``: yield, block, shutdown(reason = arg); others -ENOSYS."""
     cmd = c_int(a1)

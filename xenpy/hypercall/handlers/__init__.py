@@ -1,6 +1,6 @@
 """Hypercall handlers, one module per hypercall family.
 
-Importing this package registers every handler with :func:`xenpy.core.hypercall.hypercall_handler`; each module
+Importing this package registers every handler with :func:`xenpy.hypercall.registry.hypercall_handler`; each module
 is imported explicitly below (one line each), never discovered by name. :func:`handled_hypercalls` lists which
 entries of the generated hypercall table have a handler.
 
@@ -16,38 +16,38 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from xenpy.abi.generated.hypercalls import HYPERCALLS, Hypercall
-from xenpy.core.handlers import callback_op as callback_op
-from xenpy.core.handlers import console_io as console_io
-from xenpy.core.handlers import event_channel_op as event_channel_op
-from xenpy.core.handlers import grant_table_op as grant_table_op
-from xenpy.core.handlers import memory_op as memory_op
-from xenpy.core.handlers import mmu_update as mmu_update
-from xenpy.core.handlers import mmuext_op as mmuext_op
-from xenpy.core.handlers import multicall as multicall
-from xenpy.core.handlers import nmi_op as nmi_op
-from xenpy.core.handlers import sched_op as sched_op
-from xenpy.core.handlers import set_callbacks as set_callbacks
-from xenpy.core.handlers import set_timer_op as set_timer_op
-from xenpy.core.handlers import set_trap_table as set_trap_table
-from xenpy.core.handlers import stack_switch as stack_switch
-from xenpy.core.handlers import update_va_mapping as update_va_mapping
-from xenpy.core.handlers import vcpu_op as vcpu_op
-from xenpy.core.handlers import vm_assist as vm_assist
-from xenpy.core.handlers import xen_version as xen_version
-from xenpy.core.hypercall import registered_handlers
+from xenpy.hypercall.handlers import callback_op as callback_op
+from xenpy.hypercall.handlers import console_io as console_io
+from xenpy.hypercall.handlers import event_channel_op as event_channel_op
+from xenpy.hypercall.handlers import grant_table_op as grant_table_op
+from xenpy.hypercall.handlers import memory_op as memory_op
+from xenpy.hypercall.handlers import mmu_update as mmu_update
+from xenpy.hypercall.handlers import mmuext_op as mmuext_op
+from xenpy.hypercall.handlers import multicall as multicall
+from xenpy.hypercall.handlers import nmi_op as nmi_op
+from xenpy.hypercall.handlers import sched_op as sched_op
+from xenpy.hypercall.handlers import set_callbacks as set_callbacks
+from xenpy.hypercall.handlers import set_timer_op as set_timer_op
+from xenpy.hypercall.handlers import set_trap_table as set_trap_table
+from xenpy.hypercall.handlers import stack_switch as stack_switch
+from xenpy.hypercall.handlers import update_va_mapping as update_va_mapping
+from xenpy.hypercall.handlers import vcpu_op as vcpu_op
+from xenpy.hypercall.handlers import vm_assist as vm_assist
+from xenpy.hypercall.handlers import xen_version as xen_version
+from xenpy.hypercall.registry import registered_handlers
 
 #: Hypercalls Xen dispatches that xenpy does not implement yet (they return -ENOSYS), with the reason.
 NOT_IMPLEMENTED: Mapping[int, str] = MappingProxyType(
     {
-        Hypercall.set_gdt: "needs the CPU: provided by the CPU engine (xenpy.engine.hypercalls)",
-        Hypercall.fpu_taskswitch: "needs the CPU: provided by the CPU engine (xenpy.engine.hypercalls)",
+        Hypercall.set_gdt: "needs the CPU: provided by the CPU engine (xenpy.hypercall.handlers.cpu)",
+        Hypercall.fpu_taskswitch: "needs the CPU: provided by the CPU engine (xenpy.hypercall.handlers.cpu)",
         Hypercall.platform_op: "platform control for the hardware domain (a domU gets -EPERM from Xen)",
         Hypercall.set_debugreg: "debug registers need the CPU engine",
         Hypercall.get_debugreg: "debug registers need the CPU engine",
         Hypercall.update_descriptor: "GDT/LDT descriptor writes need descriptor validation",
         Hypercall.physdev_op_compat: "physical devices and IRQs (xenpy has no devices)",
-        Hypercall.iret: "needs the CPU: provided by the CPU engine (xenpy.engine.hypercalls)",
-        Hypercall.set_segment_base: "needs the CPU: provided by the CPU engine (xenpy.engine.hypercalls)",
+        Hypercall.iret: "needs the CPU: provided by the CPU engine (xenpy.hypercall.handlers.cpu)",
+        Hypercall.set_segment_base: "needs the CPU: provided by the CPU engine (xenpy.hypercall.handlers.cpu)",
         Hypercall.xsm_op: "XSM/FLASK operations (a Xen without FLASK returns -ENOSYS too)",
         Hypercall.physdev_op: "physical devices and IRQs (xenpy has no devices)",
         Hypercall.hvm_op: "HVM operations and parameters",

@@ -14,8 +14,8 @@ from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import Hypercall
 from xenpy.abi.xen import UVMF_FLUSHTYPE_MASK
 from xenpy.core import mm
-from xenpy.core.hypercall import hypercall_handler
 from xenpy.core.memory import PAGE_SHIFT, PageType
+from xenpy.hypercall.registry import Effect, legacy_handler
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Domain, Vcpu
@@ -30,7 +30,7 @@ def update_va_mapping(current: Vcpu, va: int, val: int, flags: int, pg_owner: Do
     errors of :func:`xenpy.core.mm.mod_entry`; -EFAULT: the vCPU bitmap of a multi-vCPU flush cannot be read.
     """
     d = current.domain
-    machine = d.hv.machine
+    machine = d.system.machine
     maddr = mm.map_guest_l1e(current, va)
     if maddr is None:
         return _EINVAL
@@ -52,7 +52,7 @@ def update_va_mapping(current: Vcpu, va: int, val: int, flags: int, pg_owner: Do
     return rc
 
 
-@hypercall_handler(Hypercall.update_va_mapping)
+@legacy_handler(Hypercall.update_va_mapping, effects=Effect.PAGE_TABLES)
 def do_update_va_mapping(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
     """Write the L1 entry mapping ``va``: rdi = ``va``, rsi = the new entry (``val64``), rdx = ``flags``.
 
@@ -61,7 +61,7 @@ def do_update_va_mapping(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: 
     return update_va_mapping(current, a1, a2, a3, current.domain)
 
 
-@hypercall_handler(Hypercall.update_va_mapping_otherdomain)
+@legacy_handler(Hypercall.update_va_mapping_otherdomain, effects=Effect.CLOCK | Effect.PAGE_TABLES)
 def do_update_va_mapping_otherdomain(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
     """As update_va_mapping, the new entry's frame belonging to domain ``domid`` (r10w).
 

@@ -52,9 +52,9 @@ from xenpy.abi.version import (
     XEN_GUEST_HANDLE_LEN,
 )
 from xenpy.abi.xen import VMASST_TYPE_pae_extended_cr3
-from xenpy.core.hypercall import c_int, c_uint, hypercall_handler
 from xenpy.core.memory import PAGE_SIZE
 from xenpy.core.profiles import PROFILES
+from xenpy.hypercall.registry import Effect, c_int, c_uint, legacy_handler
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Domain, Vcpu
@@ -171,7 +171,7 @@ def _subop(cmd: XenVer) -> Callable[[_Op], _Op]:
     return register
 
 
-@hypercall_handler(Hypercall.xen_version)
+@legacy_handler(Hypercall.xen_version, effects=Effect.NONE)
 def do_xen_version(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
     """Report the hypervisor's version, build and features to the calling domain.
 

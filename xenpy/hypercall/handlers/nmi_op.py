@@ -2,7 +2,7 @@
 
 Implements ``xen/arch/x86/pv/callback.c:do_nmi_op`` / ``compat_nmi_op``. The NMI handler lives in
 ``trap_ctxt[2]`` of the calling vCPU and is shared with ``HYPERVISOR_callback_op`` (CALLBACKTYPE_nmi) and
-``HYPERVISOR_set_trap_table`` (vector 2); the helpers are in :mod:`xenpy.core.handlers.callback_op`.
+``HYPERVISOR_set_trap_table`` (vector 2); the helpers are in :mod:`xenpy.hypercall.handlers.callback_op`.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING
 
 from xenpy.abi.errno import HypercallError, XenErrno
 from xenpy.abi.generated.hypercalls import Hypercall, NmiOp
-from xenpy.core.handlers.callback_op import register_guest_nmi_callback, unregister_guest_nmi_callback
-from xenpy.core.hypercall import c_uint, hypercall_handler
+from xenpy.hypercall.handlers.callback_op import register_guest_nmi_callback, unregister_guest_nmi_callback
+from xenpy.hypercall.registry import Effect, c_uint, legacy_handler
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Vcpu
 
 
-@hypercall_handler(Hypercall.nmi_op)
+@legacy_handler(Hypercall.nmi_op, effects=Effect.NONE)
 def do_nmi_op(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
     """Register or remove the calling vCPU's NMI handler.
 

@@ -22,7 +22,6 @@ from xenpy.abi.generated.hypercalls import Hypercall, VcpuOp
 from xenpy.abi.sched import SHUTDOWN_poweroff
 from xenpy.abi.vcpu import VCPU_SSHOTTMR_future
 from xenpy.core.event_channel import vcpu_mark_events_pending
-from xenpy.core.hypercall import c_int, hypercall_handler
 from xenpy.core.memory import PAGE_SHIFT, PageType
 from xenpy.core.pagetable import guest_handle_okay
 from xenpy.core.runstate import vcpu_runstate_get
@@ -35,6 +34,7 @@ from xenpy.core.timers import (
     vcpu_set_periodic_timer,
 )
 from xenpy.core.vcpu_context import arch_set_info_guest, parse_vcpu_guest_context
+from xenpy.hypercall.registry import Effect, c_int, legacy_handler
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Vcpu
@@ -63,7 +63,7 @@ def _subop(cmd: int) -> Callable[[SubOp], SubOp]:
     return register
 
 
-@hypercall_handler(Hypercall.vcpu_op)
+@legacy_handler(Hypercall.vcpu_op, effects=Effect.CLOCK | Effect.VCPU_STATE)
 def do_vcpu_op(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
     """Dispatch ``cmd`` (a1, C ``int``) for ``vcpuid`` (a2, ``unsigned int``) with ``arg`` (a3, guest pointer).
 
@@ -140,7 +140,7 @@ def vcpuop_is_up(current: Vcpu, v: Vcpu, arg: int) -> int:
 def vcpuop_get_runstate_info(current: Vcpu, v: Vcpu, arg: int) -> int:
     """VCPUOP_get_runstate_info: write ``vcpu_runstate_get(v)`` (spec 2.3) to ``arg``; -EFAULT on failure."""
     d = current.domain
-    data = d.runstate_codec.pack(*vcpu_runstate_get(v, d.hv.clock.now_ns()))
+    data = d.runstate_codec.pack(*vcpu_runstate_get(v, d.system.clock.now_ns()))
     if current.copy_to_guest(arg, data):
         return _EFAULT
     return 0
@@ -164,7 +164,7 @@ def vcpuop_register_runstate_memory_area(current: Vcpu, v: Vcpu, arg: int) -> in
     if v is current:
         snapshot = v.runstate.as_tuple()
     else:
-        snapshot = vcpu_runstate_get(v, d.hv.clock.now_ns())
+        snapshot = vcpu_runstate_get(v, d.system.clock.now_ns())
     current.copy_to_guest(gva, codec.pack(*snapshot))
     return 0
 
@@ -217,7 +217,7 @@ def vcpuop_set_singleshot_timer(current: Vcpu, v: Vcpu, arg: int) -> int:
         data = current.copy_from_guest(arg, size)
     timeout = int.from_bytes(data[0:8], "little")
     flags = int.from_bytes(data[8:12], "little")
-    now = d.hv.clock.now_ns()
+    now = d.system.clock.now_ns()
     if d.profile.singleshot_past_injects:
         if timeout < now:
             v.singleshot_timer.stop()
@@ -243,14 +243,14 @@ def vcpuop_stop_singleshot_timer(current: Vcpu, v: Vcpu, arg: int) -> int:
 
 
 def _page_owned(v: Vcpu, mfn: int) -> bool:
-    machine = v.domain.hv.machine
+    machine = v.domain.system.machine
     return 0 <= mfn < machine.nr_frames and machine.owner_of(mfn) == v.domain.domid
 
 
 def _map_guest_area(current: Vcpu, v: Vcpu, gaddr: int, size: int, area: str) -> int:
     """``map_guest_area`` (spec 4.1 step 4-6, and cmds 14/15). ``area``: vcpu_info, runstate or time."""
     d = v.domain
-    machine = d.hv.machine
+    machine = d.system.machine
     mfn: int | None = None
     maddr: int | None = None
     if gaddr != _U64:
@@ -307,7 +307,7 @@ def _map_guest_area(current: Vcpu, v: Vcpu, gaddr: int, size: int, area: str) ->
 
 def _populate_vcpu_info(v: Vcpu, maddr: int) -> None:
     """``vcpu_info_populate``: from the dummy, zero the new area and mask events; else copy all 64 bytes."""
-    mv = v.domain.hv.machine.mv_u8
+    mv = v.domain.system.machine.mv_u8
     if v.vcpu_info_is_dummy:
         mv[maddr : maddr + 64] = bytes(64)
         mv[maddr + 1] = 1
@@ -320,7 +320,7 @@ def _populate_runstate_area(current: Vcpu, v: Vcpu, maddr: int) -> None:
     v.need_update_runstate_area = False
     if v is current:
         codec = v.domain.runstate_codec
-        v.domain.hv.machine.mv_u8[maddr : maddr + codec.size] = codec.pack(*v.runstate.as_tuple())
+        v.domain.system.machine.mv_u8[maddr : maddr + codec.size] = codec.pack(*v.runstate.as_tuple())
 
 
 @_subop(VcpuOp.VCPUOP_register_vcpu_info)
@@ -363,7 +363,7 @@ def _map_vcpu_info_legacy(current: Vcpu, v: Vcpu, mfn: int, offset: int) -> int:
         return _EINVAL
     if not _page_owned(v, mfn):
         return _EINVAL
-    machine = d.hv.machine
+    machine = d.system.machine
     if not machine.get_page_type(mfn, PageType.writable):
         return _EINVAL
     maddr = (mfn << PAGE_SHIFT) + offset

@@ -8,54 +8,60 @@ returns the iret's result (``mc_exit``). A nested ``multicall`` entry gets -EINV
 
 from __future__ import annotations
 
-import struct
 from typing import TYPE_CHECKING
 
+from xenpy.abi.cstruct import fast_codec
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import Hypercall
-from xenpy.core.hypercall import c_uint, hypercall_handler
 from xenpy.core.pagetable import GuestFault, guest_handle_okay
+from xenpy.hypercall.registry import Effect, c_long, hypercall_handler
 
 if TYPE_CHECKING:
-    from xenpy.core.domain import Vcpu
+    from xenpy.hypercall.context import HypercallContext
 
-_ENTRY = struct.Struct("<8Q")
-_U64 = (1 << 64) - 1
 _EFAULT = -int(XenErrno.EFAULT)
 _EINVAL = -int(XenErrno.EINVAL)
+_U64 = (1 << 64) - 1
 _in_multicall: set[int] = set()
 
 
-@hypercall_handler(Hypercall.multicall)
-def do_multicall(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
-    """Issue ``nr_calls`` (esi) hypercalls described at ``call_list`` (rdi); returns 0.
+@hypercall_handler(Hypercall.multicall, effects=Effect.CLOCK | Effect.PAGE_TABLES)
+def do_multicall(ctx: HypercallContext, call_list: int, nr_calls: int) -> int:
+    """Issue ``nr_calls`` hypercalls described at ``call_list``; returns 0.
 
     -EFAULT: the list is not accessible, an entry cannot be read, or a result cannot be written back (the batch
     stops there; earlier calls have run). -EINVAL: called from inside a multicall. A call that shuts the domain
     down ends the batch. Xen preempts a batch whose calls block or yield and resumes it later with the remaining
     entries; xenpy runs the remaining entries at once, which gives the same results.
     """
-    call_list, nr_calls = a1, c_uint(a2)
-    key = id(current)
+    key = id(ctx.vcpu)
     if key in _in_multicall:
         return _EINVAL
-    if not guest_handle_okay(call_list, nr_calls, _ENTRY.size):
+    entry = fast_codec(ctx.abi.multicall_entry)
+    if not guest_handle_okay(call_list, nr_calls, entry.size):
         return _EFAULT
-    d = current.domain
-    dispatch = d.hv.dispatcher.dispatch
+    result_offset = ctx.abi.multicall_entry.offset_of("result")
+    result_size = ctx.abi.multicall_entry.type_of("result").size
+    result_mask = (1 << (8 * result_size)) - 1
+    d = ctx.domain
     _in_multicall.add(key)
     try:
         for i in range(nr_calls):
-            gva = call_list + i * _ENTRY.size
+            gva = call_list + i * entry.size
             try:
-                op, _result, *args = _ENTRY.unpack(current.copy_from_guest(gva, _ENTRY.size))
+                op, _result, *args = entry.unpack(ctx.copy_from_guest(gva, entry.size))
             except GuestFault:
                 return _EFAULT
-            result = dispatch(current, op, args[0], args[1], args[2], args[3], args[4]) & _U64
-            written = current.copy_to_guest(gva + 8, struct.pack("<Q", result))
+            result = ctx.hypercall(op, args[0], args[1], args[2], args[3], args[4]) & _U64
             if op == Hypercall.iret:
-                return result - (1 << 64) if result >> 63 else result
-            if written:
+                try:
+                    ctx.copy_to_guest(gva + result_offset, (result & result_mask).to_bytes(result_size, "little"))
+                except GuestFault:
+                    pass
+                return c_long(result)
+            try:
+                ctx.copy_to_guest(gva + result_offset, (result & result_mask).to_bytes(result_size, "little"))
+            except GuestFault:
                 return _EFAULT
             if d.is_shutting_down:
                 break

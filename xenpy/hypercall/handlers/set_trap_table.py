@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 from xenpy.abi.cstruct import fast_codec
 from xenpy.abi.errno import HypercallError, XenErrno
 from xenpy.abi.generated.hypercalls import Hypercall
-from xenpy.core.handlers.callback_op import fixup_guest_code_selector
-from xenpy.core.hypercall import hypercall_handler
 from xenpy.core.memory import PAGE_SIZE
 from xenpy.core.pagetable import is_canonical
+from xenpy.hypercall.handlers.callback_op import fixup_guest_code_selector
+from xenpy.hypercall.registry import Effect, legacy_handler
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Vcpu
@@ -32,7 +32,7 @@ X86_NR_VECTORS = 256
 _U64 = (1 << 64) - 1
 
 
-@hypercall_handler(Hypercall.set_trap_table)
+@legacy_handler(Hypercall.set_trap_table, effects=Effect.NONE)
 def do_set_trap_table(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
     """Install entries of the calling vCPU's virtual IDT.
 

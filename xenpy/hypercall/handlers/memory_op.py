@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING
 from xenpy.abi.cstruct import fast_codec
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import Hypercall, XenMem
-from xenpy.core.hypercall import hypercall_handler
 from xenpy.core.memory import INVALID_M2P_ENTRY, OutOfMachineMemory
 from xenpy.core.pagetable import GuestFault, guest_handle_okay
+from xenpy.hypercall.registry import Effect, legacy_handler
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Domain, Vcpu
@@ -49,7 +49,7 @@ _UINT_MAX = 0xFFFF_FFFF
 
 def _target(current: Vcpu, domid: int) -> Domain | int:
     d = current.domain
-    target = d.hv.domain_by_any_id(domid, d)
+    target = d.system.domain_by_any_id(domid, d)
     if target is None:
         return _ESRCH
     if target is not d and not d.is_hardware_domain:
@@ -59,7 +59,7 @@ def _target(current: Vcpu, domid: int) -> Domain | int:
 
 def _alloc_frame(d: Domain) -> int | None:
     """One zeroed frame for ``d``: a ballooned-out frame first, else a new machine frame."""
-    machine = d.hv.machine
+    machine = d.system.machine
     if d.ballooned_mfns:
         mfn = next(iter(d.ballooned_mfns))
         if machine.type_count(mfn) == 0:
@@ -75,7 +75,7 @@ def _alloc_frame(d: Domain) -> int | None:
 def _increase(
     current: Vcpu, d: Domain, extent_start: int, nr_extents: int, order: int, start: int, gpfn_list: bool
 ) -> int:
-    machine = d.hv.machine
+    machine = d.system.machine
     if extent_start and not guest_handle_okay(extent_start, nr_extents, 8):
         return start
     if order != 0:
@@ -103,7 +103,7 @@ def _increase(
 
 
 def _decrease(current: Vcpu, d: Domain, extent_start: int, nr_extents: int, order: int, start: int) -> int:
-    machine = d.hv.machine
+    machine = d.system.machine
     if not guest_handle_okay(extent_start, nr_extents, 8) or order > DOMU_MAX_ORDER:
         return start
     i = start
@@ -161,7 +161,7 @@ def _reservation(current: Vcpu, op: int, arg: int, start: int) -> int:
     )
 
 
-@hypercall_handler(Hypercall.memory_op)
+@legacy_handler(Hypercall.memory_op, effects=Effect.PAGE_TABLES)
 def do_memory_op(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
     """Memory reservation operations: rdi = ``cmd``, rsi = ``arg`` (see the module docstring)."""
     cmd, arg = a1, a2
@@ -174,7 +174,7 @@ def do_memory_op(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> 
     ):
         return _reservation(current, op, arg, start)
     if op == XenMem.XENMEM_maximum_ram_page:
-        return _EINVAL if start else current.domain.hv.machine.nr_frames
+        return _EINVAL if start else current.domain.system.machine.nr_frames
     if op in (XenMem.XENMEM_current_reservation, XenMem.XENMEM_maximum_reservation):
         if start:
             return _EINVAL

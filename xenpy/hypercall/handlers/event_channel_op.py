@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from xenpy.abi.cstruct import fast_codec
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import EvtchnOp, Hypercall
-from xenpy.core.hypercall import c_int, hypercall_handler
+from xenpy.hypercall.registry import Effect, c_int, legacy_handler
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Domain, Vcpu
@@ -59,7 +59,7 @@ def _xsm_target(current: Domain, target: Domain) -> bool:
     return current is target or current.is_hardware_domain
 
 
-@hypercall_handler(Hypercall.event_channel_op)
+@legacy_handler(Hypercall.event_channel_op, effects=Effect.CLOCK)
 def do_event_channel_op(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
     """``do_event_channel_op(cmd = a1 (int), arg = a2)``."""
     fn = _OPS.get(c_int(a1))
@@ -74,7 +74,7 @@ def evtchnop_bind_interdomain(current: Vcpu, arg: int) -> int:
     not UNBOUND for us). The new local port is set pending at once."""
     b = _read(current, arg, "evtchn_bind_interdomain")
     d = current.domain
-    rd = d.hv.domain_by_any_id(b["remote_dom"], d)
+    rd = d.system.domain_by_any_id(b["remote_dom"], d)
     if rd is None:
         return -XenErrno.ESRCH
     port = d.evtchn.bind_interdomain(rd, b["remote_port"])
@@ -121,7 +121,7 @@ def evtchnop_status(current: Vcpu, arg: int) -> int:
     """``{dom, port, OUT status, vcpu, u}``: -ESRCH, -EINVAL (bad port), -EPERM (not our domain)."""
     b = _read(current, arg, "evtchn_status")
     d = current.domain
-    target = d.hv.domain_by_any_id(b["dom"], d)
+    target = d.system.domain_by_any_id(b["dom"], d)
     if target is None:
         return -XenErrno.ESRCH
     if not target.evtchn.port_is_valid(b["port"]):
@@ -142,7 +142,7 @@ def evtchnop_alloc_unbound(current: Vcpu, arg: int) -> int:
     """``{dom, remote_dom, OUT port}``: -ESRCH (no ``dom``), -ENOSPC, -EPERM (not ours, not privileged)."""
     b = _read(current, arg, "evtchn_alloc_unbound")
     d = current.domain
-    target = d.hv.domain_by_any_id(b["dom"], d)
+    target = d.system.domain_by_any_id(b["dom"], d)
     if target is None:
         return -XenErrno.ESRCH
     port = target.evtchn.alloc_unbound(d, b["remote_dom"])
@@ -180,7 +180,7 @@ def evtchnop_unmask(current: Vcpu, arg: int) -> int:
 def _reset(current: Vcpu, arg: int) -> int:
     b = _read(current, arg, "evtchn_reset")
     d = current.domain
-    target = d.hv.domain_by_any_id(b["dom"], d)
+    target = d.system.domain_by_any_id(b["dom"], d)
     if target is None:
         return -XenErrno.ESRCH
     if not _xsm_target(d, target):
@@ -224,7 +224,7 @@ def evtchnop_set_priority(current: Vcpu, arg: int) -> int:
 _LEGACY_CMDS = frozenset(range(int(EvtchnOp.EVTCHNOP_unmask) + 1))
 
 
-@hypercall_handler(Hypercall.event_channel_op_compat)
+@legacy_handler(Hypercall.event_channel_op_compat, effects=Effect.CLOCK)
 def do_event_channel_op_compat(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
     """``do_event_channel_op_compat(op = a1)``: copy ``evtchn_op`` (-EFAULT), forward commands 0-9."""
     arg = a1 & _U64

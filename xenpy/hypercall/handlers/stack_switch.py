@@ -8,14 +8,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from xenpy.abi.generated.hypercalls import Hypercall
-from xenpy.core.handlers.callback_op import guest_kernel_rpl
-from xenpy.core.hypercall import hypercall_handler
+from xenpy.hypercall.handlers.callback_op import guest_kernel_rpl
+from xenpy.hypercall.registry import Effect, legacy_handler
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Vcpu
 
 
-@hypercall_handler(Hypercall.stack_switch)
+@legacy_handler(Hypercall.stack_switch, effects=Effect.NONE)
 def do_stack_switch(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
     """Set the calling vCPU's kernel stack: rdi = ``ss``, rsi = ``esp``. Always returns 0.
 

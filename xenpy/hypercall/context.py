@@ -1,0 +1,103 @@
+"""The narrow context a hypercall handler works with.
+
+A handler sees the machine through one :class:`HypercallContext`, the calling vCPU's, and nothing else: no
+hypervisor object, no engine. The context carries
+
+* who is calling: :attr:`~HypercallContext.vcpu` (Xen's ``current``), its :attr:`~HypercallContext.domain`,
+  the domain's :attr:`~HypercallContext.profile` (Xen version behaviour) and :attr:`~HypercallContext.abi`
+  (structure layouts of the guest width);
+* system time: :meth:`~HypercallContext.now_ns` (Xen's ``NOW()``);
+* guest memory: :meth:`~HypercallContext.copy_from_guest` / :meth:`~HypercallContext.copy_to_guest` through
+  the caller's page tables, raising :class:`~xenpy.core.pagetable.GuestFault` (which the dispatcher returns as
+  -EFAULT), and :attr:`~HypercallContext.machine` for handlers that manage frames (memory management);
+* other domains: :meth:`~HypercallContext.domain_by_id` (``rcu_lock_domain_by_any_id``);
+* nested hypercalls (multicall): :meth:`~HypercallContext.hypercall`;
+* the live CPU, where an engine runs the vCPU: :attr:`~HypercallContext.cpu` (a
+  :class:`~xenpy.hypercall.cpu.CpuPort`), None without one.
+
+One context exists per vCPU for the life of the dispatcher (:meth:`HypercallDispatcher.context
+<xenpy.hypercall.dispatcher.HypercallDispatcher.context>`); building it costs nothing per call.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from xenpy.abi.xen import DOMID_SELF
+from xenpy.core import pagetable
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from xenpy.core.domain import Domain, Vcpu
+    from xenpy.core.memory import MachineMemory
+    from xenpy.core.profiles import XenProfile
+    from xenpy.core.system import System
+    from xenpy.hypercall.cpu import CpuPort
+    from xenpy.hypercall.dispatcher import HypercallDispatcher
+
+
+class HypercallContext:
+    """What a handler may use while it serves one hypercall of :attr:`vcpu`.
+
+    Attributes:
+        vcpu: the calling vCPU (Xen's ``current``).
+        domain: its domain.
+        profile: the domain's Xen version profile.
+        abi: structure layouts of the domain's width (``xenpy.abi.x86_64`` or ``x86_32``).
+        machine: machine memory (frames, page types, the m2p).
+        cpu: the live CPU of the vCPU, set by a CPU engine; None when no engine runs it.
+    """
+
+    __slots__ = ("_clock", "_dispatcher", "_system", "abi", "cpu", "domain", "machine", "profile", "vcpu")
+
+    def __init__(self, vcpu: Vcpu, system: System, dispatcher: HypercallDispatcher) -> None:
+        d = vcpu.domain
+        self.vcpu = vcpu
+        self.domain: Domain = d
+        self.profile: XenProfile = d.profile
+        self.abi: ModuleType = d.abi
+        self.machine: MachineMemory = system.machine
+        self.cpu: CpuPort | None = None
+        self._clock = system.clock
+        self._system = system
+        self._dispatcher = dispatcher
+
+    def now_ns(self) -> int:
+        """System time in ns (Xen's ``NOW()``)."""
+        return self._clock.now_ns()
+
+    def copy_from_guest(self, gva: int, nbytes: int) -> bytes:
+        """Read ``nbytes`` at guest virtual address ``gva`` through the caller's page tables.
+
+        Raises:
+            GuestFault: the range cannot be read.
+        """
+        return pagetable.copy_from_guest(self.machine, self.vcpu.cr3, gva, nbytes, domid=self.domain.domid)
+
+    def copy_to_guest(self, gva: int, data: bytes | bytearray | memoryview) -> None:
+        """Write ``data`` at ``gva`` through the caller's page tables (bytes before a fault stay written).
+
+        Raises:
+            GuestFault: some of the range cannot be written.
+        """
+        pagetable.copy_to_guest_or_fault(self.machine, self.vcpu.cr3, gva, data, domid=self.domain.domid)
+
+    def domain_by_id(self, domid: int) -> Domain | None:
+        """``rcu_lock_domain_by_any_id``: the live domain ``domid``; ``DOMID_SELF`` is the caller's domain."""
+        if domid == DOMID_SELF:
+            return self.domain
+        return self._system.domains.get(domid)
+
+    def hypercall(self, nr: int, *args: int) -> int:
+        """Issue hypercall ``nr`` with raw register ``args`` as the caller, through the dispatcher (multicall).
+
+        Hooks see it as a hypercall of its own; the result is what the guest would see in rax.
+        """
+        return self._dispatcher.dispatch(self, nr, *args)
+
+    def __repr__(self) -> str:
+        return f"<HypercallContext {self.vcpu!r}>"
+
+    def __getstate__(self) -> Any:  # pragma: no cover - contexts are never pickled
+        raise TypeError("a HypercallContext is bound to a live hypervisor")
