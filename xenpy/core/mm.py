@@ -36,34 +36,33 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from xenpy.abi import x86
 from xenpy.abi.errno import XenErrno
 from xenpy.core.memory import PAGE_SHIFT, MachineMemory, PageType
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Domain, Vcpu
 
-_P = 1 << 0
-_RW = 1 << 1
-_USER = 1 << 2
-_PWT = 1 << 3
-_PCD = 1 << 4
-_ACCESSED = 1 << 5
-_DIRTY = 1 << 6
-_PSE = 1 << 7
-_PAT = 1 << 7
-_GLOBAL = 1 << 8
-_NX = 1 << 63
-#: Bits 52-62: available to software in the hardware's eyes, refused by Xen in a PV guest's entries.
-_HIGH_RESERVED = ((1 << 63) - 1) & ~((1 << 52) - 1)
+_P = x86.PAGE_PRESENT
+_RW = x86.PAGE_RW
+_USER = x86.PAGE_USER
+_PWT = x86.PAGE_PWT
+_PCD = x86.PAGE_PCD
+_ACCESSED = x86.PAGE_ACCESSED
+_DIRTY = x86.PAGE_DIRTY
+_PSE = x86.PAGE_PSE
+_PAT = x86.PAGE_PAT
+_GLOBAL = x86.PAGE_GLOBAL
+_NX = x86.PAGE_NX
+_HIGH_RESERVED = x86.PTE_HIGH_RESERVED
 #: The frame bits of an entry (bits 12-51).
-PTE_MFN_MASK = ((1 << 52) - 1) & ~0xFFF
+PTE_MFN_MASK = x86.PTE_PFN_MASK
 L1_DISALLOW_MASK = _PWT | _PCD | _PAT | _HIGH_RESERVED
 #: L2-L4 (``BASE_DISALLOW_MASK``): also GLOBAL and PSE.
 LN_DISALLOW_MASK = _PWT | _PCD | _PSE | _GLOBAL | _HIGH_RESERVED
 #: Flags that can change without re-validating an entry (``FASTPATH_FLAG_WHITELIST``).
 FASTPATH_FLAG_WHITELIST = _NX | _GLOBAL | _DIRTY | _ACCESSED | _USER | (0x7 << 9) | _HIGH_RESERVED
-#: The L4 slots Xen reserves for itself (``ROOT_PAGETABLE_FIRST_XEN_SLOT`` .. ``LAST``).
-XEN_L4_SLOTS = range(256, 272)
+XEN_L4_SLOTS = x86.XEN_L4_SLOTS
 
 _EINVAL = -int(XenErrno.EINVAL)
 _EBUSY = -int(XenErrno.EBUSY)
@@ -78,8 +77,8 @@ def pte_mfn(entry: int) -> int:
 
 
 def is_guest_l4_slot(slot: int) -> bool:
-    """A PV64 guest's own L4 slots: everything but Xen's 256..271."""
-    return slot < 256 or slot > 271
+    """A PV64 guest's own L4 slots: everything but Xen's (:data:`~xenpy.abi.x86.XEN_L4_SLOTS`)."""
+    return slot not in XEN_L4_SLOTS
 
 
 def note_pagetable_change(d: Domain) -> None:

@@ -31,33 +31,31 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+from xenpy.abi import x86
 from xenpy.abi.arch_x86 import HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START
 from xenpy.abi.errno import XenErrno
 from xenpy.core.memory import PAGE_SHIFT, PAGE_SIZE, BytesLike, DomainMemory, MachineMemory, PageType
 
 # --------------------------------------------------------------------------------------------- constants
 
-# Page-table entry bits (Xen's and Linux's ``_PAGE_*``).
-_PAGE_PRESENT = 1 << 0
-_PAGE_RW = 1 << 1
-_PAGE_USER = 1 << 2
-_PAGE_PWT = 1 << 3
-_PAGE_PCD = 1 << 4
-_PAGE_ACCESSED = 1 << 5
-_PAGE_DIRTY = 1 << 6
-_PAGE_PSE = 1 << 7
-_PAGE_PAT = 1 << 7  # in an L1 entry bit 7 is PAT, not PSE
-_PAGE_GLOBAL = 1 << 8
-_PAGE_NX = 1 << 63
-
-# Address masks (u64 images of Xen's ``PAGE_MASK``, ``PADDR_MASK``; Linux's ``PTE_PFN_MASK``).
+# Page-table entry bits and masks: xenpy.abi.x86 (the module-private names are what this module reads).
+_PAGE_PRESENT = x86.PAGE_PRESENT
+_PAGE_RW = x86.PAGE_RW
+_PAGE_USER = x86.PAGE_USER
+_PAGE_PWT = x86.PAGE_PWT
+_PAGE_PCD = x86.PAGE_PCD
+_PAGE_ACCESSED = x86.PAGE_ACCESSED
+_PAGE_DIRTY = x86.PAGE_DIRTY
+_PAGE_PSE = x86.PAGE_PSE
+_PAGE_PAT = x86.PAGE_PAT
+_PAGE_GLOBAL = x86.PAGE_GLOBAL
+_PAGE_NX = x86.PAGE_NX
 PAGE_OFFSET_MASK = PAGE_SIZE - 1
-PAGE_MASK = 0xFFFF_FFFF_FFFF_F000
-PADDR_BITS = 52
-PADDR_MASK = (1 << PADDR_BITS) - 1
-#: Frame bits of a page-table entry or cr3 (for a PV guest, an mfn shifted left by PAGE_SHIFT).
-PTE_PFN_MASK = PADDR_MASK & PAGE_MASK
-PTE_FLAGS_MASK = 0xFFFF_FFFF_FFFF_FFFF & ~PTE_PFN_MASK
+PAGE_MASK = x86.PAGE_MASK
+PADDR_BITS = x86.PADDR_BITS
+PADDR_MASK = x86.PADDR_MASK
+PTE_PFN_MASK = x86.PTE_PFN_MASK
+PTE_FLAGS_MASK = x86.PTE_FLAGS_MASK
 
 L1_PAGETABLE_SHIFT = 12
 L2_PAGETABLE_SHIFT = 21
