@@ -21,6 +21,7 @@ One context exists per vCPU for the life of the dispatcher (:meth:`HypercallDisp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from xenpy.abi.xen import DOMID_SELF
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
     from xenpy.core.profiles import XenProfile
     from xenpy.core.system import System
     from xenpy.hypercall.cpu import CpuPort
-    from xenpy.hypercall.dispatcher import HypercallDispatcher
 
 
 class HypercallContext:
@@ -49,9 +49,10 @@ class HypercallContext:
         cpu: the live CPU of the vCPU, set by a CPU engine; None when no engine runs it.
     """
 
-    __slots__ = ("_clock", "_dispatcher", "_system", "abi", "cpu", "domain", "machine", "profile", "vcpu")
+    __slots__ = ("_clock", "_dispatch", "_system", "abi", "cpu", "domain", "machine", "profile", "vcpu")
 
-    def __init__(self, vcpu: Vcpu, system: System, dispatcher: HypercallDispatcher) -> None:
+    def __init__(self, vcpu: Vcpu, system: System, dispatch: Callable[..., int]) -> None:
+        """``dispatch(ctx, nr, a1..a5)`` runs a nested hypercall (the dispatcher's, with its hooks)."""
         d = vcpu.domain
         self.vcpu = vcpu
         self.domain: Domain = d
@@ -61,7 +62,7 @@ class HypercallContext:
         self.cpu: CpuPort | None = None
         self._clock = system.clock
         self._system = system
-        self._dispatcher = dispatcher
+        self._dispatch = dispatch
 
     def now_ns(self) -> int:
         """System time in ns (Xen's ``NOW()``)."""
@@ -94,7 +95,7 @@ class HypercallContext:
 
         Hooks see it as a hypercall of its own; the result is what the guest would see in rax.
         """
-        return self._dispatcher.dispatch(self, nr, *args)
+        return self._dispatch(self, nr, *args)
 
     def __repr__(self) -> str:
         return f"<HypercallContext {self.vcpu!r}>"

@@ -120,7 +120,7 @@ class HypercallDispatcher:
         """The hypercall context of ``vcpu`` (created on first use, then the same object)."""
         ctx = self._contexts.get(vcpu)
         if ctx is None:
-            ctx = self._contexts[vcpu] = HypercallContext(vcpu, self.system, self)
+            ctx = self._contexts[vcpu] = HypercallContext(vcpu, self.system, self.dispatch)
         return ctx
 
     def set_handler(self, nr: int, fn: HandlerFn | None, *, effects: Effect = UNHANDLED_EFFECTS) -> None:
