@@ -102,3 +102,12 @@ class HypercallContext:
 
     def __getstate__(self) -> Any:  # pragma: no cover - contexts are never pickled
         raise TypeError("a HypercallContext is bound to a live hypervisor")
+
+    # ------------------------------------------------------------------ narrow additions for handlers
+
+    def domain_by_exact_id(self, domid: int) -> Domain | None:
+        """``rcu_lock_domain_by_id``: the live domain ``domid``, or None.
+
+        Unlike :meth:`domain_by_id`, ``DOMID_SELF`` is not special: it names no domain (None).
+        """
+        return self._system.domains.get(domid)

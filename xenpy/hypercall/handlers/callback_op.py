@@ -32,10 +32,11 @@ from xenpy.abi.callback import CALLBACKTYPE, CALLBACKF_mask_events
 from xenpy.abi.errno import HypercallError, XenErrno
 from xenpy.abi.generated.hypercalls import CallbackOp, Hypercall
 from xenpy.core.pagetable import is_canonical
-from xenpy.hypercall.registry import Effect, c_int, legacy_handler
+from xenpy.hypercall.registry import Effect, hypercall_handler
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Domain, Vcpu
+    from xenpy.hypercall.context import HypercallContext
 
 #: ``TRAP_nmi``: the trap-table vector of the NMI callback.
 TRAP_nmi = 2
@@ -56,9 +57,10 @@ def fixup_guest_code_selector(d: Domain, sel: int) -> int:
 
 def _arch_get_nmi_reason(d: Domain) -> int:
     """``arch_get_nmi_reason(d)``: ``shared_info.arch.nmi_reason``."""
-    maddr = d.shared_info_maddr + d.abi.shared_info.offset_of("arch.nmi_reason")
-    machine = d.system.machine
-    return machine.read_u32(maddr) if d.is_compat else machine.read_u64(maddr)
+    layout = d.abi.shared_info
+    offset = layout.offset_of("arch.nmi_reason")
+    size = layout.type_of("arch.nmi_reason").size
+    return int.from_bytes(d.shared_info_bytes()[offset : offset + size], "little")
 
 
 def register_guest_nmi_callback(current: Vcpu, address: int) -> None:
@@ -170,16 +172,16 @@ def _unregister_guest_callback(current: Vcpu, cb_type: int) -> None:
         raise HypercallError(XenErrno.ENOSYS)
 
 
-def _copy_struct(current: Vcpu, struct_name: str, gva: int) -> Any:
-    struct = getattr(current.domain.abi, struct_name)
-    return struct.parse(current.copy_from_guest(gva, struct.sizeof()))
+def _copy_struct(ctx: HypercallContext, struct_name: str, gva: int) -> Any:
+    layout = getattr(ctx.abi, struct_name)
+    return layout.parse(ctx.copy_from_guest(gva, layout.sizeof()))
 
 
-@legacy_handler(Hypercall.callback_op, effects=Effect.NONE)
-def do_callback_op(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
+@hypercall_handler(Hypercall.callback_op, effects=Effect.NONE)
+def do_callback_op(ctx: HypercallContext, cmd: int, arg: int) -> int:
     """Register or unregister a callback of the calling vCPU.
 
-    Arguments (PV64): rdi = ``cmd`` (C ``int``), rsi = ``arg`` (guest pointer to the argument struct).
+    Arguments: ``cmd`` (``CALLBACKOP_*``), ``arg`` (guest pointer to the argument struct).
 
     * CALLBACKOP_register (0), ``arg`` -> ``callback_register {u16 type; u16 flags; address}`` (16 bytes; PV32:
       12 bytes, ``address = {cs, eip}``):
@@ -201,17 +203,17 @@ def do_callback_op(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -
     Returns:
         0 on success. A failing call leaves every callback unchanged.
     """
-    cmd = c_int(a1)
-    compat = current.domain.is_compat
+    current = ctx.vcpu
+    compat = ctx.domain.is_compat
     if cmd == CallbackOp.CALLBACKOP_register:
-        reg = _copy_struct(current, "callback_register", a2)
+        reg = _copy_struct(ctx, "callback_register", arg)
         if compat:
             compat_register_guest_callback(current, reg.type, reg.flags, reg.address.cs, reg.address.eip)
         else:
             register_guest_callback(current, reg.type, reg.flags, reg.address)
         return 0
     if cmd == CallbackOp.CALLBACKOP_unregister:
-        unreg = _copy_struct(current, "callback_unregister", a2)
+        unreg = _copy_struct(ctx, "callback_unregister", arg)
         _unregister_guest_callback(current, unreg.type)
         return 0
     raise HypercallError(XenErrno.EINVAL if compat else XenErrno.ENOSYS)

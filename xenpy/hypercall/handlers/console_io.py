@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING
 from xenpy.abi.errno import HypercallError, XenErrno
 from xenpy.abi.generated.hypercalls import ConsoleIO, Hypercall
 from xenpy.core.memory import PAGE_SIZE
-from xenpy.hypercall.registry import Effect, c_uint, legacy_handler
+from xenpy.hypercall.registry import Effect, hypercall_handler
 
 if TYPE_CHECKING:
-    from xenpy.core.domain import Domain, Vcpu
+    from xenpy.core.domain import Domain
+    from xenpy.hypercall.context import HypercallContext
 
 #: ``guest_console_write`` copies the buffer in pieces of ``sizeof(kbuf) - 1`` bytes.
 CONSOLE_WRITE_CHUNK = 127
@@ -39,8 +40,8 @@ def _xsm_console_io(d: Domain, cmd: int) -> None:
     raise HypercallError(XenErrno.EPERM)
 
 
-def guest_console_write(current: Vcpu, buffer_gva: int, count: int) -> None:
-    """``guest_console_write``: copy ``count`` bytes from ``buffer_gva`` to the domain's console stream.
+def guest_console_write(ctx: HypercallContext, buffer_gva: int, count: int) -> None:
+    """``guest_console_write``: copy ``count`` bytes from ``buffer_gva`` to the calling domain's console stream.
 
     Xen copies the buffer in pieces of :data:`CONSOLE_WRITE_CHUNK` bytes and outputs each piece once it has
     been read; xenpy reads page by page and appends exactly the pieces Xen would have output.
@@ -49,13 +50,13 @@ def guest_console_write(current: Vcpu, buffer_gva: int, count: int) -> None:
         GuestFault: a piece cannot be read; the pieces before it have been written (the handler returns
             -EFAULT).
     """
-    stream = current.domain.console
+    stream = ctx.domain.console
     gva = buffer_gva
     read = bytearray()  # bytes read but not yet appended: less than one piece
     while count > 0:
         nbytes = min(count, PAGE_SIZE - (gva & (PAGE_SIZE - 1)))
         # A fault here drops ``read``: Xen never outputs the piece that reaches the faulting page.
-        read += current.copy_from_guest(gva, nbytes)
+        read += ctx.copy_from_guest(gva, nbytes)
         gva = (gva + nbytes) & _U64
         count -= nbytes
         whole = len(read) - len(read) % CONSOLE_WRITE_CHUNK
@@ -64,12 +65,12 @@ def guest_console_write(current: Vcpu, buffer_gva: int, count: int) -> None:
     stream.write(read)
 
 
-@legacy_handler(Hypercall.console_io, effects=Effect.NONE)
-def do_console_io(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
+@hypercall_handler(Hypercall.console_io, effects=Effect.NONE)
+def do_console_io(ctx: HypercallContext, cmd: int, count: int, buffer: int) -> int:
     """Write to (or read from) Xen's console.
 
-    Arguments (PV64): rdi = ``cmd`` (``CONSOLEIO_*``, unsigned int), rsi = ``count`` (unsigned int), rdx =
-    ``buffer`` (guest pointer).
+    Arguments: ``cmd`` (``CONSOLEIO_*``, unsigned int), ``count`` (unsigned int), ``buffer`` (guest
+    pointer).
 
     First the privilege check: any domain may write; CONSOLEIO_read and every other ``cmd`` need privilege
     (the hardware domain), else -EPERM. Then:
@@ -81,12 +82,9 @@ def do_console_io(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) ->
       ``buffer`` from the serial input ring, which xenpy never fills: 0, and ``buffer`` is not touched.
     * Any other ``cmd`` (privileged caller): -ENOSYS.
     """
-    cmd = c_uint(a1)
-    count = c_uint(a2)
-    d = current.domain
-    _xsm_console_io(d, cmd)
+    _xsm_console_io(ctx.domain, cmd)
     if cmd == ConsoleIO.CONSOLEIO_write:
-        guest_console_write(current, a3 & _U64, count)
+        guest_console_write(ctx, buffer, count)
         return 0
     if cmd == ConsoleIO.CONSOLEIO_read:
         if count > _INT_MAX:

@@ -4,7 +4,7 @@
 Implements ``xen/common/event_channel.c:do_event_channel_op`` and ``do_event_channel_op_compat`` over the
 2-level event channels of :mod:`xenpy.core.event_channel` (spec 3.5).
 
-Guest-visible contract (PV64: rdi = cmd, rsi = arg): the argument struct is copied in first (-EFAULT); the
+Guest-visible contract (``cmd``, ``arg``): the argument struct is copied in first (-EFAULT); the
 operation's errors are those of spec 3.5; operations with an OUT field copy the whole struct back (-EFAULT if
 that fails, after the operation took effect). FIFO operations (init_control, expand_array, set_priority)
 return -EOPNOTSUPP: only the 2-level ABI exists. Unknown commands return -ENOSYS.
@@ -21,15 +21,16 @@ from typing import TYPE_CHECKING
 from xenpy.abi.cstruct import fast_codec
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import EvtchnOp, Hypercall
-from xenpy.hypercall.registry import Effect, c_int, legacy_handler
+from xenpy.hypercall.registry import Effect, hypercall_handler
 
 if TYPE_CHECKING:
-    from xenpy.core.domain import Domain, Vcpu
+    from xenpy.core.domain import Domain
+    from xenpy.hypercall.context import HypercallContext
 
 _U64 = (1 << 64) - 1
-_EFAULT = -int(XenErrno.EFAULT)
 
-Op = Callable[["Vcpu", int], int]
+#: ``op(ctx, arg) -> result``: one EVTCHNOP_* command with its argument's guest address.
+Op = Callable[["HypercallContext", int], int]
 _OPS: dict[int, Op] = {}
 
 
@@ -41,17 +42,18 @@ def _op(cmd: int) -> Callable[[Op], Op]:
     return register
 
 
-def _read(current: Vcpu, arg: int, struct_name: str) -> dict[str, int]:
-    struct = getattr(current.domain.abi, struct_name)
-    codec = fast_codec(struct)
-    data = current.copy_from_guest(arg, codec.size)
+def _read(ctx: HypercallContext, arg: int, struct_name: str) -> dict[str, int]:
+    """Copy the ``struct_name`` argument at ``arg`` (GuestFault if it cannot be read) and decode it."""
+    codec = fast_codec(getattr(ctx.abi, struct_name))
+    data = ctx.copy_from_guest(arg, codec.size)
     return dict(zip(codec.names, codec.unpack(data), strict=True))
 
 
-def _write_back(current: Vcpu, arg: int, struct_name: str, values: dict[str, int]) -> int:
-    codec = fast_codec(getattr(current.domain.abi, struct_name))
-    data = codec.pack(*(values[name] for name in codec.names))
-    return _EFAULT if current.copy_to_guest(arg, data) else 0
+def _write_back(ctx: HypercallContext, arg: int, struct_name: str, values: dict[str, int]) -> int:
+    """Copy the whole ``struct_name`` back to ``arg``; 0 (GuestFault, hence -EFAULT, if it cannot be written)."""
+    codec = fast_codec(getattr(ctx.abi, struct_name))
+    ctx.copy_to_guest(arg, codec.pack(*(values[name] for name in codec.names)))
+    return 0
 
 
 def _xsm_target(current: Domain, target: Domain) -> bool:
@@ -59,69 +61,69 @@ def _xsm_target(current: Domain, target: Domain) -> bool:
     return current is target or current.is_hardware_domain
 
 
-@legacy_handler(Hypercall.event_channel_op, effects=Effect.CLOCK)
-def do_event_channel_op(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
-    """``do_event_channel_op(cmd = a1 (int), arg = a2)``."""
-    fn = _OPS.get(c_int(a1))
+@hypercall_handler(Hypercall.event_channel_op, effects=Effect.CLOCK)
+def do_event_channel_op(ctx: HypercallContext, cmd: int, arg: int) -> int:
+    """``do_event_channel_op(cmd, arg)``: -ENOSYS for an unknown ``cmd``, else the command's result."""
+    fn = _OPS.get(cmd)
     if fn is None:
         return -XenErrno.ENOSYS
-    return fn(current, a2 & _U64)
+    return fn(ctx, arg)
 
 
 @_op(EvtchnOp.EVTCHNOP_bind_interdomain)
-def evtchnop_bind_interdomain(current: Vcpu, arg: int) -> int:
+def evtchnop_bind_interdomain(ctx: HypercallContext, arg: int) -> int:
     """``{remote_dom, remote_port, OUT local_port}``: -ESRCH (no remote domain), -ENOSPC, -EINVAL (remote port
     not UNBOUND for us). The new local port is set pending at once."""
-    b = _read(current, arg, "evtchn_bind_interdomain")
-    d = current.domain
-    rd = d.system.domain_by_any_id(b["remote_dom"], d)
+    b = _read(ctx, arg, "evtchn_bind_interdomain")
+    d = ctx.domain
+    rd = ctx.domain_by_id(b["remote_dom"])
     if rd is None:
         return -XenErrno.ESRCH
     port = d.evtchn.bind_interdomain(rd, b["remote_port"])
     if port < 0:
         return port
     b["local_port"] = port
-    return _write_back(current, arg, "evtchn_bind_interdomain", b)
+    return _write_back(ctx, arg, "evtchn_bind_interdomain", b)
 
 
 @_op(EvtchnOp.EVTCHNOP_bind_virq)
-def evtchnop_bind_virq(current: Vcpu, arg: int) -> int:
+def evtchnop_bind_virq(ctx: HypercallContext, arg: int) -> int:
     """``{virq, vcpu, OUT port}``: -EINVAL, -EINVAL (global VIRQ, vcpu != 0), -ENOENT, -EBUSY, -EEXIST, -ENOSPC."""
-    b = _read(current, arg, "evtchn_bind_virq")
-    port = current.domain.evtchn.bind_virq(b["virq"], b["vcpu"])
+    b = _read(ctx, arg, "evtchn_bind_virq")
+    port = ctx.domain.evtchn.bind_virq(b["virq"], b["vcpu"])
     if port < 0:
         return port
     b["port"] = port
-    return _write_back(current, arg, "evtchn_bind_virq", b)
+    return _write_back(ctx, arg, "evtchn_bind_virq", b)
 
 
 @_op(EvtchnOp.EVTCHNOP_bind_pirq)
-def evtchnop_bind_pirq(current: Vcpu, arg: int) -> int:
+def evtchnop_bind_pirq(ctx: HypercallContext, arg: int) -> int:
     """``{pirq, flags, OUT port}``: -EINVAL (pirq out of range), else -EPERM (no PIRQ access)."""
-    b = _read(current, arg, "evtchn_bind_pirq")
-    return current.domain.evtchn.bind_pirq(b["pirq"])
+    b = _read(ctx, arg, "evtchn_bind_pirq")
+    return ctx.domain.evtchn.bind_pirq(b["pirq"])
 
 
 @_op(EvtchnOp.EVTCHNOP_close)
-def evtchnop_close(current: Vcpu, arg: int) -> int:
+def evtchnop_close(ctx: HypercallContext, arg: int) -> int:
     """``{port}``: -EINVAL for a bad, FREE or RESERVED port; the peer of an interdomain channel becomes UNBOUND."""
-    b = _read(current, arg, "evtchn_close")
-    return current.domain.evtchn.evtchn_close(b["port"])
+    b = _read(ctx, arg, "evtchn_close")
+    return ctx.domain.evtchn.evtchn_close(b["port"])
 
 
 @_op(EvtchnOp.EVTCHNOP_send)
-def evtchnop_send(current: Vcpu, arg: int) -> int:
+def evtchnop_send(ctx: HypercallContext, arg: int) -> int:
     """``{port}``: -EINVAL unless INTERDOMAIN, IPI or UNBOUND (dropped)."""
-    b = _read(current, arg, "evtchn_send")
-    return current.domain.evtchn.evtchn_send(b["port"])
+    b = _read(ctx, arg, "evtchn_send")
+    return ctx.domain.evtchn.evtchn_send(b["port"])
 
 
 @_op(EvtchnOp.EVTCHNOP_status)
-def evtchnop_status(current: Vcpu, arg: int) -> int:
+def evtchnop_status(ctx: HypercallContext, arg: int) -> int:
     """``{dom, port, OUT status, vcpu, u}``: -ESRCH, -EINVAL (bad port), -EPERM (not our domain)."""
-    b = _read(current, arg, "evtchn_status")
-    d = current.domain
-    target = d.system.domain_by_any_id(b["dom"], d)
+    b = _read(ctx, arg, "evtchn_status")
+    d = ctx.domain
+    target = ctx.domain_by_id(b["dom"])
     if target is None:
         return -XenErrno.ESRCH
     if not target.evtchn.port_is_valid(b["port"]):
@@ -134,53 +136,53 @@ def evtchnop_status(current: Vcpu, arg: int) -> int:
     b["status"] = status
     b["vcpu"] = vcpu
     b["u"] = u_lo.to_bytes(4, "little") + u_hi.to_bytes(4, "little")  # type: ignore[assignment]
-    return _write_back(current, arg, "evtchn_status", b)
+    return _write_back(ctx, arg, "evtchn_status", b)
 
 
 @_op(EvtchnOp.EVTCHNOP_alloc_unbound)
-def evtchnop_alloc_unbound(current: Vcpu, arg: int) -> int:
+def evtchnop_alloc_unbound(ctx: HypercallContext, arg: int) -> int:
     """``{dom, remote_dom, OUT port}``: -ESRCH (no ``dom``), -ENOSPC, -EPERM (not ours, not privileged)."""
-    b = _read(current, arg, "evtchn_alloc_unbound")
-    d = current.domain
-    target = d.system.domain_by_any_id(b["dom"], d)
+    b = _read(ctx, arg, "evtchn_alloc_unbound")
+    d = ctx.domain
+    target = ctx.domain_by_id(b["dom"])
     if target is None:
         return -XenErrno.ESRCH
     port = target.evtchn.alloc_unbound(d, b["remote_dom"])
     if port < 0:
         return port
     b["port"] = port
-    return _write_back(current, arg, "evtchn_alloc_unbound", b)
+    return _write_back(ctx, arg, "evtchn_alloc_unbound", b)
 
 
 @_op(EvtchnOp.EVTCHNOP_bind_ipi)
-def evtchnop_bind_ipi(current: Vcpu, arg: int) -> int:
+def evtchnop_bind_ipi(ctx: HypercallContext, arg: int) -> int:
     """``{vcpu, OUT port}``: -ENOENT (bad vcpu), -ENOSPC."""
-    b = _read(current, arg, "evtchn_bind_ipi")
-    port = current.domain.evtchn.bind_ipi(b["vcpu"])
+    b = _read(ctx, arg, "evtchn_bind_ipi")
+    port = ctx.domain.evtchn.bind_ipi(b["vcpu"])
     if port < 0:
         return port
     b["port"] = port
-    return _write_back(current, arg, "evtchn_bind_ipi", b)
+    return _write_back(ctx, arg, "evtchn_bind_ipi", b)
 
 
 @_op(EvtchnOp.EVTCHNOP_bind_vcpu)
-def evtchnop_bind_vcpu(current: Vcpu, arg: int) -> int:
+def evtchnop_bind_vcpu(ctx: HypercallContext, arg: int) -> int:
     """``{port, vcpu}``: -ENOENT (bad vcpu), -EINVAL (bad port, per-vCPU VIRQ, IPI, FREE, RESERVED)."""
-    b = _read(current, arg, "evtchn_bind_vcpu")
-    return current.domain.evtchn.bind_vcpu(b["port"], b["vcpu"])
+    b = _read(ctx, arg, "evtchn_bind_vcpu")
+    return ctx.domain.evtchn.bind_vcpu(b["port"], b["vcpu"])
 
 
 @_op(EvtchnOp.EVTCHNOP_unmask)
-def evtchnop_unmask(current: Vcpu, arg: int) -> int:
+def evtchnop_unmask(ctx: HypercallContext, arg: int) -> int:
     """``{port}``: -EINVAL (bad port); re-raises the upcall if the port was masked, pending, selector clear."""
-    b = _read(current, arg, "evtchn_unmask")
-    return current.domain.evtchn.unmask(b["port"])
+    b = _read(ctx, arg, "evtchn_unmask")
+    return ctx.domain.evtchn.unmask(b["port"])
 
 
-def _reset(current: Vcpu, arg: int) -> int:
-    b = _read(current, arg, "evtchn_reset")
-    d = current.domain
-    target = d.system.domain_by_any_id(b["dom"], d)
+def _reset(ctx: HypercallContext, arg: int) -> int:
+    b = _read(ctx, arg, "evtchn_reset")
+    d = ctx.domain
+    target = ctx.domain_by_id(b["dom"])
     if target is None:
         return -XenErrno.ESRCH
     if not _xsm_target(d, target):
@@ -189,48 +191,48 @@ def _reset(current: Vcpu, arg: int) -> int:
 
 
 @_op(EvtchnOp.EVTCHNOP_reset)
-def evtchnop_reset(current: Vcpu, arg: int) -> int:
+def evtchnop_reset(ctx: HypercallContext, arg: int) -> int:
     """``{dom}``: -ESRCH, -EPERM, -EINVAL (another domain that is not paused); closes every port."""
-    return _reset(current, arg)
+    return _reset(ctx, arg)
 
 
 @_op(EvtchnOp.EVTCHNOP_reset_cont)
-def evtchnop_reset_cont(current: Vcpu, arg: int) -> int:
+def evtchnop_reset_cont(ctx: HypercallContext, arg: int) -> int:
     """Continuation of EVTCHNOP_reset (never needed here: a reset completes at once)."""
-    return _reset(current, arg)
+    return _reset(ctx, arg)
 
 
 @_op(EvtchnOp.EVTCHNOP_init_control)
-def evtchnop_init_control(current: Vcpu, arg: int) -> int:
+def evtchnop_init_control(ctx: HypercallContext, arg: int) -> int:
     """FIFO ABI: -EFAULT (copy), else -EOPNOTSUPP."""
-    _read(current, arg, "evtchn_init_control")
+    _read(ctx, arg, "evtchn_init_control")
     return -XenErrno.EOPNOTSUPP
 
 
 @_op(EvtchnOp.EVTCHNOP_expand_array)
-def evtchnop_expand_array(current: Vcpu, arg: int) -> int:
+def evtchnop_expand_array(ctx: HypercallContext, arg: int) -> int:
     """FIFO ABI: -EFAULT (copy), else -EOPNOTSUPP."""
-    _read(current, arg, "evtchn_expand_array")
+    _read(ctx, arg, "evtchn_expand_array")
     return -XenErrno.EOPNOTSUPP
 
 
 @_op(EvtchnOp.EVTCHNOP_set_priority)
-def evtchnop_set_priority(current: Vcpu, arg: int) -> int:
+def evtchnop_set_priority(ctx: HypercallContext, arg: int) -> int:
     """FIFO ABI: -EFAULT (copy), else -EOPNOTSUPP."""
-    _read(current, arg, "evtchn_set_priority")
+    _read(ctx, arg, "evtchn_set_priority")
     return -XenErrno.EOPNOTSUPP
 
 
 _LEGACY_CMDS = frozenset(range(int(EvtchnOp.EVTCHNOP_unmask) + 1))
 
 
-@legacy_handler(Hypercall.event_channel_op_compat, effects=Effect.CLOCK)
-def do_event_channel_op_compat(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
-    """``do_event_channel_op_compat(op = a1)``: copy ``evtchn_op`` (-EFAULT), forward commands 0-9."""
-    arg = a1 & _U64
-    size = current.domain.abi.evtchn_op.sizeof()
-    data = current.copy_from_guest(arg, size)
-    cmd = int.from_bytes(data[0:4], "little")
+@hypercall_handler(Hypercall.event_channel_op_compat, effects=Effect.CLOCK)
+def do_event_channel_op_compat(ctx: HypercallContext, uop: int) -> int:
+    """``do_event_channel_op_compat(uop)``: copy ``evtchn_op`` (-EFAULT), forward commands 0-9 with the union."""
+    layout = ctx.abi.evtchn_op
+    data = ctx.copy_from_guest(uop, layout.sizeof())
+    cmd_offset = layout.offset_of("cmd")
+    cmd = int.from_bytes(data[cmd_offset : cmd_offset + layout.type_of("cmd").size], "little")
     if cmd not in _LEGACY_CMDS:
         return -XenErrno.ENOSYS
-    return _OPS[cmd](current, (arg + 4) & _U64)
+    return _OPS[cmd](ctx, (uop + layout.offset_of("u")) & _U64)

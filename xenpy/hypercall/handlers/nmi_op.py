@@ -12,17 +12,17 @@ from typing import TYPE_CHECKING
 from xenpy.abi.errno import HypercallError, XenErrno
 from xenpy.abi.generated.hypercalls import Hypercall, NmiOp
 from xenpy.hypercall.handlers.callback_op import register_guest_nmi_callback, unregister_guest_nmi_callback
-from xenpy.hypercall.registry import Effect, c_uint, legacy_handler
+from xenpy.hypercall.registry import Effect, hypercall_handler
 
 if TYPE_CHECKING:
-    from xenpy.core.domain import Vcpu
+    from xenpy.hypercall.context import HypercallContext
 
 
-@legacy_handler(Hypercall.nmi_op, effects=Effect.NONE)
-def do_nmi_op(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
+@hypercall_handler(Hypercall.nmi_op, effects=Effect.NONE)
+def do_nmi_op(ctx: HypercallContext, cmd: int, arg: int) -> int:
     """Register or remove the calling vCPU's NMI handler.
 
-    Arguments (PV64): rdi = ``cmd`` (``XENNMI_*``, unsigned int), rsi = ``arg``.
+    Arguments: ``cmd`` (``XENNMI_*``, unsigned int), ``arg`` (guest pointer).
 
     * XENNMI_register_callback (0), ``arg`` -> ``xennmi_callback {ulong handler_address; ulong pad}`` (16
       bytes; PV32: 8): -EFAULT if ``arg`` cannot be read; -EINVAL if ``handler_address`` is not canonical
@@ -34,13 +34,12 @@ def do_nmi_op(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int
     Returns:
         0 on success; a failing call changes nothing.
     """
-    cmd = c_uint(a1)
     if cmd == NmiOp.XENNMI_register_callback:
-        struct = current.domain.abi.xennmi_callback
-        cb = struct.parse(current.copy_from_guest(a2, struct.sizeof()))
-        register_guest_nmi_callback(current, cb.handler_address)
+        layout = ctx.abi.xennmi_callback
+        cb = layout.parse(ctx.copy_from_guest(arg, layout.sizeof()))
+        register_guest_nmi_callback(ctx.vcpu, cb.handler_address)
         return 0
     if cmd == NmiOp.XENNMI_unregister_callback:
-        unregister_guest_nmi_callback(current)
+        unregister_guest_nmi_callback(ctx.vcpu)
         return 0
     raise HypercallError(XenErrno.ENOSYS)

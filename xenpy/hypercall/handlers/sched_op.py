@@ -3,7 +3,7 @@
 Implements ``xen/common/sched/core.c:do_sched_op`` and ``do_poll``, and ``xen/arch/x86/compat.c:
 do_sched_op_compat`` (spec 3.4).
 
-Guest-visible contract (PV64: rdi = cmd, rsi = arg):
+Guest-visible contract (``cmd``, ``arg``):
 
 * SCHEDOP_yield: 0; another runnable vCPU runs if there is one.
 * SCHEDOP_block: events enabled first (``evtchn_upcall_mask = 0``, left at 0); returns 0 at once if
@@ -14,7 +14,8 @@ Guest-visible contract (PV64: rdi = cmd, rsi = arg):
   -EINVAL (a listed port invalid, FREE or RESERVED) or -EFAULT (a port unreadable); 0 at once if events need
   delivery or a listed port is pending; otherwise blocks until the port (one port) or any port of the domain
   (0 or several ports) becomes pending, a kick, or the absolute ``timeout`` (0 = none). Returns 0 either way.
-* SCHEDOP_remote_shutdown ``{domain_id, reason}``: -EFAULT, -ESRCH (no such domain), -EPERM (not privileged).
+* SCHEDOP_remote_shutdown ``{domain_id, reason}``: -EFAULT, -ESRCH (no such domain; ``DOMID_SELF`` names none,
+  as in ``rcu_lock_domain_by_id``), -EPERM (not privileged).
 * SCHEDOP_shutdown_code ``{reason}``: latches the reason if none is latched yet; 0.
 * SCHEDOP_watchdog ``{id, timeout}``: see :func:`xenpy.core.timers.domain_watchdog`.
 * SCHEDOP_pin_override ``{pcpu}``: -EPERM unless the hardware domain; -EFAULT; -EINVAL (``pcpu >= NR_CPUS``).
@@ -31,10 +32,11 @@ from xenpy.abi.generated.hypercalls import Hypercall, SchedOp
 from xenpy.abi.sched import SHUTDOWN_CODE_INVALID
 from xenpy.core.pagetable import GuestFault, guest_handle_okay
 from xenpy.core.timers import domain_watchdog, s_time
-from xenpy.hypercall.registry import Effect, c_int, legacy_handler
+from xenpy.hypercall.registry import Effect, hypercall_handler
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Vcpu
+    from xenpy.hypercall.context import HypercallContext
 
 #: Xen's ``NR_CPUS`` (``CONFIG_NR_CPUS`` default on x86).
 NR_CPUS = 256
@@ -43,6 +45,8 @@ POLL_MAX_PORTS = 128
 
 _VPF_BLOCKED = 1
 _U64 = (1 << 64) - 1
+#: ``(u8)reason``: ``domain_shutdown`` takes an 8-bit reason.
+_U8 = 0xFF
 
 
 def vcpu_block_enable_events(v: Vcpu) -> None:
@@ -51,13 +55,15 @@ def vcpu_block_enable_events(v: Vcpu) -> None:
     v.sched.vcpu_block(v)
 
 
-def do_poll(v: Vcpu, ports_gva: int, nr_ports: int, timeout: int) -> int:
-    """``do_poll`` (spec 3.4 SCHEDOP_poll detail): 0 or ``-errno``."""
+def do_poll(ctx: HypercallContext, ports_gva: int, nr_ports: int, timeout: int) -> int:
+    """``do_poll`` for the calling vCPU (spec 3.4 SCHEDOP_poll detail): 0 or ``-errno``."""
+    port_size = ctx.abi.evtchn_send.type_of("port").size  # evtchn_port_t
     if nr_ports > POLL_MAX_PORTS:
         return -XenErrno.EINVAL
-    if not guest_handle_okay(ports_gva, nr_ports, 4):
+    if not guest_handle_okay(ports_gva, nr_ports, port_size):
         return -XenErrno.EFAULT
-    d = v.domain
+    v = ctx.vcpu
+    d = ctx.domain
     bit = 1 << v.vcpu_id
     v.pause_flags |= _VPF_BLOCKED
     v.poll_evtchn = -1
@@ -75,9 +81,10 @@ def do_poll(v: Vcpu, ports_gva: int, nr_ports: int, timeout: int) -> int:
     port = 0
     for i in range(nr_ports):
         try:
-            port = int.from_bytes(v.copy_from_guest((ports_gva + 4 * i) & _U64, 4), "little")
+            data = ctx.copy_from_guest((ports_gva + port_size * i) & _U64, port_size)
         except GuestFault:
             return undo(-XenErrno.EFAULT)
+        port = int.from_bytes(data, "little")
         if not evtchn.port_is_valid(port) or not evtchn.ports[port].usable:
             return undo(-XenErrno.EINVAL)
         if evtchn.is_pending(port):
@@ -91,8 +98,10 @@ def do_poll(v: Vcpu, ports_gva: int, nr_ports: int, timeout: int) -> int:
     return 0
 
 
-def _read_u32(v: Vcpu, gva: int) -> int:
-    return int.from_bytes(v.copy_from_guest(gva, 4), "little")
+def _read(ctx: HypercallContext, gva: int, struct_name: str) -> dict[str, int]:
+    """Copy the ``struct_name`` argument at ``gva`` (GuestFault if it cannot be read) and decode it."""
+    codec = fast_codec(getattr(ctx.abi, struct_name))
+    return dict(zip(codec.names, codec.unpack(ctx.copy_from_guest(gva, codec.size)), strict=True))
 
 
 def vcpu_temporary_affinity(v: Vcpu, pcpu: int) -> int:
@@ -113,13 +122,11 @@ def vcpu_temporary_affinity(v: Vcpu, pcpu: int) -> int:
     return 0
 
 
-@legacy_handler(Hypercall.sched_op, effects=Effect.CLOCK)
-def do_sched_op(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
-    """``do_sched_op(cmd = a1 (int), arg = a2)``; see the module docstring."""
-    cmd = c_int(a1)
-    arg = a2 & _U64
-    d = current.domain
-    abi = d.abi
+@hypercall_handler(Hypercall.sched_op, effects=Effect.CLOCK)
+def do_sched_op(ctx: HypercallContext, cmd: int, arg: int) -> int:
+    """``do_sched_op(cmd, arg)``; see the module docstring."""
+    current = ctx.vcpu
+    d = ctx.domain
     if cmd == SchedOp.SCHEDOP_yield:
         current.sched.vcpu_yield(current)
         return 0
@@ -127,46 +134,42 @@ def do_sched_op(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> i
         vcpu_block_enable_events(current)
         return 0
     if cmd == SchedOp.SCHEDOP_shutdown:
-        reason = _read_u32(current, arg)
-        return d.shutdown(reason & 0xFF)
+        reason = _read(ctx, arg, "sched_shutdown")["reason"]
+        return d.shutdown(reason & _U8)
     if cmd == SchedOp.SCHEDOP_poll:
-        data = current.copy_from_guest(arg, abi.sched_poll.sizeof())
-        codec = fast_codec(abi.sched_poll)
-        values = dict(zip(codec.names, codec.unpack(data), strict=True))
-        return do_poll(current, values["ports"], values["nr_ports"], values["timeout"])
+        poll = _read(ctx, arg, "sched_poll")
+        return do_poll(ctx, poll["ports"], poll["nr_ports"], poll["timeout"])
     if cmd == SchedOp.SCHEDOP_remote_shutdown:
-        data = current.copy_from_guest(arg, abi.sched_remote_shutdown.sizeof())
-        domain_id = int.from_bytes(data[0:2], "little")
-        reason = int.from_bytes(data[4:8], "little")
-        target = d.system.domain(domain_id)
+        remote = _read(ctx, arg, "sched_remote_shutdown")
+        target = ctx.domain_by_exact_id(remote["domain_id"])
         if target is None:
             return -XenErrno.ESRCH
         if not d.is_hardware_domain:
             return -XenErrno.EPERM
-        target.shutdown(reason & 0xFF)
+        target.shutdown(remote["reason"] & _U8)
         return 0
     if cmd == SchedOp.SCHEDOP_shutdown_code:
-        reason = _read_u32(current, arg)
+        reason = _read(ctx, arg, "sched_shutdown")["reason"]
         if d.shutdown_code == SHUTDOWN_CODE_INVALID:
-            d.shutdown_code = reason & 0xFF
+            d.shutdown_code = reason & _U8
         return 0
     if cmd == SchedOp.SCHEDOP_watchdog:
-        data = current.copy_from_guest(arg, 8)
-        return domain_watchdog(d, int.from_bytes(data[0:4], "little"), int.from_bytes(data[4:8], "little"))
+        watchdog = _read(ctx, arg, "sched_watchdog")
+        return domain_watchdog(d, watchdog["id"], watchdog["timeout"])
     if cmd == SchedOp.SCHEDOP_pin_override:
         if not d.is_hardware_domain:
             return -XenErrno.EPERM
-        pcpu = c_int(_read_u32(current, arg))
+        pcpu = _read(ctx, arg, "sched_pin_override")["pcpu"]
         if pcpu >= NR_CPUS:
             return -XenErrno.EINVAL
         return vcpu_temporary_affinity(current, pcpu)
     return -XenErrno.ENOSYS
 
 
-@legacy_handler(Hypercall.sched_op_compat, effects=Effect.CLOCK)
-def do_sched_op_compat(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
-    """``do_sched_op_compat(cmd = a1, arg = a2)``: yield, block, shutdown(reason = arg); others -ENOSYS."""
-    cmd = c_int(a1)
+@hypercall_handler(Hypercall.sched_op_compat, effects=Effect.CLOCK)
+def do_sched_op_compat(ctx: HypercallContext, cmd: int, arg: int) -> int:
+    """``do_sched_op_compat(cmd, arg)``: yield, block, shutdown(reason = ``(u8)arg``); others -ENOSYS."""
+    current = ctx.vcpu
     if cmd == SchedOp.SCHEDOP_yield:
         current.sched.vcpu_yield(current)
         return 0
@@ -174,6 +177,6 @@ def do_sched_op_compat(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: in
         vcpu_block_enable_events(current)
         return 0
     if cmd == SchedOp.SCHEDOP_shutdown:
-        current.domain.shutdown(a2 & 0xFF)
+        ctx.domain.shutdown(arg & _U8)
         return 0
     return -XenErrno.ENOSYS

@@ -22,21 +22,21 @@ from xenpy.abi.generated.hypercalls import Hypercall
 from xenpy.core.memory import PAGE_SIZE
 from xenpy.core.pagetable import is_canonical
 from xenpy.hypercall.handlers.callback_op import fixup_guest_code_selector
-from xenpy.hypercall.registry import Effect, legacy_handler
+from xenpy.hypercall.registry import Effect, hypercall_handler
 
 if TYPE_CHECKING:
-    from xenpy.core.domain import Vcpu
+    from xenpy.hypercall.context import HypercallContext
 
 #: ``X86_NR_VECTORS``: entries in the virtual IDT.
 X86_NR_VECTORS = 256
 _U64 = (1 << 64) - 1
 
 
-@legacy_handler(Hypercall.set_trap_table, effects=Effect.NONE)
-def do_set_trap_table(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
+@hypercall_handler(Hypercall.set_trap_table, effects=Effect.NONE)
+def do_set_trap_table(ctx: HypercallContext, traps: int) -> int:
     """Install entries of the calling vCPU's virtual IDT.
 
-    Arguments (PV64): rdi = ``traps``, a guest pointer to an array of ``trap_info {u8 vector; u8 flags (bits
+    Arguments: ``traps``, a guest pointer to an array of ``trap_info {u8 vector; u8 flags (bits
     0-1 DPL, bit 2 mask events); u16 cs; ulong address}`` (16 bytes each; PV32: 8).
 
     * ``traps == NULL``: every one of the 256 entries is zeroed; returns 0.
@@ -50,21 +50,20 @@ def do_set_trap_table(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int
       Entries installed before an -EFAULT or -EINVAL stay installed. An entry with vector 2 installs the NMI
       handler (spec 4.2).
     """
-    arch = current.arch
-    traps = a1 & _U64
+    arch = ctx.vcpu.arch
     if traps == 0:
         arch.trap_ctxt[:] = [(0, 0, 0, 0)] * X86_NR_VECTORS
         return 0
-    d = current.domain
+    d = ctx.domain
     compat = d.is_compat
-    codec = fast_codec(d.abi.trap_info)
+    codec = fast_codec(ctx.abi.trap_info)
     entry_size = codec.size
     gva = traps
     while True:
         # Read the entries that lie wholly in the current page at once (the page is readable or not as a
         # whole); an entry that crosses a page boundary is read on its own.
         nr_entries = max(1, (PAGE_SIZE - (gva & (PAGE_SIZE - 1))) // entry_size)
-        data = current.copy_from_guest(gva, nr_entries * entry_size)
+        data = ctx.copy_from_guest(gva, nr_entries * entry_size)
         for offset in range(0, len(data), entry_size):
             vector, flags, cs, address = codec.unpack_from(data, offset)
             if address == 0:

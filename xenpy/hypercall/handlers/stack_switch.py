@@ -9,24 +9,31 @@ from typing import TYPE_CHECKING
 
 from xenpy.abi.generated.hypercalls import Hypercall
 from xenpy.hypercall.handlers.callback_op import guest_kernel_rpl
-from xenpy.hypercall.registry import Effect, legacy_handler
+from xenpy.hypercall.registry import Effect, hypercall_handler
 
 if TYPE_CHECKING:
-    from xenpy.core.domain import Vcpu
+    from xenpy.hypercall.context import HypercallContext
+
+#: ``kernel_ss`` holds a 16-bit segment selector.
+_SELECTOR_MASK = 0xFFFF
+#: A PV32 guest's stack pointer is 32 bits wide (the compat entry takes it from esp).
+_COMPAT_SP_MASK = 0xFFFF_FFFF
 
 
-@legacy_handler(Hypercall.stack_switch, effects=Effect.NONE)
-def do_stack_switch(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
-    """Set the calling vCPU's kernel stack: rdi = ``ss``, rsi = ``esp``. Always returns 0.
+@hypercall_handler(Hypercall.stack_switch, effects=Effect.NONE)
+def do_stack_switch(ctx: HypercallContext, ss: int, esp: int) -> int:
+    """Set the calling vCPU's kernel stack to ``ss:esp``. Always returns 0.
 
-    The selector's RPL is raised to the guest kernel's (3 for PV64, 1 for PV32; ``fixup_guest_stack_selector``);
-    the stack pointer is stored as given (PV32: its low 32 bits).
+    Only the selector's 16 bits are kept, and its RPL is raised to the guest kernel's (3 for PV64, 1 for PV32;
+    ``fixup_guest_stack_selector``); the stack pointer is stored as given (PV32: its low 32 bits, the width of
+    the compat guest's esp).
     """
-    d = current.domain
+    d = ctx.domain
     rpl = guest_kernel_rpl(d)
-    ss = a1 & 0xFFFF
+    ss &= _SELECTOR_MASK
     if ss & 3 < rpl:
         ss = (ss & ~3) | rpl
-    current.arch.kernel_ss = ss
-    current.arch.kernel_sp = a2 & 0xFFFF_FFFF if d.is_compat else a2
+    arch = ctx.vcpu.arch
+    arch.kernel_ss = ss
+    arch.kernel_sp = esp & _COMPAT_SP_MASK if d.is_compat else esp
     return 0

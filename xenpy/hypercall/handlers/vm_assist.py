@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 
 from xenpy.abi.errno import HypercallError, XenErrno
 from xenpy.abi.generated.hypercalls import Hypercall, VmAssistCmd
-from xenpy.hypercall.registry import Effect, c_uint, legacy_handler
+from xenpy.hypercall.registry import Effect, hypercall_handler
 
 if TYPE_CHECKING:
-    from xenpy.core.domain import Domain, Vcpu
+    from xenpy.core.domain import Domain
+    from xenpy.hypercall.context import HypercallContext
 
 #: ``BITS_PER_LONG`` of the hypervisor: types at or above it are invalid whatever the mask says.
 _BITS_PER_LONG = 64
@@ -29,12 +30,11 @@ def vm_assist_valid_mask(d: Domain) -> int:
     return mask & 0xFFFF_FFFF if d.is_compat else mask
 
 
-@legacy_handler(Hypercall.vm_assist, effects=Effect.NONE)
-def do_vm_assist(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
+@hypercall_handler(Hypercall.vm_assist, effects=Effect.NONE)
+def do_vm_assist(ctx: HypercallContext, cmd: int, vmassist_type: int) -> int:
     """Enable or disable a VM assist of the calling domain.
 
-    Arguments (PV64): rdi = ``cmd`` (``VMASST_CMD_*``, unsigned int), rsi = ``type`` (``VMASST_TYPE_*``,
-    unsigned int).
+    Arguments: ``cmd`` (``VMASST_CMD_*``, unsigned int), ``type`` (``VMASST_TYPE_*``, unsigned int).
 
     Errors, in Xen's order:
 
@@ -48,9 +48,7 @@ def do_vm_assist(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> 
     Returns:
         0.
     """
-    cmd = c_uint(a1)
-    vmassist_type = c_uint(a2)
-    d = current.domain
+    d = ctx.domain
     if vmassist_type >= _BITS_PER_LONG or not vm_assist_valid_mask(d) >> vmassist_type & 1:
         raise HypercallError(XenErrno.EINVAL)
     if cmd == VmAssistCmd.VMASST_CMD_enable:
