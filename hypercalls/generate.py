@@ -102,6 +102,7 @@ class HypercallEntry:
     number: int
     name: str
     args: tuple[Arg, ...]
+    compat_args: tuple[Arg, ...] | None
     defined: bool
     enosys: bool
     removed_in: str | None
@@ -119,6 +120,7 @@ class HypercallEntry:
 @dataclass(frozen=True)
 class Table:
     arg_registers: tuple[str, ...]
+    compat_arg_registers: tuple[str, ...]
     number_register: str
     result_register: str
     clobbered_registers: tuple[str, ...]
@@ -325,6 +327,31 @@ def _load_family(path: Path, profiles: Sequence[str]) -> Family:
     )
 
 
+def _parse_args(raw_args: list, c_types: dict, where: str) -> tuple[Arg, ...]:
+    """One argument list of a [[hypercall]] (``args`` or ``compat_args``), checked."""
+    args: list[Arg] = []
+    for raw_arg in raw_args:
+        _require(isinstance(raw_arg, dict), where, "each arg must be a table")
+        _check_keys(raw_arg, ("name", "type", "dir"), where)
+        arg = Arg(
+            name=_identifier(str(_get(raw_arg, "name", str, where)), where),
+            c_type=" ".join(str(_get(raw_arg, "type", str, where)).split()),
+            direction=str(_get(raw_arg, "dir", str, where)),
+        )
+        _require(arg.direction in DIRECTIONS, where, f"{arg.name}: dir must be one of {DIRECTIONS}")
+        if not arg.is_pointer:
+            _require(arg.direction == "in", where, f"{arg.name}: a scalar argument is always 'in'")
+            _require(
+                arg.c_type in c_types,
+                where,
+                f"{arg.name}: scalar type {arg.c_type!r} has no entry in [guest_c_types]",
+            )
+        args.append(arg)
+    _require(len(args) <= MAX_ARGS, where, f"at most {MAX_ARGS} arguments (spec 7.4)")
+    _require(len({a.name for a in args}) == len(args), where, "two arguments share a name")
+    return tuple(args)
+
+
 def load_table(source_dir: Path = HERE) -> Table:
     """Read and check every table of ``source_dir``.
 
@@ -341,6 +368,8 @@ def load_table(source_dir: Path = HERE) -> Table:
     awhere = f"{where} [abi]"
     arg_registers = tuple(_get(abi, "arg_registers", list, awhere))  # type: ignore[arg-type]
     _require(len(arg_registers) == MAX_ARGS, awhere, f"arg_registers must name {MAX_ARGS} registers")
+    compat_arg_registers = tuple(_get(abi, "compat_arg_registers", list, awhere))  # type: ignore[arg-type]
+    _require(len(compat_arg_registers) == MAX_ARGS, awhere, f"compat_arg_registers must name {MAX_ARGS}")
     profile_names = list(profiles)
     _require(bool(profile_names) and profile_names[0] == "head", where, "the first profile must be 'head'")
     _require(
@@ -376,6 +405,7 @@ def load_table(source_dir: Path = HERE) -> Table:
                 "number",
                 "name",
                 "args",
+                "compat_args",
                 "defined",
                 "enosys",
                 "removed_in",
@@ -397,26 +427,10 @@ def load_table(source_dir: Path = HERE) -> Table:
             hwhere,
             "a defined hypercall needs args (possibly []); an undefined one has none",
         )
-        args: list[Arg] = []
-        for raw_arg in raw_args or []:
-            _require(isinstance(raw_arg, dict), hwhere, "each arg must be a table")
-            _check_keys(raw_arg, ("name", "type", "dir"), hwhere)
-            arg = Arg(
-                name=_identifier(str(_get(raw_arg, "name", str, hwhere)), hwhere),
-                c_type=" ".join(str(_get(raw_arg, "type", str, hwhere)).split()),
-                direction=str(_get(raw_arg, "dir", str, hwhere)),
-            )
-            _require(arg.direction in DIRECTIONS, hwhere, f"{arg.name}: dir must be one of {DIRECTIONS}")
-            if not arg.is_pointer:
-                _require(arg.direction == "in", hwhere, f"{arg.name}: a scalar argument is always 'in'")
-                _require(
-                    arg.c_type in c_types,
-                    hwhere,
-                    f"{arg.name}: scalar type {arg.c_type!r} has no entry in [guest_c_types]",
-                )
-            args.append(arg)
-        _require(len(args) <= MAX_ARGS, hwhere, f"at most {MAX_ARGS} arguments (spec 7.4)")
-        _require(len({a.name for a in args}) == len(args), hwhere, "two arguments share a name")
+        args = _parse_args(raw_args or [], c_types, hwhere)
+        raw_compat = _get(raw, "compat_args", list, hwhere, None)
+        _require(raw_compat is None or defined, hwhere, "an undefined hypercall has no compat_args")
+        compat_args = None if raw_compat is None else _parse_args(raw_compat, c_types, f"{hwhere} compat_args")
         removed_in = _get(raw, "removed_in", str, hwhere, None)
         _require(removed_in is None or bool(_VERSION.match(str(removed_in))), hwhere, "bad removed_in")
         wrapper = bool(_get(raw, "wrapper", bool, hwhere, True))
@@ -426,7 +440,8 @@ def load_table(source_dir: Path = HERE) -> Table:
             HypercallEntry(
                 number=number,
                 name=name,
-                args=tuple(args),
+                args=args,
+                compat_args=compat_args,
                 defined=defined,
                 enosys=bool(_get(raw, "enosys", bool, hwhere, False)) or not defined,
                 removed_in=None if removed_in is None else str(removed_in),
@@ -446,6 +461,7 @@ def load_table(source_dir: Path = HERE) -> Table:
             _require(call.defined, where, f"{call.name} is undefined but has sub-ops")
     return Table(
         arg_registers=arg_registers,
+        compat_arg_registers=compat_arg_registers,
         number_register=str(abi["number_register"]),
         result_register=str(abi["result_register"]),
         clobbered_registers=tuple(abi["clobbered_registers"]),
@@ -539,6 +555,18 @@ def emit_py_init(table: Table) -> str:
     return PY_HEADER + '"""Python files generated from the TOML tables in ``hypercalls/`` (do not edit)."""\n'
 
 
+def _py_args(field: str, args: tuple[Arg, ...]) -> list[str]:
+    """The ``field=(HypercallArg(...), ...)`` lines of one generated HypercallDef."""
+    if not args:
+        return [f"            {field}=(),"]
+    lines = [f"            {field}=("]
+    for arg in args:
+        lines.append(
+            f"                HypercallArg({_py_str(arg.name)}, {_py_str(arg.c_type)}, {_py_str(arg.direction)}),"
+        )
+    return [*lines, "            ),"]
+
+
 def emit_python(table: Table) -> str:
     profiles = tuple(table.profiles)
     # The generator owns the layout (lines within 110 columns); a formatter must not rewrap it.
@@ -571,6 +599,8 @@ from types import MappingProxyType
         f"``{table.number_register}``."
     )
     out.append(f"PV64_ARG_REGISTERS: tuple[str, ...] = {_py_tuple(table.arg_registers)}")
+    out.append("#: Registers of hypercall arguments 1-5 of a PV32 guest (``HypercallDef.compat_args``).")
+    out.append(f"PV32_ARG_REGISTERS: tuple[str, ...] = {_py_tuple(table.compat_arg_registers)}")
     out.append("#: Registers a hypercall clobbers (``syscall``; the stubs restore them, spec 7.3).")
     out.append(f"PV64_CLOBBERED_REGISTERS: tuple[str, ...] = {_py_tuple(table.clobbered_registers)}")
     out.append(
@@ -670,6 +700,8 @@ class HypercallDef:
         internal: a number Xen uses internally (no public name).
         removed_in: the first Xen release that no longer dispatches it, if any.
         unknown_subop_errno: the errno an unknown sub-op returns, if the hypercall has sub-ops.
+        compat_args: the C arguments of a PV32 guest, in register order, where they differ from ``args``
+            (Xen's ``compat_*`` entry); None where a PV32 guest passes ``args``.
     """
 
     number: int
@@ -683,6 +715,7 @@ class HypercallDef:
     internal: bool = False
     removed_in: str | None = None
     unknown_subop_errno: str | None = None
+    compat_args: tuple[HypercallArg, ...] | None = None
 
     @property
     def registers(self) -> tuple[tuple[str, HypercallArg], ...]:
@@ -743,16 +776,7 @@ class HypercallDef:
         out.append(f"        {key}: HypercallDef(")
         out.append(f"            number={call.number},")
         out.append(f"            name={_py_str(call.name)},")
-        if call.args:
-            out.append("            args=(")
-            for arg in call.args:
-                out.append(
-                    f"                HypercallArg({_py_str(arg.name)}, {_py_str(arg.c_type)}, "
-                    f"{_py_str(arg.direction)}),"
-                )
-            out.append("            ),")
-        else:
-            out.append("            args=(),")
+        out.extend(_py_args("args", call.args))
         if call.family is not None:
             out.append(f"            subops={_const_name(call.name)},")
             out.append(f"            subop_enum={call.family.enum},")
@@ -769,6 +793,8 @@ class HypercallDef:
             out.append(f"            removed_in={_py_str(call.removed_in)},")
         if call.family is not None and call.family.unknown_errno is not None:
             out.append(f"            unknown_subop_errno={_py_str(call.family.unknown_errno)},")
+        if call.compat_args is not None:
+            out.extend(_py_args("compat_args", call.compat_args))
         out.append("        ),")
     out.append("    }")
     out.append(")")
@@ -1048,6 +1074,15 @@ def emit_rst(table: Table) -> str:
             )
         else:
             out += ["No arguments.", ""]
+        if call.compat_args is not None:
+            compat_rows = [
+                [_rst_literal(reg), _rst_literal(arg.name), _rst_literal(arg.c_type), arg.direction]
+                for reg, arg in zip(table.compat_arg_registers, call.compat_args, strict=False)
+            ]
+            out += _rst_list_table(
+                "Arguments of a PV32 guest", ["Register", "Argument", "C type", "Direction"], compat_rows,
+                (15, 25, 40, 20),
+            )
         family = call.family
         if family is None:
             continue

@@ -17,6 +17,8 @@ from xenpy.hypercall.registry import (
     c_int,
     c_long,
     c_uint,
+    compat_handler,
+    decode,
     hypercall_handler,
     registered_handlers,
 )
@@ -156,3 +158,34 @@ def test_c_conversions():
     assert c_int(0x1_0000_0005) == 5
     assert c_uint(-1) == 0xFFFF_FFFF
     assert c_long(2**64 - 2) == -2
+
+
+def test_pv32_caller_gets_the_compat_form_with_32_bit_arguments():
+    """A PV32 caller of a hypercall with ``compat_args`` (hypercall-defs.c's compat column) reaches the
+    registered PV32 form, its arguments decoded as 32-bit values: ``compat_set_timer_op(uint32_t lo,
+    int32_t hi)`` arms the timer for ``hi << 32 | lo``; the upper halves of the registers are ignored."""
+    hv = Hypervisor(nr_pcpus=1, memory_mib=16)
+    d = hv.create_domain(width=32, memory_mib=2)
+    v = d.vcpus[0]
+    ctx = hv.dispatcher.context(v)
+    deadline = hv.now_ns() + 5_000_000
+    lo, hi = deadline & 0xFFFF_FFFF, deadline >> 32
+    assert hv.dispatcher.dispatch(ctx, Hypercall.set_timer_op, (0xDEAD << 32) | lo, (0xBEEF << 32) | hi) == 0
+    assert v.singleshot_timer.expires == deadline
+    # hi = -1 (int32_t): a negative deadline, which set_timer_op turns into NOW() + 100 ms
+    assert hv.dispatcher.dispatch(ctx, Hypercall.set_timer_op, 1, 0xFFFF_FFFF) == 0
+    assert v.singleshot_timer.expires == hv.now_ns() + 100_000_000
+
+
+def test_compat_widths_of_c_types():
+    """PV32: long, unsigned long and pointers are 32 bits; fixed-width types keep their width."""
+    assert decode("unsigned long", 2**64 - 1, compat=True) == 0xFFFF_FFFF
+    assert decode("long", 0x1_FFFF_FFFF, compat=True) == -1
+    assert decode("void *", 0x1234_5678_9ABC, compat=True) == 0x5678_9ABC
+    assert decode("int32_t", 0xFFFF_FFFF, compat=True) == -1
+    assert decode("unsigned long", 2**64 - 1) == 2**64 - 1
+
+
+def test_compat_form_needs_compat_args_and_a_handler():
+    with pytest.raises(ValueError, match="compat_args"):
+        compat_handler(Hypercall.vcpu_op)

@@ -101,6 +101,32 @@ def test_arguments_follow_the_pv64_convention() -> None:
                 assert arg.direction == "in", (defn.name, arg.name)
 
 
+def test_pv32_argument_forms_follow_xen_compat_prototypes() -> None:
+    """hypercall-defs.c, compat column: ``set_timer_op(uint32_t lo, int32_t hi)`` and ``set_callbacks(unsigned
+    long event_selector, event_address, failsafe_selector, failsafe_address)``; each such entry has a
+    registered PV32 form whose argument types decode with PV32 widths."""
+    import xenpy.hypercall.handlers  # noqa: F401 (registers the handlers)
+    from xenpy.hypercall.registry import c_width, registrations
+
+    assert hc.PV32_ARG_REGISTERS == ("ebx", "ecx", "edx", "esi", "edi")
+    forms = {d.name: [(a.name, a.c_type) for a in d.compat_args] for d in HYPERCALLS.values() if d.compat_args}
+    assert forms == {
+        "set_callbacks": [
+            ("event_selector", "unsigned long"),
+            ("event_address", "unsigned long"),
+            ("failsafe_selector", "unsigned long"),
+            ("failsafe_address", "unsigned long"),
+        ],
+        "set_timer_op": [("lo", "uint32_t"), ("hi", "int32_t")],
+    }
+    for defn in HYPERCALLS.values():
+        if defn.compat_args is not None:
+            reg = registrations()[defn.number]
+            assert reg.compat_fn is not None, defn.name
+            assert reg.compat_c_types == tuple(a.c_type for a in defn.compat_args)
+            assert all(c_width(t, compat=True)[0] <= 32 for t in reg.compat_c_types)
+
+
 def test_vcpuop_values_match_spec_6_2() -> None:
     assert [m.value for m in VcpuOp] == list(range(16))
     for value, suffix in enumerate(SPEC_6_2_VCPUOP):

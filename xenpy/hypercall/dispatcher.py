@@ -69,24 +69,31 @@ def _enosys(ctx: HypercallContext, a1: int, a2: int, a3: int, a4: int, a5: int) 
     return _ENOSYS
 
 
+def _call(fn: str, c_types: tuple[str, ...], *, compat: bool) -> str:
+    """Source of the call ``fn(ctx, <the registers decoded to c_types>)``."""
+    args = "".join(f", {decode_expression(t, r, compat=compat)}" for t, r in zip(c_types, _REGS, strict=False))
+    return f"{fn}(ctx{args})"
+
+
 def make_entry(reg: Registration) -> Entry:
     """The table entry of ``reg``: decode the C arguments, call the handler, map its exceptions."""
+    call = f"        return {_call('fn', reg.c_types, compat=False)}\n"
     if reg.legacy:  # transitional: handler(vcpu, a1, ..., a5) with raw registers
-        call = "fn(ctx.vcpu, a1, a2, a3, a4, a5)"
-    else:
-        args = ", ".join(decode_expression(t, r) for t, r in zip(reg.c_types, _REGS, strict=False))
-        call = f"fn(ctx{', ' if args else ''}{args})"
+        call = "        return fn(ctx.vcpu, a1, a2, a3, a4, a5)\n"
+    if reg.compat_fn is not None:
+        compat_call = _call("compat_fn", reg.compat_c_types, compat=True)
+        call = f"        if ctx.domain.is_compat:\n            return {compat_call}\n{call}"
     guard = "    if ctx.cpu is None:\n        return ENOSYS\n" if reg.needs_cpu else ""
     source = (
         f"def entry(ctx, a1, a2, a3, a4, a5):\n{guard}"
-        f"    try:\n        return {call}\n"
+        f"    try:\n{call}"
         "    except HypercallError as err:\n        return -int(err.errno)\n"
         "    except GuestFault:\n        return EFAULT\n"
         "    except Exception as exc:\n        return crash(ctx, NR, exc)\n"
     )
     scope = {
-        "fn": reg.fn, "HypercallError": HypercallError, "GuestFault": GuestFault, "crash": crash_caller,
-        "NR": reg.nr, "ENOSYS": _ENOSYS, "EFAULT": _EFAULT,
+        "fn": reg.fn, "compat_fn": reg.compat_fn, "HypercallError": HypercallError, "GuestFault": GuestFault,
+        "crash": crash_caller, "NR": reg.nr, "ENOSYS": _ENOSYS, "EFAULT": _EFAULT,
     }  # fmt: skip
     exec(compile(source, f"<hypercall {reg.nr} entry: {reg.fn.__qualname__}>", "exec"), scope)
     entry = scope["entry"]

@@ -17,12 +17,18 @@ Contract of a handler:
   :mod:`xenpy.hypercall.dispatcher`).
 * It declares its :class:`Effect` flags, the machine state beyond its result that it may read or change, so
   that a CPU engine knows what to re-synchronise after the call instead of guessing.
+
+Where a PV32 guest passes other arguments (the table's ``compat_args``, Xen's ``compat_*`` entry points), a
+second function registered with :func:`compat_handler` receives them, decoded with PV32 widths::
+
+    @compat_handler(Hypercall.set_timer_op)
+    def compat_set_timer_op(ctx: HypercallContext, lo: int, hi: int) -> int: ...
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntFlag
 from types import MappingProxyType
 
@@ -76,6 +82,9 @@ class Registration:
         effects: its declared :class:`Effect` flags.
         c_types: the C types of its arguments, in register order (from the hypercall table).
         needs_cpu: the handler acts on the live CPU (``ctx.cpu``); without a CPU engine it returns -ENOSYS.
+        compat_fn: the handler of a PV32 caller, where the table gives ``compat_args``; None: ``fn`` serves
+            both widths.
+        compat_c_types: the C types of ``compat_fn``'s arguments (PV32 widths).
     """
 
     nr: int
@@ -83,6 +92,8 @@ class Registration:
     effects: Effect
     c_types: tuple[str, ...]
     needs_cpu: bool = False
+    compat_fn: HandlerFn | None = None
+    compat_c_types: tuple[str, ...] = ()
     legacy: bool = False
 
 
@@ -107,6 +118,30 @@ def hypercall_handler(nr: int, *, effects: Effect, needs_cpu: bool = False) -> C
         if old is not None and old.fn is not fn:
             raise ValueError(f"hypercall {nr} already handled by {old.fn.__qualname__}")
         _REGISTRY[nr] = Registration(nr, fn, Effect(effects), c_types, needs_cpu)
+        return fn
+
+    return register
+
+
+def compat_handler(nr: int) -> Callable[[HandlerFn], HandlerFn]:
+    """Register the decorated function as the PV32 form of hypercall ``nr``, with the effects of its handler.
+
+    It receives the table's ``compat_args`` of ``nr``, decoded with PV32 widths (:func:`decode` with
+    ``compat=True``), whenever the calling domain is compat.
+
+    Raises:
+        ValueError: ``nr`` has no handler yet, or the table gives no ``compat_args`` for it.
+    """
+    nr = int(nr)
+    native = _REGISTRY.get(nr)
+    if native is None:
+        raise ValueError(f"hypercall {nr}: register its handler before its PV32 form")
+    compat_args = HYPERCALLS[nr].compat_args
+    if compat_args is None:
+        raise ValueError(f"hypercall {nr}: the table gives no compat_args")
+
+    def register(fn: HandlerFn) -> HandlerFn:
+        _REGISTRY[nr] = replace(native, compat_fn=fn, compat_c_types=tuple(a.c_type for a in compat_args))
         return fn
 
     return register
@@ -157,27 +192,33 @@ C_SCALAR_TYPES: Mapping[str, tuple[int, bool]] = MappingProxyType(
         "uint64_t": (64, False),
         "seg_desc_t": (64, False),
         "domid_t": (16, False),
+        "int32_t": (32, True),
     }
+)
+#: The widths that differ for a PV32 caller: ``long``, ``unsigned long`` and pointers are 32 bits there.
+COMPAT_C_SCALAR_TYPES: Mapping[str, tuple[int, bool]] = MappingProxyType(
+    {**C_SCALAR_TYPES, "long": (32, True), "unsigned long": (32, False), "xen_ulong_t": (32, False)}
 )
 
 
-def c_width(c_type: str) -> tuple[int, bool]:
-    """``(bits, signed)`` of an argument of C type ``c_type`` as the handler receives it.
+def c_width(c_type: str, *, compat: bool = False) -> tuple[int, bool]:
+    """``(bits, signed)`` of an argument of C type ``c_type`` as the handler receives it (``compat``: from
+    a PV32 caller).
 
     Raises:
         ValueError: a scalar type the table does not know.
     """
     if c_type.endswith("*"):
-        return 64, False
+        return (32 if compat else 64), False
     try:
-        return C_SCALAR_TYPES[c_type]
+        return (COMPAT_C_SCALAR_TYPES if compat else C_SCALAR_TYPES)[c_type]
     except KeyError:
         raise ValueError(f"no register conversion for C type {c_type!r}") from None
 
 
-def decode_expression(c_type: str, register: str) -> str:
+def decode_expression(c_type: str, register: str, *, compat: bool = False) -> str:
     """A Python expression converting the raw 64-bit ``register`` variable to ``c_type``."""
-    bits, signed = c_width(c_type)
+    bits, signed = c_width(c_type, compat=compat)
     mask = (1 << bits) - 1
     if signed:
         sign = 1 << (bits - 1)
@@ -187,9 +228,10 @@ def decode_expression(c_type: str, register: str) -> str:
     return f"({register}) & {mask:#x}"
 
 
-def decode(c_type: str, value: int) -> int:
-    """``value`` (a register, taken modulo 2**64) as C type ``c_type`` (the conversion the dispatcher does)."""
-    bits, signed = c_width(c_type)
+def decode(c_type: str, value: int, *, compat: bool = False) -> int:
+    """``value`` (a register, taken modulo 2**64) as C type ``c_type`` (the conversion the dispatcher does;
+    ``compat``: for a PV32 caller)."""
+    bits, signed = c_width(c_type, compat=compat)
     value &= (1 << bits) - 1
     if signed and value >> (bits - 1):
         value -= 1 << bits

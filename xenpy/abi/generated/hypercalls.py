@@ -26,6 +26,8 @@ from types import MappingProxyType
 
 #: Registers of hypercall arguments 1-5 (spec 7.4); the number and the result are in ``rax``.
 PV64_ARG_REGISTERS: tuple[str, ...] = ("rdi", "rsi", "rdx", "r10", "r8")
+#: Registers of hypercall arguments 1-5 of a PV32 guest (``HypercallDef.compat_args``).
+PV32_ARG_REGISTERS: tuple[str, ...] = ("ebx", "ecx", "edx", "esi", "edi")
 #: Registers a hypercall clobbers (``syscall``; the stubs restore them, spec 7.3).
 PV64_CLOBBERED_REGISTERS: tuple[str, ...] = ("rcx", "r11")
 #: Size of one stub of the hypercall page: stub ``i`` is at ``hypercall_page + 32 * i`` (spec 7.3).
@@ -451,6 +453,8 @@ class HypercallDef:
         internal: a number Xen uses internally (no public name).
         removed_in: the first Xen release that no longer dispatches it, if any.
         unknown_subop_errno: the errno an unknown sub-op returns, if the hypercall has sub-ops.
+        compat_args: the C arguments of a PV32 guest, in register order, where they differ from ``args``
+            (Xen's ``compat_*`` entry); None where a PV32 guest passes ``args``.
     """
 
     number: int
@@ -464,6 +468,7 @@ class HypercallDef:
     internal: bool = False
     removed_in: str | None = None
     unknown_subop_errno: str | None = None
+    compat_args: tuple[HypercallArg, ...] | None = None
 
     @property
     def registers(self) -> tuple[tuple[str, HypercallArg], ...]:
@@ -2067,6 +2072,12 @@ HYPERCALLS: Mapping[int, HypercallDef] = MappingProxyType(
                 "Register the event upcall, failsafe and syscall callbacks in one call (the older form of "
                 "callback_op CALLBACKOP_register)."
             ),
+            compat_args=(
+                HypercallArg("event_selector", "unsigned long", "in"),
+                HypercallArg("event_address", "unsigned long", "in"),
+                HypercallArg("failsafe_selector", "unsigned long", "in"),
+                HypercallArg("failsafe_address", "unsigned long", "in"),
+            ),
         ),
         Hypercall.fpu_taskswitch: HypercallDef(
             number=5,
@@ -2216,6 +2227,10 @@ HYPERCALLS: Mapping[int, HypercallDef] = MappingProxyType(
                 "Set the single-shot timer to an absolute system time in ns (spec 3.2). Always returns 0: 0 "
                 "stops the timer; a negative or absurdly distant timeout becomes NOW() + 100 ms; a past one "
                 "fires at once."
+            ),
+            compat_args=(
+                HypercallArg("lo", "uint32_t", "in"),
+                HypercallArg("hi", "int32_t", "in"),
             ),
         ),
         Hypercall.event_channel_op_compat: HypercallDef(

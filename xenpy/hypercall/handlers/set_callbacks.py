@@ -13,19 +13,15 @@ from xenpy.abi.callback import CALLBACKTYPE
 from xenpy.abi.errno import HypercallError
 from xenpy.abi.generated.hypercalls import Hypercall
 from xenpy.hypercall.handlers.callback_op import compat_register_guest_callback, register_guest_callback
-from xenpy.hypercall.registry import Effect, c_uint, legacy_handler
+from xenpy.hypercall.registry import Effect, compat_handler, hypercall_handler
 
 if TYPE_CHECKING:
-    from xenpy.core.domain import Vcpu
+    from xenpy.hypercall.context import HypercallContext
 
 
-@legacy_handler(Hypercall.set_callbacks, effects=Effect.NONE)
-def do_set_callbacks(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
+@hypercall_handler(Hypercall.set_callbacks, effects=Effect.NONE)
+def do_set_callbacks(ctx: HypercallContext, event_address: int, failsafe_address: int, syscall_address: int) -> int:
     """Set the calling vCPU's event, failsafe and syscall callbacks in one call.
-
-    Arguments (PV64): rdi = ``event_address``, rsi = ``failsafe_address``, rdx = ``syscall_address``
-    (unsigned long each). PV32 (``compat_set_callbacks``): ebx = ``event_selector``, ecx = ``event_address``,
-    edx = ``failsafe_selector``, esi = ``failsafe_address``; the selectors' RPL is raised to 1.
 
     Each callback is registered as by CALLBACKOP_register with ``flags = 0``, in the order event, failsafe,
     syscall. A non-canonical address is silently skipped (that callback keeps its old value, and its
@@ -35,18 +31,25 @@ def do_set_callbacks(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int)
     Returns:
         Always 0.
     """
-    if current.domain.is_compat:
-        for cb_type, cs, eip in (
-            (CALLBACKTYPE.CALLBACKTYPE_event, a1, a2),
-            (CALLBACKTYPE.CALLBACKTYPE_failsafe, a3, a4),
-        ):
-            compat_register_guest_callback(current, cb_type, 0, c_uint(cs), c_uint(eip))
-        return 0
     for cb_type, address in (
-        (CALLBACKTYPE.CALLBACKTYPE_event, a1),
-        (CALLBACKTYPE.CALLBACKTYPE_failsafe, a2),
-        (CALLBACKTYPE.CALLBACKTYPE_syscall, a3),
+        (CALLBACKTYPE.CALLBACKTYPE_event, event_address),
+        (CALLBACKTYPE.CALLBACKTYPE_failsafe, failsafe_address),
+        (CALLBACKTYPE.CALLBACKTYPE_syscall, syscall_address),
     ):
         with suppress(HypercallError):  # Xen ignores register_guest_callback's result here.
-            register_guest_callback(current, cb_type, 0, address)
+            register_guest_callback(ctx.vcpu, cb_type, 0, address)
+    return 0
+
+
+@compat_handler(Hypercall.set_callbacks)
+def compat_set_callbacks(
+    ctx: HypercallContext, event_selector: int, event_address: int, failsafe_selector: int, failsafe_address: int
+) -> int:
+    """The PV32 form (``compat_set_callbacks``): the event and failsafe callbacks as ``selector:address``
+    (the selectors' RPL raised to 1); PV32 has no syscall callback here. Returns 0."""
+    for cb_type, cs, eip in (
+        (CALLBACKTYPE.CALLBACKTYPE_event, event_selector, event_address),
+        (CALLBACKTYPE.CALLBACKTYPE_failsafe, failsafe_selector, failsafe_address),
+    ):
+        compat_register_guest_callback(ctx.vcpu, cb_type, 0, cs, eip)
     return 0
