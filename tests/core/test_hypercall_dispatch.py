@@ -189,3 +189,9 @@ def test_compat_widths_of_c_types():
 def test_compat_form_needs_compat_args_and_a_handler():
     with pytest.raises(ValueError, match="compat_args"):
         compat_handler(Hypercall.vcpu_op)
+
+
+@pytest.mark.parametrize("value", [0, 1, 0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF, 2**63, 2**64 - 1, -1, -(2**63)])
+def test_fast_conversions_agree_with_the_table_decoder(value):
+    assert c_int(value) == decode("int", value)
+    assert c_long(value) == decode("long", value)

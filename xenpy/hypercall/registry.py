@@ -240,7 +240,7 @@ def decode(c_type: str, value: int, *, compat: bool = False) -> int:
 
 def c_int(value: int) -> int:
     """The low 32 bits of ``value`` as a C ``int`` (for values a handler reads from guest memory)."""
-    return decode("int", value)
+    return ((value + 0x8000_0000) & 0xFFFF_FFFF) - 0x8000_0000
 
 
 def c_uint(value: int) -> int:
@@ -250,4 +250,4 @@ def c_uint(value: int) -> int:
 
 def c_long(value: int) -> int:
     """``value`` modulo 2**64 as a C ``long`` / ``s_time_t``."""
-    return decode("long", value)
+    return ((value + (1 << 63)) & _U64) - (1 << 63)
