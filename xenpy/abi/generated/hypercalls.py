@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from types import MappingProxyType
 
+from xenpy.abi.generated.profiles import PROFILES as _PROFILE_RECORDS
+
 #: Registers of hypercall arguments 1-5 (spec 7.4); the number and the result are in ``rax``.
 PV64_ARG_REGISTERS: tuple[str, ...] = ("rdi", "rsi", "rdx", "r10", "r8")
 #: Registers a hypercall clobbers (``syscall``; the stubs restore them, spec 7.3).
@@ -35,8 +37,9 @@ HYPERCALL_STUB_COUNT = 128
 #: ``__HYPERVISOR_arch_0`` .. ``__HYPERVISOR_arch_7`` (spec 6.1).
 HYPERCALL_ARCH_FIRST = 48
 HYPERCALL_ARCH_COUNT = 8
-#: Xen version profiles of :attr:`SubOp.errors`, newest first.
-PROFILES: tuple[str, ...] = ("head", "4.17.3", "4.17")
+#: Xen version profiles of :attr:`SubOp.errors`, newest first: the profiles of ``hypercalls/profiles.toml``
+#: (:data:`xenpy.abi.generated.profiles.PROFILES`), one column of every error table each.
+PROFILES: tuple[str, ...] = tuple(_PROFILE_RECORDS)
 
 
 class Hypercall(IntEnum):
@@ -1062,6 +1065,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("ENOENT", "EINVAL", "ENOMEM", "EFAULT", "EEXIST"),
                 "4.17.3": ("ENOENT", "EINVAL", "ENOMEM", "EFAULT", "EEXIST"),
                 "4.17": ("ENOENT", "EINVAL", "ENOMEM", "EFAULT", "EEXIST"),
+                "4.10": ("ENOENT", "EINVAL", "ENOMEM", "EFAULT", "EEXIST"),
             }
         ),
         doc=(
@@ -1082,6 +1086,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("ENOENT", "EINVAL"),
                 "4.17.3": ("ENOENT", "EINVAL"),
                 "4.17": ("ENOENT", "EINVAL"),
+                "4.10": ("ENOENT", "EINVAL"),
             }
         ),
         doc=(
@@ -1100,6 +1105,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("ENOENT",),
                 "4.17.3": ("ENOENT",),
                 "4.17": ("ENOENT",),
+                "4.10": ("ENOENT",),
             }
         ),
         doc=(
@@ -1119,6 +1125,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("ENOENT",),
                 "4.17.3": ("ENOENT",),
                 "4.17": ("ENOENT",),
+                "4.10": ("ENOENT",),
             }
         ),
         doc="Return 1 if the vCPU is up (_VPF_down clear), else 0.",
@@ -1134,6 +1141,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("ENOENT", "EFAULT"),
                 "4.17.3": ("ENOENT", "EFAULT"),
                 "4.17": ("ENOENT", "EFAULT"),
+                "4.10": ("ENOENT", "EFAULT"),
             }
         ),
         doc=(
@@ -1152,6 +1160,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("ENOENT", "EFAULT"),
                 "4.17.3": ("ENOENT", "EFAULT"),
                 "4.17": ("ENOENT", "EFAULT"),
+                "4.10": ("ENOENT", "EFAULT"),
             }
         ),
         doc=(
@@ -1171,6 +1180,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("ENOENT", "EFAULT", "EINVAL"),
                 "4.17.3": ("ENOENT", "EFAULT", "EINVAL"),
                 "4.17": ("ENOENT", "EFAULT", "EINVAL"),
+                "4.10": ("ENOENT", "EFAULT", "EINVAL"),
             }
         ),
         doc=(
@@ -1189,6 +1199,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("ENOENT",),
                 "4.17.3": ("ENOENT",),
                 "4.17": ("ENOENT",),
+                "4.10": ("ENOENT",),
             }
         ),
         doc="Stop the periodic timer and set its period to 0; returns 0.",
@@ -1204,6 +1215,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("ENOENT", "EINVAL", "EFAULT"),
                 "4.17.3": ("ENOENT", "EINVAL", "EFAULT"),
                 "4.17": ("ENOENT", "EINVAL", "EFAULT", "ETIME"),
+                "4.10": ("ENOENT", "EINVAL", "EFAULT", "ETIME"),
             }
         ),
         doc=(
@@ -1223,6 +1235,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("ENOENT", "EINVAL"),
                 "4.17.3": ("ENOENT", "EINVAL"),
                 "4.17": ("ENOENT", "EINVAL"),
+                "4.10": ("ENOENT", "EINVAL"),
             }
         ),
         doc="Stop the single-shot timer; -EINVAL unless the target is the calling vCPU.",
@@ -1248,6 +1261,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 ),
                 "4.17.3": ("ENOENT", "EFAULT", "ENXIO", "EINVAL", "ENOMEM"),
                 "4.17": ("ENOENT", "EFAULT", "ENXIO", "EINVAL", "ENOMEM"),
+                "4.10": ("ENOENT", "EFAULT", "EINVAL", "ENOMEM"),
             }
         ),
         doc=(
@@ -1268,6 +1282,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("ENOENT", "EINVAL"),
                 "4.17.3": ("ENOENT", "EINVAL"),
                 "4.17": ("ENOENT", "EINVAL"),
+                "4.10": ("ENOENT", "EINVAL"),
             }
         ),
         doc="Make an NMI pending on the vCPU and kick it (spec 4.2); arg must be NULL (-EINVAL). x86 only.",
@@ -1283,6 +1298,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("ENOENT", "EINVAL", "EFAULT"),
                 "4.17.3": ("ENOENT", "EINVAL", "EFAULT"),
                 "4.17": ("ENOENT", "EINVAL", "EFAULT"),
+                "4.10": ("ENOENT", "EINVAL", "EFAULT"),
             }
         ),
         doc=(
@@ -1301,6 +1317,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("ENOENT", "EFAULT"),
                 "4.17.3": ("ENOENT", "EFAULT"),
                 "4.17": ("ENOENT", "EFAULT"),
+                "4.10": ("ENOENT", "EFAULT"),
             }
         ),
         doc=(
@@ -1319,6 +1336,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("ENOENT", "EFAULT", "ENXIO", "EAGAIN", "EPERM", "EINVAL", "EACCES", "ENOMEM"),
                 "4.17.3": ("ENOENT", "ENOSYS"),
                 "4.17": ("ENOENT", "ENOSYS"),
+                "4.10": ("ENOENT", "ENOSYS"),
             }
         ),
         doc=(
@@ -1338,6 +1356,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("ENOENT", "EFAULT", "ENXIO", "EAGAIN", "EPERM", "EINVAL", "EACCES", "ENOMEM"),
                 "4.17.3": ("ENOENT", "ENOSYS"),
                 "4.17": ("ENOENT", "ENOSYS"),
+                "4.10": ("ENOENT", "ENOSYS"),
             }
         ),
         doc=(
@@ -1566,6 +1585,7 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": (),
                 "4.17.3": (),
                 "4.17": (),
+                "4.10": (),
             }
         ),
         doc="Give up the pCPU to another runnable vCPU; returns 0.",
@@ -1581,6 +1601,7 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": (),
                 "4.17.3": (),
                 "4.17": (),
+                "4.10": (),
             }
         ),
         doc=(
@@ -1599,6 +1620,7 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT",),
                 "4.17.3": ("EFAULT",),
                 "4.17": ("EFAULT",),
+                "4.10": ("EFAULT",),
             }
         ),
         doc=(
@@ -1617,6 +1639,7 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "EINVAL"),
                 "4.17.3": ("EFAULT", "EINVAL"),
                 "4.17": ("EFAULT", "EINVAL"),
+                "4.10": ("EFAULT", "EINVAL"),
             }
         ),
         doc=(
@@ -1636,6 +1659,7 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "ESRCH", "EPERM"),
                 "4.17.3": ("EFAULT", "ESRCH", "EPERM"),
                 "4.17": ("EFAULT", "ESRCH", "EPERM"),
+                "4.10": ("EFAULT", "ESRCH", "EPERM"),
             }
         ),
         doc=(
@@ -1654,6 +1678,7 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT",),
                 "4.17.3": ("EFAULT",),
                 "4.17": ("EFAULT",),
+                "4.10": ("EFAULT",),
             }
         ),
         doc="Latch the shutdown code for a later shutdown, if none is latched yet; returns 0.",
@@ -1669,6 +1694,7 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "EINVAL", "ENOSPC"),
                 "4.17.3": ("EFAULT", "EINVAL", "ENOSPC"),
                 "4.17": ("EFAULT", "EINVAL", "ENOSPC"),
+                "4.10": ("EFAULT", "EINVAL", "ENOSPC"),
             }
         ),
         doc=(
@@ -1688,6 +1714,7 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EPERM", "EFAULT", "EINVAL", "EBUSY"),
                 "4.17.3": ("EPERM", "EFAULT", "EINVAL", "EBUSY"),
                 "4.17": ("EPERM", "EFAULT", "EINVAL", "EBUSY"),
+                "4.10": ("EPERM", "EFAULT", "EINVAL", "EBUSY"),
             }
         ),
         doc=(
@@ -1736,6 +1763,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "ESRCH", "ENOSPC", "EINVAL"),
                 "4.17.3": ("EFAULT", "ESRCH", "ENOSPC", "EINVAL"),
                 "4.17": ("EFAULT", "ESRCH", "ENOSPC", "EINVAL"),
+                "4.10": ("EFAULT", "ESRCH", "ENOSPC", "EINVAL"),
             }
         ),
         doc=(
@@ -1755,6 +1783,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "EINVAL", "ENOENT", "EBUSY", "EEXIST", "ENOSPC"),
                 "4.17.3": ("EFAULT", "EINVAL", "ENOENT", "EBUSY", "EEXIST", "ENOSPC"),
                 "4.17": ("EFAULT", "EINVAL", "ENOENT", "EBUSY", "EEXIST", "ENOSPC"),
+                "4.10": ("EFAULT", "EINVAL", "ENOENT", "EBUSY", "EEXIST", "ENOSPC"),
             }
         ),
         doc=(
@@ -1774,6 +1803,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "EINVAL", "EPERM", "EEXIST", "ENOSPC", "ENOMEM"),
                 "4.17.3": ("EFAULT", "EINVAL", "EPERM", "EEXIST", "ENOSPC", "ENOMEM"),
                 "4.17": ("EFAULT", "EINVAL", "EPERM", "EEXIST", "ENOSPC", "ENOMEM"),
+                "4.10": ("EFAULT", "EINVAL", "EPERM", "EEXIST", "ENOSPC", "ENOMEM"),
             }
         ),
         doc=(
@@ -1792,6 +1822,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "EINVAL"),
                 "4.17.3": ("EFAULT", "EINVAL"),
                 "4.17": ("EFAULT", "EINVAL"),
+                "4.10": ("EFAULT", "EINVAL"),
             }
         ),
         doc=(
@@ -1810,6 +1841,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "EINVAL"),
                 "4.17.3": ("EFAULT", "EINVAL"),
                 "4.17": ("EFAULT", "EINVAL"),
+                "4.10": ("EFAULT", "EINVAL"),
             }
         ),
         doc=(
@@ -1828,6 +1860,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "ESRCH", "EINVAL", "EPERM"),
                 "4.17.3": ("EFAULT", "ESRCH", "EINVAL", "EPERM"),
                 "4.17": ("EFAULT", "ESRCH", "EINVAL", "EPERM"),
+                "4.10": ("EFAULT", "ESRCH", "EINVAL", "EPERM"),
             }
         ),
         doc="Report a port's EVTCHNSTAT_* state and notify vCPU.",
@@ -1843,6 +1876,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "ESRCH", "ENOSPC", "EPERM"),
                 "4.17.3": ("EFAULT", "ESRCH", "ENOSPC", "EPERM"),
                 "4.17": ("EFAULT", "ESRCH", "ENOSPC", "EPERM"),
+                "4.10": ("EFAULT", "ESRCH", "ENOSPC", "EPERM"),
             }
         ),
         doc=(
@@ -1861,6 +1895,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "ENOENT", "ENOSPC"),
                 "4.17.3": ("EFAULT", "ENOENT", "ENOSPC"),
                 "4.17": ("EFAULT", "ENOENT", "ENOSPC"),
+                "4.10": ("EFAULT", "ENOENT", "ENOSPC"),
             }
         ),
         doc="Allocate an IPI port notifying vcpu; -ENOENT for a bad vcpu.",
@@ -1876,6 +1911,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "ENOENT", "EINVAL"),
                 "4.17.3": ("EFAULT", "ENOENT", "EINVAL"),
                 "4.17": ("EFAULT", "ENOENT", "EINVAL"),
+                "4.10": ("EFAULT", "ENOENT", "EINVAL"),
             }
         ),
         doc=(
@@ -1894,6 +1930,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "EINVAL"),
                 "4.17.3": ("EFAULT", "EINVAL"),
                 "4.17": ("EFAULT", "EINVAL"),
+                "4.10": ("EFAULT", "EINVAL"),
             }
         ),
         doc=(
@@ -1912,6 +1949,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
                 "4.17.3": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
                 "4.17": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
+                "4.10": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
             }
         ),
         doc="Close every port of dom. -ESRCH for an unknown domain; XSM refuses another domain (-EPERM).",
@@ -1927,6 +1965,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "EOPNOTSUPP"),
                 "4.17.3": ("EFAULT", "EOPNOTSUPP"),
                 "4.17": ("EFAULT", "EOPNOTSUPP"),
+                "4.10": ("EFAULT", "EOPNOTSUPP"),
             }
         ),
         doc=(
@@ -1945,6 +1984,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "EOPNOTSUPP"),
                 "4.17.3": ("EFAULT", "EOPNOTSUPP"),
                 "4.17": ("EFAULT", "EOPNOTSUPP"),
+                "4.10": ("EFAULT", "EOPNOTSUPP"),
             }
         ),
         doc="FIFO ABI: add an event array page. Without the FIFO ABI: -EOPNOTSUPP (spec 3.5).",
@@ -1960,6 +2000,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "EOPNOTSUPP"),
                 "4.17.3": ("EFAULT", "EOPNOTSUPP"),
                 "4.17": ("EFAULT", "EOPNOTSUPP"),
+                "4.10": ("EFAULT", "EOPNOTSUPP"),
             }
         ),
         doc="FIFO ABI: set a port's priority. Without the FIFO ABI: -EOPNOTSUPP (spec 3.5).",
@@ -1975,6 +2016,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
                 "4.17.3": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
                 "4.17": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
+                "4.10": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
             }
         ),
         internal=True,
