@@ -15,8 +15,8 @@ from xenpy.core.profiles import PROFILES
 from xenpy.hypervisor import DomainConfig, Hypervisor
 
 ALL_PROFILES = tuple(PROFILES)
-#: Profiles with HEAD's register_vcpu_info / phys-area behaviour (>= 4.18).
-MODERN = ("head",)
+#: Profiles with HEAD's register_vcpu_info / phys-area behaviour (>= 4.18), as the profile table says.
+MODERN = tuple(name for name, p in PROFILES.items() if p.vcpu_info_map_guest_area and p.phys_areas)
 #: An address Xen rejects at the ``__addr_ok`` check (inside the PV64 hypervisor hole).
 HOLE_GVA = 0xFFFF_8000_0000_1000
 #: A canonical lower-half address that is not mapped in any test guest.

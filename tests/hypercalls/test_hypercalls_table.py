@@ -235,11 +235,16 @@ def test_vcpu_op_errors_and_who_follow_spec_1() -> None:
     assert {"EBUSY", "EACCES", "ENXIO"} <= set(reg["head"])
     assert not {"EBUSY", "EACCES"} & set(reg["4.17"])
     assert "ENXIO" in reg["4.17"]
+    # Spec 1.4: 4.10.0 gives -EINVAL for offset > 4032 and accepts a misaligned offset: no -ENXIO at all.
+    assert reg["4.10"] == ("ENOENT", "EFAULT", "EINVAL", "ENOMEM")
+    for name in ("VCPUOP_register_runstate_phys_area", "VCPUOP_register_vcpu_time_phys_area"):
+        assert subs[name].errors["4.10"] == ("ENOENT", "ENOSYS")
     # Spec 1.2: PV64 checks v == current before copying.
     assert subs["VCPUOP_set_singleshot_timer"].errors["head"] == ("ENOENT", "EINVAL", "EFAULT")
     # Spec 1.4: -ETIME only before the 4.17.3 backport.
     assert "ETIME" in subs["VCPUOP_set_singleshot_timer"].errors["4.17"]
     assert "ETIME" not in subs["VCPUOP_set_singleshot_timer"].errors["4.17.3"]
+    assert "ETIME" in subs["VCPUOP_set_singleshot_timer"].errors["4.10"]
     assert subs["VCPUOP_set_periodic_timer"].errors["head"] == ("ENOENT", "EFAULT", "EINVAL")
     assert subs["VCPUOP_down"].errors["head"] == ("ENOENT",)
 
