@@ -8,7 +8,9 @@ structs and expected errors. This script turns them into:
   aliases and the frozen ``HYPERCALLS`` table for the Python side;
 * ``guest/include/generated/hypercalls.h``: ``__HYPERVISOR_*`` numbers, sub-op constants and PV64 call
   wrappers through the hypercall page for the guest kernels;
-* ``docs/reference/hypercalls.rst``: the Sphinx reference page.
+* ``docs/reference/hypercalls.rst``: the Sphinx reference page;
+* ``xenpy/abi/generated/profiles.py`` and ``docs/reference/profiles.rst``: the Xen version profiles of
+  ``profiles.toml`` (the record type, one record per profile, and their reference page).
 
 Usage::
 
@@ -37,12 +39,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
 MASTER_TABLE = "hypercalls.toml"
+PROFILES_TABLE = "profiles.toml"
 GENERATOR = "hypercalls/generate.py"
 
 OUT_PY_INIT = Path("xenpy/abi/generated/__init__.py")
 OUT_PY = Path("xenpy/abi/generated/hypercalls.py")
 OUT_H = Path("guest/include/generated/hypercalls.h")
 OUT_RST = Path("docs/reference/hypercalls.rst")
+OUT_PROFILES_PY = Path("xenpy/abi/generated/profiles.py")
+OUT_PROFILES_RST = Path("docs/reference/profiles.rst")
 
 DIRECTIONS = ("in", "out", "inout")
 WHO_VALUES = ("self", "any")
@@ -117,6 +122,30 @@ class HypercallEntry:
         return self.defined and self.wrapper and not self.internal
 
 
+PROFILE_FIELD_TYPES = ("bool", "int", "str", "version", "errno", "optional_errno", "bits")
+
+
+@dataclass(frozen=True)
+class ProfileField:
+    name: str
+    type: str
+    doc: str
+    default: object  # ... when the field has no default
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    summary: str
+    values: dict[str, object]  # field name -> value as the TOML gives it (defaults filled in)
+
+
+@dataclass(frozen=True)
+class ProfileTable:
+    fields: tuple[ProfileField, ...]
+    profiles: tuple[Profile, ...]
+
+
 @dataclass(frozen=True)
 class Table:
     arg_registers: tuple[str, ...]
@@ -128,9 +157,10 @@ class Table:
     stub_count: int
     arch_first: int
     arch_count: int
-    profiles: dict[str, str]
+    profiles: dict[str, str]  # name -> summary, newest first (from profiles.toml)
     guest_c_types: dict[str, str]
     hypercalls: tuple[HypercallEntry, ...]
+    profile_table: ProfileTable
 
     @property
     def families(self) -> tuple[Family, ...]:
@@ -360,28 +390,22 @@ def load_table(source_dir: Path = HERE) -> Table:
     """
     data = _load_toml(source_dir / MASTER_TABLE)
     where = MASTER_TABLE
-    _check_keys(data, ("abi", "profiles", "guest_c_types", "hypercall"), where)
+    _check_keys(data, ("abi", "guest_c_types", "hypercall"), where)
     abi = _get(data, "abi", dict, where)
-    profiles = _get(data, "profiles", dict, where)
     c_types = _get(data, "guest_c_types", dict, where)
-    assert isinstance(abi, dict) and isinstance(profiles, dict) and isinstance(c_types, dict)
+    assert isinstance(abi, dict) and isinstance(c_types, dict)
     awhere = f"{where} [abi]"
     arg_registers = tuple(_get(abi, "arg_registers", list, awhere))  # type: ignore[arg-type]
     _require(len(arg_registers) == MAX_ARGS, awhere, f"arg_registers must name {MAX_ARGS} registers")
     compat_arg_registers = tuple(_get(abi, "compat_arg_registers", list, awhere))  # type: ignore[arg-type]
     _require(len(compat_arg_registers) == MAX_ARGS, awhere, f"compat_arg_registers must name {MAX_ARGS}")
-    profile_names = list(profiles)
-    _require(bool(profile_names) and profile_names[0] == "head", where, "the first profile must be 'head'")
-    _require(
-        profile_names == sorted(profile_names, key=_version_key, reverse=True),
-        where,
-        "profiles must be listed newest first",
-    )
+    profile_table = load_profiles(source_dir)
+    profile_names = [p.name for p in profile_table.profiles]
 
     families: dict[str, Family] = {}
     enums: set[str] = set()
     for path in sorted(source_dir.glob("*.toml")):
-        if path.name == MASTER_TABLE:
+        if path.name in (MASTER_TABLE, PROFILES_TABLE):
             continue
         family = _load_family(path, profile_names)
         _require(
@@ -469,10 +493,88 @@ def load_table(source_dir: Path = HERE) -> Table:
         stub_count=int(abi["stub_count"]),
         arch_first=int(abi["arch_first"]),
         arch_count=int(abi["arch_count"]),
-        profiles={str(k): str(v) for k, v in profiles.items()},
+        profiles={p.name: p.summary for p in profile_table.profiles},
         guest_c_types={str(k): str(v) for k, v in c_types.items()},
         hypercalls=tuple(calls),
+        profile_table=profile_table,
     )
+
+
+def _profile_value(f: ProfileField, value: object, where: str) -> object:
+    """``value`` checked against the type of field ``f``."""
+    kinds = {
+        "bool": bool, "int": int, "str": str, "version": list, "errno": str, "optional_errno": str, "bits": list,
+    }  # fmt: skip
+    kind = kinds[f.type]
+    _require(
+        isinstance(value, kind) and (kind is bool or not isinstance(value, bool)),
+        where,
+        f"{f.name} must be of TOML type {kind.__name__} (field type {f.type})",
+    )
+    if f.type == "version":
+        assert isinstance(value, list)
+        _require(
+            len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value),
+            where,
+            f"{f.name} must be [major, minor]",
+        )
+    elif f.type == "errno" or (f.type == "optional_errno" and value != ""):
+        _require(bool(_ERRNO.match(str(value))), where, f"{f.name}: {value!r} is not an errno name")
+    elif f.type == "bits":
+        assert isinstance(value, list)
+        _require(
+            all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b < 64 for b in value)
+            and value == sorted(set(value)),
+            where,
+            f"{f.name} must list bit numbers 0-63 once each, in increasing order",
+        )
+    elif f.type == "str":
+        _require(str(value).isascii(), where, f"{f.name} must be ASCII")
+    return value
+
+
+def load_profiles(source_dir: Path = HERE) -> ProfileTable:
+    """Read and check ``profiles.toml`` of ``source_dir``.
+
+    Raises:
+        TableError: the table is malformed (a missing or unknown field, a wrong type, profiles out of order).
+    """
+    where = PROFILES_TABLE
+    data = _load_toml(source_dir / PROFILES_TABLE)
+    _check_keys(data, ("field", "profile"), where)
+    raw_fields = _get(data, "field", dict, where)
+    raw_profiles = _get(data, "profile", dict, where)
+    assert isinstance(raw_fields, dict) and isinstance(raw_profiles, dict)
+    fields: list[ProfileField] = []
+    for name, raw in raw_fields.items():
+        fwhere = f"{where} [field.{name}]"
+        _identifier(name, fwhere)
+        _require(name not in ("name", "summary"), fwhere, "name and summary are not fields")
+        _require(isinstance(raw, dict), fwhere, "must be a table")
+        _check_keys(raw, ("type", "doc", "default"), fwhere)
+        ftype = str(_get(raw, "type", str, fwhere))
+        _require(ftype in PROFILE_FIELD_TYPES, fwhere, f"type must be one of {PROFILE_FIELD_TYPES}")
+        f = ProfileField(name, ftype, _one_paragraph(str(_get(raw, "doc", str, fwhere)), fwhere), ...)
+        if "default" in raw:
+            f = ProfileField(name, ftype, f.doc, _profile_value(f, raw["default"], fwhere))
+        fields.append(f)
+    _require(bool(fields), where, "no [field.*] tables")
+    profiles: list[Profile] = []
+    for name, raw in raw_profiles.items():
+        pwhere = f"{where} [profile.{name}]"
+        _require(name == "head" or bool(_VERSION.match(name)), pwhere, "a profile is 'head' or a release")
+        _require(isinstance(raw, dict), pwhere, "must be a table")
+        _check_keys(raw, ("summary", *(f.name for f in fields)), pwhere)
+        summary = _one_paragraph(str(_get(raw, "summary", str, pwhere)), pwhere)
+        values: dict[str, object] = {}
+        for f in fields:
+            _require(f.name in raw or f.default is not ..., pwhere, f"missing field {f.name!r}")
+            values[f.name] = _profile_value(f, raw[f.name], pwhere) if f.name in raw else f.default
+        profiles.append(Profile(name, summary, values))
+    names = [p.name for p in profiles]
+    _require(bool(names) and names[0] == "head", where, "the first profile must be 'head'")
+    _require(names == sorted(names, key=_version_key, reverse=True), where, "profiles must be listed newest first")
+    return ProfileTable(tuple(fields), tuple(profiles))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -568,7 +670,6 @@ def _py_args(field: str, args: tuple[Arg, ...]) -> list[str]:
 
 
 def emit_python(table: Table) -> str:
-    profiles = tuple(table.profiles)
     # The generator owns the layout (lines within 110 columns); a formatter must not rewrap it.
     out: list[str] = [PY_HEADER + "# fmt: off"]
     out.append('''"""Xen's hypercall table: numbers, sub-op values, argument structs and expected errors.
@@ -593,6 +694,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from types import MappingProxyType
+
+from xenpy.abi.generated.profiles import PROFILES as _PROFILE_RECORDS
 ''')
     out.append(
         f"#: Registers of hypercall arguments 1-5 (spec 7.4); the number and the result are in "
@@ -612,8 +715,11 @@ from types import MappingProxyType
     out.append(f"#: ``__HYPERVISOR_arch_0`` .. ``__HYPERVISOR_arch_{table.arch_count - 1}`` (spec 6.1).")
     out.append(f"HYPERCALL_ARCH_FIRST = {table.arch_first}")
     out.append(f"HYPERCALL_ARCH_COUNT = {table.arch_count}")
-    out.append("#: Xen version profiles of :attr:`SubOp.errors`, newest first.")
-    out.append(f"PROFILES: tuple[str, ...] = {_py_tuple(profiles)}")
+    out.append(
+        "#: Xen version profiles of :attr:`SubOp.errors`, newest first: the profiles of ``hypercalls/profiles.toml``"
+    )
+    out.append("#: (:data:`xenpy.abi.generated.profiles.PROFILES`), one column of every error table each.")
+    out.append("PROFILES: tuple[str, ...] = tuple(_PROFILE_RECORDS)")
     out.append("")
     out.append("")
 
@@ -1131,6 +1237,169 @@ def emit_rst(table: Table) -> str:
     return "\n".join(out) + "\n"
 
 
+_PROFILE_PY_TYPES = {
+    "bool": "bool", "int": "int", "str": "str", "version": "tuple[int, int]", "errno": "XenErrno",
+    "optional_errno": "XenErrno | None", "bits": "int",
+}  # fmt: skip
+
+
+def profile_const(name: str) -> str:
+    """The module-level name of profile ``name``'s record: ``HEAD``, ``XEN_4_17_3``."""
+    return "HEAD" if name == "head" else "XEN_" + name.replace(".", "_")
+
+
+def _py_profile_value(f: ProfileField, value: object) -> str:
+    if f.type == "bool":
+        return "True" if value else "False"
+    if f.type == "int":
+        return str(value)
+    if f.type == "str":
+        return _py_str(str(value))
+    if f.type == "version":
+        assert isinstance(value, list)
+        return f"({value[0]}, {value[1]})"
+    if f.type in ("errno", "optional_errno"):
+        return f"XenErrno.{value}" if value else "None"
+    assert isinstance(value, list)
+    return f"{sum(1 << b for b in value):#x}"
+
+
+def _attr_doc(name: str, doc: str) -> list[str]:
+    return textwrap.wrap(
+        f"{name}: {doc}", width=PY_LINE, initial_indent=" " * 8, subsequent_indent=" " * 12,
+        break_long_words=False, break_on_hyphens=False,
+    )  # fmt: skip
+
+
+def emit_profiles_python(table: Table) -> str:
+    pt = table.profile_table
+    out: list[str] = [PY_HEADER + "# fmt: off"]
+    out.append('''"""Xen version profiles: the guest-visible differences between the Xen releases xenpy follows.
+
+Generated from ``hypercalls/profiles.toml``, the one table of version differences (spec 1.4, 4.1, 6.6, 6.7).
+A domain is created with one :class:`XenProfile`; handlers read its fields, no code compares version
+numbers. :data:`PROFILES` is the list of profiles, newest first: the columns of the hypercall table's error
+lists (:data:`xenpy.abi.generated.hypercalls.PROFILES`) and the choices of ``xenpy run --profile``. A test or
+an experiment may derive a profile of its own with :func:`dataclasses.replace`.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from xenpy.abi.errno import XenErrno
+
+
+@dataclass(frozen=True)
+class XenProfile:
+    """Feature flags and facts of one Xen release, as a guest can observe them.
+
+    Attributes:
+        name: the profile's name (``"head"``, ``"4.17"``, ...).
+        summary: the releases the profile stands for.''')
+    for f in pt.fields:
+        doc = f.doc
+        if f.type == "bits":
+            doc += " A mask of the bits."
+        out += _attr_doc(f.name, _py_doc_text(doc))
+    out += _attr_doc(
+        "derived",
+        "what handlers compute once per record from its fields (precomputed answers), by the handler's "
+        "key; not part of the profile's value (not compared, not copied by dataclasses.replace).",
+    )
+    out.append('    """')
+    out.append("")
+    out.append("    name: str")
+    out.append("    summary: str")
+    for f in pt.fields:
+        out.append(f"    {f.name}: {_PROFILE_PY_TYPES[f.type]}")
+    out.append("    derived: dict[str, object] = field(default_factory=dict, init=False, repr=False, compare=False)")
+    out.append("")
+    out.append("    @property")
+    out.append("    def runstate_update_flag(self) -> bool:")
+    out.append('        """True if VMASST_TYPE_runstate_update_flag (5) exists in this release."""')
+    out.append("        return bool(self.vm_assist_valid_mask & (1 << 5))")
+    for p in pt.profiles:
+        out.append("")
+        out.append("")
+        out.append(f"#: {_py_doc_text(p.summary)}")
+        out.append(f"{profile_const(p.name)} = XenProfile(")
+        out.extend(_py_value("name", p.name, 4))
+        out.extend(_py_value("summary", p.summary, 4))
+        for f in pt.fields:
+            value = _py_profile_value(f, p.values[f.name])
+            line = f"    {f.name}={value},"
+            if f.type == "bits":
+                assert isinstance(p.values[f.name], list)
+                line += f"  # bits {', '.join(str(b) for b in p.values[f.name])}"  # type: ignore[union-attr]
+            if f.type == "str":
+                out.extend(_py_value(f.name, str(p.values[f.name]), 4))
+            else:
+                out.append(line)
+        out.append(")")
+    out.append("")
+    out.append("#: Every profile by name, newest first (read-only).")
+    consts = ", ".join(profile_const(p.name) for p in pt.profiles)
+    out.append(f"PROFILES: Mapping[str, XenProfile] = MappingProxyType({{p.name: p for p in ({consts})}})")
+    return "\n".join(out) + "\n"
+
+
+def _py_doc_text(text: str) -> str:
+    """``text`` for a docstring: C-ish names in double backquotes are left as the TOML gives them."""
+    return text.replace("\\", "\\\\")
+
+
+def _rst_profile_value(f: ProfileField, value: object) -> str:
+    if f.type == "bool":
+        return "yes" if value else "no"
+    if f.type == "version":
+        assert isinstance(value, list)
+        return f"{value[0]}.{value[1]}"
+    if f.type in ("errno", "optional_errno"):
+        return f"-{value}" if value else "none"
+    if f.type == "bits":
+        assert isinstance(value, list)
+        return ", ".join(str(b) for b in value)
+    if f.type == "str":
+        return _rst_literal(f'"{value}"') if value else '""'
+    return str(value)
+
+
+def emit_profiles_rst(table: Table) -> str:
+    pt = table.profile_table
+    out = [
+        f".. Generated by {GENERATOR} from hypercalls/{PROFILES_TABLE}. Do not edit this file:",
+        f"   edit the table and run `python3 {GENERATOR}` (a test fails while it is stale).",
+        "",
+        "Xen version profiles",
+        "====================",
+        "",
+    ]
+    out += textwrap.wrap(
+        "Every guest-visible difference between the Xen releases xenpy follows, from the one table "
+        f"``hypercalls/{PROFILES_TABLE}``. A domain is created with one profile (``xenpy run --profile NAME``, "
+        "``DomainConfig(profile=...)``); handlers read its fields (``xenpy.abi.generated.profiles.XenProfile``) "
+        "and the hypercall reference gives the expected errors of each sub-op per profile. The profiles, "
+        "newest first:",
+        width=110,
+    )
+    out.append("")
+    for p in pt.profiles:
+        out.append(f"* ``{p.name}``: {_rst_text(p.summary)}")
+    out.append("")
+    header = ["Field", *(f"``{p.name}``" for p in pt.profiles), "Meaning"]
+    rows = []
+    for f in pt.fields:
+        rows.append(
+            [_rst_literal(f.name), *(_rst_profile_value(f, p.values[f.name]) for p in pt.profiles), _rst_text(f.doc)]
+        )
+    widths = [25, *([12] * len(pt.profiles)), 60]
+    out += _rst_list_table("Differences between the profiles", header, rows, widths)
+    while out and out[-1] == "":
+        out.pop()
+    return "\n".join(out) + "\n"
+
+
 # --------------------------------------------------------------------------------------------------------
 # Driver.
 # --------------------------------------------------------------------------------------------------------
@@ -1140,6 +1409,8 @@ EMITTERS: tuple[tuple[Path, Callable[[Table], str]], ...] = (
     (OUT_PY, emit_python),
     (OUT_H, emit_c_header),
     (OUT_RST, emit_rst),
+    (OUT_PROFILES_PY, emit_profiles_python),
+    (OUT_PROFILES_RST, emit_profiles_rst),
 )
 
 

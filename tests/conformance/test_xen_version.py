@@ -397,3 +397,32 @@ def test_varbuf_subops_do_not_exist_before(make_guest, profile, cmd):
     """spec 6.7: XENVER_*2 (11-14) are newer than 4.17: -ENOSYS there, even for a domU."""
     g = make_guest(profile)
     assert xen_version(g, cmd, 0) == ENOSYS
+
+
+# ------------------------------------------------------------------------------------------ profile record
+
+
+def test_answers_come_from_the_profile_record_once(make_guest):
+    """Every fact reported is a field of the domain's profile; the answers are computed once per record."""
+    from xenpy.hypercall.handlers.xen_version import xen_version_answers
+
+    g = make_guest("4.17.3")
+    assert xen_version(g, XenVer.XENVER_version) == 0x40011
+    answers = xen_version_answers(g.dom.profile)
+    assert xen_version_answers(g.dom.profile) is answers
+    assert answers.extraversion.rstrip(b"\0") == g.dom.profile.extraversion.encode() == b".3"
+
+
+def test_a_derived_profile_reports_its_own_facts(make_guest):
+    """``dataclasses.replace`` gives a record with its own values and its own cache of answers."""
+    from dataclasses import replace
+
+    from xenpy.core.profiles import HEAD
+
+    g = make_guest("head")
+    assert xen_version(g, XenVer.XENVER_version) == 0x40017  # fills HEAD's cache first
+    mine = make_guest(replace(HEAD, name="head", version=(4, 99), changeset="abc"))
+    assert xen_version(mine, XenVer.XENVER_version) == 0x40063
+    buf = filled(mine, 64)
+    assert xen_version(mine, XenVer.XENVER_changeset, buf) == 0
+    assert mine.dom.read_guest(buf, 64) == b"abc" + bytes(61)

@@ -23,6 +23,8 @@ OUTPUTS = (
     "xenpy/abi/generated/hypercalls.py",
     "guest/include/generated/hypercalls.h",
     "docs/reference/hypercalls.rst",
+    "xenpy/abi/generated/profiles.py",
+    "docs/reference/profiles.rst",
 )
 
 
@@ -135,6 +137,12 @@ def _copy_tables(tmp_path: Path) -> Path:
         ("sched_op.toml", 'name = "SCHEDOP_poll"', 'name = "SCHED_poll"', "must start with 'SCHEDOP_'"),
         ("sched_op.toml", '"4.17.3" = ["EFAULT"]', '"4.17.3" = ["EFAULT", "EFAULT"]', "lists an errno twice"),
         ("hypercalls.toml", 'name = "vcpu_op"', 'name = "vcpu_opx"', "sub-op families for unknown"),
+        ("profiles.toml", 'phys_areas = false\nvm_assist', 'vm_assist', "missing field 'phys_areas'"),
+        ("profiles.toml", 'phys_areas = true', 'phys_areas = 1', "phys_areas must be of TOML type bool"),
+        ("profiles.toml", 'vcpu_info_offset_errno = "EINVAL"', 'vcpu_info_offset_errno = "X"', "not an errno"),
+        ("profiles.toml", '[profile."4.17"]', '[profile."4.9"]', "profiles must be listed newest first"),
+        ("profiles.toml", "extraversion = \".0\"\n", "extraversion = \".0\"\nflavour = 1\n", "unknown key"),
+        ("vcpu_op.toml", 'errors."4.10" = ["EINVAL"]\n', "", "errors must list the profiles head, 4.17.3, 4.17, 4.10"),
         (
             "hypercalls.toml",
             'type = "unsigned int", dir = "in" },\n    { name = "arg"',

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from types import MappingProxyType
 
+from xenpy.abi.generated.profiles import PROFILES as _PROFILE_RECORDS
+
 #: Registers of hypercall arguments 1-5 (spec 7.4); the number and the result are in ``rax``.
 PV64_ARG_REGISTERS: tuple[str, ...] = ("rdi", "rsi", "rdx", "r10", "r8")
 #: Registers of hypercall arguments 1-5 of a PV32 guest (``HypercallDef.compat_args``).
@@ -37,8 +39,9 @@ HYPERCALL_STUB_COUNT = 128
 #: ``__HYPERVISOR_arch_0`` .. ``__HYPERVISOR_arch_7`` (spec 6.1).
 HYPERCALL_ARCH_FIRST = 48
 HYPERCALL_ARCH_COUNT = 8
-#: Xen version profiles of :attr:`SubOp.errors`, newest first.
-PROFILES: tuple[str, ...] = ("head", "4.17.3", "4.17")
+#: Xen version profiles of :attr:`SubOp.errors`, newest first: the profiles of ``hypercalls/profiles.toml``
+#: (:data:`xenpy.abi.generated.profiles.PROFILES`), one column of every error table each.
+PROFILES: tuple[str, ...] = tuple(_PROFILE_RECORDS)
 
 
 class Hypercall(IntEnum):
@@ -1067,6 +1070,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("ENOENT", "EINVAL", "ENOMEM", "EFAULT", "EEXIST"),
                 "4.17.3": ("ENOENT", "EINVAL", "ENOMEM", "EFAULT", "EEXIST"),
                 "4.17": ("ENOENT", "EINVAL", "ENOMEM", "EFAULT", "EEXIST"),
+                "4.10": ("ENOENT", "EINVAL", "ENOMEM", "EFAULT", "EEXIST"),
             }
         ),
         doc=(
@@ -1087,6 +1091,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("ENOENT", "EINVAL"),
                 "4.17.3": ("ENOENT", "EINVAL"),
                 "4.17": ("ENOENT", "EINVAL"),
+                "4.10": ("ENOENT", "EINVAL"),
             }
         ),
         doc=(
@@ -1105,6 +1110,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("ENOENT",),
                 "4.17.3": ("ENOENT",),
                 "4.17": ("ENOENT",),
+                "4.10": ("ENOENT",),
             }
         ),
         doc=(
@@ -1124,6 +1130,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("ENOENT",),
                 "4.17.3": ("ENOENT",),
                 "4.17": ("ENOENT",),
+                "4.10": ("ENOENT",),
             }
         ),
         doc="Return 1 if the vCPU is up (_VPF_down clear), else 0.",
@@ -1139,6 +1146,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("ENOENT", "EFAULT"),
                 "4.17.3": ("ENOENT", "EFAULT"),
                 "4.17": ("ENOENT", "EFAULT"),
+                "4.10": ("ENOENT", "EFAULT"),
             }
         ),
         doc=(
@@ -1157,6 +1165,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("ENOENT", "EFAULT"),
                 "4.17.3": ("ENOENT", "EFAULT"),
                 "4.17": ("ENOENT", "EFAULT"),
+                "4.10": ("ENOENT", "EFAULT"),
             }
         ),
         doc=(
@@ -1176,6 +1185,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("ENOENT", "EFAULT", "EINVAL"),
                 "4.17.3": ("ENOENT", "EFAULT", "EINVAL"),
                 "4.17": ("ENOENT", "EFAULT", "EINVAL"),
+                "4.10": ("ENOENT", "EFAULT", "EINVAL"),
             }
         ),
         doc=(
@@ -1194,6 +1204,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("ENOENT",),
                 "4.17.3": ("ENOENT",),
                 "4.17": ("ENOENT",),
+                "4.10": ("ENOENT",),
             }
         ),
         doc="Stop the periodic timer and set its period to 0; returns 0.",
@@ -1209,6 +1220,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("ENOENT", "EINVAL", "EFAULT"),
                 "4.17.3": ("ENOENT", "EINVAL", "EFAULT"),
                 "4.17": ("ENOENT", "EINVAL", "EFAULT", "ETIME"),
+                "4.10": ("ENOENT", "EINVAL", "EFAULT", "ETIME"),
             }
         ),
         doc=(
@@ -1228,6 +1240,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("ENOENT", "EINVAL"),
                 "4.17.3": ("ENOENT", "EINVAL"),
                 "4.17": ("ENOENT", "EINVAL"),
+                "4.10": ("ENOENT", "EINVAL"),
             }
         ),
         doc="Stop the single-shot timer; -EINVAL unless the target is the calling vCPU.",
@@ -1253,6 +1266,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 ),
                 "4.17.3": ("ENOENT", "EFAULT", "ENXIO", "EINVAL", "ENOMEM"),
                 "4.17": ("ENOENT", "EFAULT", "ENXIO", "EINVAL", "ENOMEM"),
+                "4.10": ("ENOENT", "EFAULT", "EINVAL", "ENOMEM"),
             }
         ),
         doc=(
@@ -1273,6 +1287,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("ENOENT", "EINVAL"),
                 "4.17.3": ("ENOENT", "EINVAL"),
                 "4.17": ("ENOENT", "EINVAL"),
+                "4.10": ("ENOENT", "EINVAL"),
             }
         ),
         doc="Make an NMI pending on the vCPU and kick it (spec 4.2); arg must be NULL (-EINVAL). x86 only.",
@@ -1288,6 +1303,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("ENOENT", "EINVAL", "EFAULT"),
                 "4.17.3": ("ENOENT", "EINVAL", "EFAULT"),
                 "4.17": ("ENOENT", "EINVAL", "EFAULT"),
+                "4.10": ("ENOENT", "EINVAL", "EFAULT"),
             }
         ),
         doc=(
@@ -1306,6 +1322,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("ENOENT", "EFAULT"),
                 "4.17.3": ("ENOENT", "EFAULT"),
                 "4.17": ("ENOENT", "EFAULT"),
+                "4.10": ("ENOENT", "EFAULT"),
             }
         ),
         doc=(
@@ -1324,6 +1341,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("ENOENT", "EFAULT", "ENXIO", "EAGAIN", "EPERM", "EINVAL", "EACCES", "ENOMEM"),
                 "4.17.3": ("ENOENT", "ENOSYS"),
                 "4.17": ("ENOENT", "ENOSYS"),
+                "4.10": ("ENOENT", "ENOSYS"),
             }
         ),
         doc=(
@@ -1343,6 +1361,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("ENOENT", "EFAULT", "ENXIO", "EAGAIN", "EPERM", "EINVAL", "EACCES", "ENOMEM"),
                 "4.17.3": ("ENOENT", "ENOSYS"),
                 "4.17": ("ENOENT", "ENOSYS"),
+                "4.10": ("ENOENT", "ENOSYS"),
             }
         ),
         doc=(
@@ -1571,6 +1590,7 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": (),
                 "4.17.3": (),
                 "4.17": (),
+                "4.10": (),
             }
         ),
         doc="Give up the pCPU to another runnable vCPU; returns 0.",
@@ -1586,6 +1606,7 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": (),
                 "4.17.3": (),
                 "4.17": (),
+                "4.10": (),
             }
         ),
         doc=(
@@ -1604,6 +1625,7 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT",),
                 "4.17.3": ("EFAULT",),
                 "4.17": ("EFAULT",),
+                "4.10": ("EFAULT",),
             }
         ),
         doc=(
@@ -1622,6 +1644,7 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "EINVAL"),
                 "4.17.3": ("EFAULT", "EINVAL"),
                 "4.17": ("EFAULT", "EINVAL"),
+                "4.10": ("EFAULT", "EINVAL"),
             }
         ),
         doc=(
@@ -1641,6 +1664,7 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "ESRCH", "EPERM"),
                 "4.17.3": ("EFAULT", "ESRCH", "EPERM"),
                 "4.17": ("EFAULT", "ESRCH", "EPERM"),
+                "4.10": ("EFAULT", "ESRCH", "EPERM"),
             }
         ),
         doc=(
@@ -1659,6 +1683,7 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT",),
                 "4.17.3": ("EFAULT",),
                 "4.17": ("EFAULT",),
+                "4.10": ("EFAULT",),
             }
         ),
         doc="Latch the shutdown code for a later shutdown, if none is latched yet; returns 0.",
@@ -1674,6 +1699,7 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "EINVAL", "ENOSPC"),
                 "4.17.3": ("EFAULT", "EINVAL", "ENOSPC"),
                 "4.17": ("EFAULT", "EINVAL", "ENOSPC"),
+                "4.10": ("EFAULT", "EINVAL", "ENOSPC"),
             }
         ),
         doc=(
@@ -1693,6 +1719,7 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EPERM", "EFAULT", "EINVAL", "EBUSY"),
                 "4.17.3": ("EPERM", "EFAULT", "EINVAL", "EBUSY"),
                 "4.17": ("EPERM", "EFAULT", "EINVAL", "EBUSY"),
+                "4.10": ("EPERM", "EFAULT", "EINVAL", "EBUSY"),
             }
         ),
         doc=(
@@ -1741,6 +1768,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "ESRCH", "ENOSPC", "EINVAL"),
                 "4.17.3": ("EFAULT", "ESRCH", "ENOSPC", "EINVAL"),
                 "4.17": ("EFAULT", "ESRCH", "ENOSPC", "EINVAL"),
+                "4.10": ("EFAULT", "ESRCH", "ENOSPC", "EINVAL"),
             }
         ),
         doc=(
@@ -1760,6 +1788,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "EINVAL", "ENOENT", "EBUSY", "EEXIST", "ENOSPC"),
                 "4.17.3": ("EFAULT", "EINVAL", "ENOENT", "EBUSY", "EEXIST", "ENOSPC"),
                 "4.17": ("EFAULT", "EINVAL", "ENOENT", "EBUSY", "EEXIST", "ENOSPC"),
+                "4.10": ("EFAULT", "EINVAL", "ENOENT", "EBUSY", "EEXIST", "ENOSPC"),
             }
         ),
         doc=(
@@ -1779,6 +1808,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "EINVAL", "EPERM", "EEXIST", "ENOSPC", "ENOMEM"),
                 "4.17.3": ("EFAULT", "EINVAL", "EPERM", "EEXIST", "ENOSPC", "ENOMEM"),
                 "4.17": ("EFAULT", "EINVAL", "EPERM", "EEXIST", "ENOSPC", "ENOMEM"),
+                "4.10": ("EFAULT", "EINVAL", "EPERM", "EEXIST", "ENOSPC", "ENOMEM"),
             }
         ),
         doc=(
@@ -1797,6 +1827,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "EINVAL"),
                 "4.17.3": ("EFAULT", "EINVAL"),
                 "4.17": ("EFAULT", "EINVAL"),
+                "4.10": ("EFAULT", "EINVAL"),
             }
         ),
         doc=(
@@ -1815,6 +1846,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "EINVAL"),
                 "4.17.3": ("EFAULT", "EINVAL"),
                 "4.17": ("EFAULT", "EINVAL"),
+                "4.10": ("EFAULT", "EINVAL"),
             }
         ),
         doc=(
@@ -1833,6 +1865,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "ESRCH", "EINVAL", "EPERM"),
                 "4.17.3": ("EFAULT", "ESRCH", "EINVAL", "EPERM"),
                 "4.17": ("EFAULT", "ESRCH", "EINVAL", "EPERM"),
+                "4.10": ("EFAULT", "ESRCH", "EINVAL", "EPERM"),
             }
         ),
         doc="Report a port's EVTCHNSTAT_* state and notify vCPU.",
@@ -1848,6 +1881,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "ESRCH", "ENOSPC", "EPERM"),
                 "4.17.3": ("EFAULT", "ESRCH", "ENOSPC", "EPERM"),
                 "4.17": ("EFAULT", "ESRCH", "ENOSPC", "EPERM"),
+                "4.10": ("EFAULT", "ESRCH", "ENOSPC", "EPERM"),
             }
         ),
         doc=(
@@ -1866,6 +1900,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "ENOENT", "ENOSPC"),
                 "4.17.3": ("EFAULT", "ENOENT", "ENOSPC"),
                 "4.17": ("EFAULT", "ENOENT", "ENOSPC"),
+                "4.10": ("EFAULT", "ENOENT", "ENOSPC"),
             }
         ),
         doc="Allocate an IPI port notifying vcpu; -ENOENT for a bad vcpu.",
@@ -1881,6 +1916,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "ENOENT", "EINVAL"),
                 "4.17.3": ("EFAULT", "ENOENT", "EINVAL"),
                 "4.17": ("EFAULT", "ENOENT", "EINVAL"),
+                "4.10": ("EFAULT", "ENOENT", "EINVAL"),
             }
         ),
         doc=(
@@ -1899,6 +1935,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "EINVAL"),
                 "4.17.3": ("EFAULT", "EINVAL"),
                 "4.17": ("EFAULT", "EINVAL"),
+                "4.10": ("EFAULT", "EINVAL"),
             }
         ),
         doc=(
@@ -1917,6 +1954,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
                 "4.17.3": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
                 "4.17": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
+                "4.10": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
             }
         ),
         doc="Close every port of dom. -ESRCH for an unknown domain; XSM refuses another domain (-EPERM).",
@@ -1932,6 +1970,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "EOPNOTSUPP"),
                 "4.17.3": ("EFAULT", "EOPNOTSUPP"),
                 "4.17": ("EFAULT", "EOPNOTSUPP"),
+                "4.10": ("EFAULT", "EOPNOTSUPP"),
             }
         ),
         doc=(
@@ -1950,6 +1989,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "EOPNOTSUPP"),
                 "4.17.3": ("EFAULT", "EOPNOTSUPP"),
                 "4.17": ("EFAULT", "EOPNOTSUPP"),
+                "4.10": ("EFAULT", "EOPNOTSUPP"),
             }
         ),
         doc="FIFO ABI: add an event array page. Without the FIFO ABI: -EOPNOTSUPP (spec 3.5).",
@@ -1965,6 +2005,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "EOPNOTSUPP"),
                 "4.17.3": ("EFAULT", "EOPNOTSUPP"),
                 "4.17": ("EFAULT", "EOPNOTSUPP"),
+                "4.10": ("EFAULT", "EOPNOTSUPP"),
             }
         ),
         doc="FIFO ABI: set a port's priority. Without the FIFO ABI: -EOPNOTSUPP (spec 3.5).",
@@ -1980,6 +2021,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "head": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
                 "4.17.3": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
                 "4.17": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
+                "4.10": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
             }
         ),
         internal=True,

@@ -3,16 +3,22 @@
 Implements ``xen/common/kernel.c:do_xen_version`` and ``xenver_varbuf_op`` with the XSM dummy policy
 (``xen/include/xsm/dummy.h:xsm_xen_version``), as a Xen release build (``CONFIG_DEBUG=n``) reports them.
 
-What xenpy reports where Xen reports facts about its own build:
+What xenpy reports where Xen reports facts about its own build comes from the domain's profile record
+(:class:`~xenpy.core.profiles.XenProfile`, the table ``hypercalls/profiles.toml``, listed in
+``docs/reference/profiles.rst``), the same record that holds the behaviour flags:
 
-* version: the profile's ``(major, minor)``; extraversion: ``"-unstable"`` for ``head``, the point release
-  (``".0"``, ``".3"``) for the release profiles;
-* compile info: :data:`XENPY_COMPILER`, :data:`XENPY_COMPILE_BY`, :data:`XENPY_COMPILE_DOMAIN`,
-  :data:`XENPY_COMPILE_DATE`; changeset: ``"unavailable"`` (what Xen reports when built outside git);
-* capabilities: ``"xen-3.0-x86_64 xen-3.0-x86_32p "`` (PV64 and PV32 guests, no HVM; the trailing space is
-  Xen's);
-* command line: empty; build id: none (Xen built without one: -ENODATA to a privileged caller);
+* version: ``version`` (``(major, minor)``); extraversion: ``extraversion`` (``"-unstable"`` for ``head``, the
+  point release, ``".0"``, ``".3"``, for the release profiles);
+* compile info: ``compiler``, ``compile_by``, ``compile_domain``, ``compile_date``; changeset: ``changeset``
+  (``"unavailable"``, what Xen reports when built outside git);
+* capabilities: ``capabilities`` (``"xen-3.0-x86_64 xen-3.0-x86_32p "``: PV64 and PV32 guests, no HVM; the
+  trailing space is Xen's);
+* command line: ``commandline`` (empty); build id: none (Xen built without one: -ENODATA to a privileged
+  caller);
 * guest handle: 16 zero bytes (xenpy's toolstack gives domains no UUID).
+
+Every answer that depends only on the profile (the version number, each fixed-size string, the profile's
+XENFEAT bits, the varbuf strings) is computed once per profile record and kept in its ``derived`` cache.
 
 Privilege: the hardware domain is privileged; every other domain is a domU and, under the XSM dummy policy,
 is denied XENVER_commandline (it reads ``"<denied>"``), XENVER_build_id and XENVER_commandline2 (-EPERM).
@@ -22,10 +28,10 @@ XENFEAT bits of ``XENVER_get_features`` submap 0 for a PV domain (``do_xen_versi
 * XENFEAT_mmu_pt_update_preserve_ad (5), XENFEAT_highmem_assist (6), XENFEAT_gnttab_map_avail_bits (7): every
   PV domain (x86);
 * XENFEAT_memory_op_vnode_supported (13): always;
-* XENFEAT_direct_mapped (17): a PV domain is not translated, so always direct-mapped (>= 4.15; 4.10 reports
-  neither 16 nor 17);
+* XENFEAT_direct_mapped (17): a PV domain is not translated, so always direct-mapped, in profiles with
+  ``xenfeat_direct_mapped`` (>= 4.15; 4.10 reports neither 16 nor 17);
 * XENFEAT_runstate_phys_area (18), XENFEAT_vcpu_time_phys_area (19): profiles with ``phys_areas`` (>= 4.18);
-* XENFEAT_dm_msix_all_writes (20): x86, releases after 4.17;
+* XENFEAT_dm_msix_all_writes (20): x86, profiles with ``xenfeat_dm_msix_all_writes`` (releases after 4.17);
 * XENFEAT_pae_pgdir_above_4gb (4): only while VMASST_TYPE_pae_extended_cr3 is enabled;
 * XENFEAT_dom0 (11): the hardware domain only;
 * never for PV: writable_page_tables (0) and auto_translated_physmap (2) (translated guests only),
@@ -37,11 +43,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING
 
 from xenpy.abi.arch_x86 import HYPERVISOR_VIRT_START
-from xenpy.abi.errno import HypercallError, XenErrno
+from xenpy.abi.cstruct import fast_codec
+from xenpy.abi.errno import XenErrno
 from xenpy.abi.features import XENFEAT
 from xenpy.abi.generated.hypercalls import Hypercall, XenVer
 from xenpy.abi.version import (
@@ -53,24 +59,14 @@ from xenpy.abi.version import (
 )
 from xenpy.abi.xen import VMASST_TYPE_pae_extended_cr3
 from xenpy.core.memory import PAGE_SIZE
-from xenpy.core.profiles import PROFILES
-from xenpy.hypercall.registry import Effect, c_int, c_uint, legacy_handler
+from xenpy.hypercall.registry import Effect, c_uint, hypercall_handler
 
 if TYPE_CHECKING:
-    from xenpy.core.domain import Domain, Vcpu
-    from xenpy.core.profiles import XenProfile
+    from types import ModuleType
 
-#: ``xen_compile_info.compiler`` and friends, as xenpy reports them.
-XENPY_COMPILER = "xenpy"
-XENPY_COMPILE_BY = "xenpy"
-XENPY_COMPILE_DOMAIN = "xenpy"
-XENPY_COMPILE_DATE = ""
-#: ``XENVER_changeset``: Xen's value for a build outside a git tree.
-XENPY_CHANGESET = "unavailable"
-#: Xen's saved command line (``XENVER_commandline``).
-XENPY_COMMANDLINE = ""
-#: ``xen_cap_info`` of an x86 Xen with PV64 and PV32 support and no HVM.
-XEN_CAPABILITIES = "xen-3.0-x86_64 xen-3.0-x86_32p "
+    from xenpy.core.profiles import XenProfile
+    from xenpy.hypercall.context import HypercallContext
+
 #: ``xen_deny()``: what a caller denied XENVER_commandline reads.
 XEN_DENY = "<denied>"
 #: ``__HYPERVISOR_COMPAT_VIRT_START``: ``virt_start`` reported to a PV32 guest.
@@ -80,66 +76,16 @@ _VARBUF_MAX = 64 * 1024
 #: Offset of ``xen_varbuf.buf`` (after ``uint32_t len``).
 _VARBUF_BUF_OFFSET = 4
 
-
-@dataclass(frozen=True)
-class XenVersionFacts:
-    """What one Xen release reports through XENVER_* beyond the profile's own flags.
-
-    Attributes:
-        extraversion: ``XEN_EXTRAVERSION`` (``"-unstable"``, ``".0"``, ...).
-        varbuf_subops: XENVER_extraversion2 .. XENVER_commandline2 (11-14) exist and XENVER_build_id goes
-            through ``xenver_varbuf_op``; otherwise 11-14 return -ENOSYS and XENVER_build_id uses the older
-            ``xen_build_id`` path (releases after 4.17).
-        xenfeat_direct_mapped: XENFEAT_direct_mapped / not_direct_mapped are reported (>= 4.15).
-        xenfeat_dm_msix_all_writes: XENFEAT_dm_msix_all_writes is reported (releases after 4.17).
-    """
-
-    extraversion: str
-    varbuf_subops: bool
-    xenfeat_direct_mapped: bool
-    xenfeat_dm_msix_all_writes: bool
-
-
-#: Facts per profile name.
-XEN_VERSION_FACTS: dict[str, XenVersionFacts] = {
-    "head": XenVersionFacts("-unstable", True, True, True),
-    "4.17.3": XenVersionFacts(".3", False, True, False),
-    "4.17": XenVersionFacts(".0", False, True, False),
-    "4.10": XenVersionFacts(".0", False, False, False),
-}
-
-
-def version_facts(profile: XenProfile) -> XenVersionFacts:
-    """The :class:`XenVersionFacts` of ``profile``: by name, else by release, else HEAD's."""
-    facts = XEN_VERSION_FACTS.get(profile.name)
-    if facts is not None:
-        return facts
-    for name, known in PROFILES.items():
-        if known.version == profile.version and name in XEN_VERSION_FACTS:
-            return XEN_VERSION_FACTS[name]
-    return XEN_VERSION_FACTS["head"]
-
-
-def xen_features_submap0(d: Domain) -> int:
-    """XENFEAT_* submap 0 of PV domain ``d`` (see the module docstring for each bit)."""
-    facts = version_facts(d.profile)
-    submap = 1 << XENFEAT.XENFEAT_memory_op_vnode_supported
-    if d.profile.phys_areas:
-        submap |= (1 << XENFEAT.XENFEAT_vcpu_time_phys_area) | (1 << XENFEAT.XENFEAT_runstate_phys_area)
-    if d.vm_assist >> VMASST_TYPE_pae_extended_cr3 & 1:
-        submap |= 1 << XENFEAT.XENFEAT_pae_pgdir_above_4gb
-    if d.is_hardware_domain:
-        submap |= 1 << XENFEAT.XENFEAT_dom0
-    submap |= (
-        (1 << XENFEAT.XENFEAT_mmu_pt_update_preserve_ad)
-        | (1 << XENFEAT.XENFEAT_highmem_assist)
-        | (1 << XENFEAT.XENFEAT_gnttab_map_avail_bits)
-    )
-    if facts.xenfeat_dm_msix_all_writes:
-        submap |= 1 << XENFEAT.XENFEAT_dm_msix_all_writes
-    if facts.xenfeat_direct_mapped:
-        submap |= 1 << XENFEAT.XENFEAT_direct_mapped
-    return submap
+_ENOSYS = -int(XenErrno.ENOSYS)
+_EINVAL = -int(XenErrno.EINVAL)
+_EPERM = -int(XenErrno.EPERM)
+_ENODATA = -int(XenErrno.ENODATA)
+_ENOBUFS = -int(XenErrno.ENOBUFS)
+_E2BIG = -int(XenErrno.E2BIG)
+_DENIED = XEN_DENY.encode() + b"\0"
+_GUEST_HANDLE = bytes(XEN_GUEST_HANDLE_LEN)
+#: Key of this module's answers in ``XenProfile.derived``.
+_KEY = __name__
 
 
 def _c_string(text: str, size: int) -> bytes:
@@ -148,34 +94,109 @@ def _c_string(text: str, size: int) -> bytes:
     return raw + bytes(size - len(raw))
 
 
-def _is_privileged(d: Domain) -> bool:
-    return d.is_hardware_domain
+@dataclass(frozen=True, slots=True)
+class XenVersionAnswers:
+    """What XENVER_* answers in one profile, independent of the caller (computed once per profile record).
+
+    Attributes:
+        version: XENVER_version's result, ``(major << 16) | minor``.
+        extraversion, capabilities, changeset, commandline: the whole fixed-size C arrays (zero-padded).
+        features: the XENFEAT bits of submap 0 that depend on the profile only.
+        varbuf: XENVER_extraversion2 .. commandline2 -> the string (no NUL); empty without ``varbuf_subops``.
+        compile_info: ``xen_compile_info`` per ABI module (filled on first use by a domain of that width).
+    """
+
+    profile: XenProfile
+    version: int
+    extraversion: bytes
+    capabilities: bytes
+    changeset: bytes
+    commandline: bytes
+    features: int
+    varbuf: dict[int, bytes]
+    compile_info: dict[ModuleType, bytes]
 
 
-def _denied(d: Domain, cmd: int) -> bool:
-    """``xsm_xen_version`` (dummy policy): True if ``d`` may not see ``cmd``'s data."""
-    return cmd in _PRIVILEGED_CMDS and not _is_privileged(d)
+def xen_version_answers(profile: XenProfile) -> XenVersionAnswers:
+    """The :class:`XenVersionAnswers` of ``profile`` (computed on first use, then kept on the record)."""
+    answers = profile.derived.get(_KEY)
+    if answers is None:
+        answers = profile.derived[_KEY] = _compute_answers(profile)
+    return answers  # type: ignore[return-value]
+
+
+def _compute_answers(p: XenProfile) -> XenVersionAnswers:
+    major, minor = p.version
+    features = (
+        (1 << XENFEAT.XENFEAT_memory_op_vnode_supported)
+        | (1 << XENFEAT.XENFEAT_mmu_pt_update_preserve_ad)
+        | (1 << XENFEAT.XENFEAT_highmem_assist)
+        | (1 << XENFEAT.XENFEAT_gnttab_map_avail_bits)
+    )
+    if p.phys_areas:
+        features |= (1 << XENFEAT.XENFEAT_vcpu_time_phys_area) | (1 << XENFEAT.XENFEAT_runstate_phys_area)
+    if p.xenfeat_dm_msix_all_writes:
+        features |= 1 << XENFEAT.XENFEAT_dm_msix_all_writes
+    if p.xenfeat_direct_mapped:
+        features |= 1 << XENFEAT.XENFEAT_direct_mapped
+    varbuf: dict[int, bytes] = {}
+    if p.varbuf_subops:
+        varbuf = {
+            XenVer.XENVER_extraversion2: p.extraversion.encode(),
+            XenVer.XENVER_capabilities2: p.capabilities.encode(),
+            XenVer.XENVER_changeset2: p.changeset.encode(),
+            XenVer.XENVER_commandline2: p.commandline.encode(),
+        }
+    return XenVersionAnswers(
+        profile=p,
+        version=(major << 16) | minor,
+        extraversion=_c_string(p.extraversion, XEN_EXTRAVERSION_LEN),
+        capabilities=_c_string(p.capabilities, XEN_CAPABILITIES_INFO_LEN),
+        changeset=_c_string(p.changeset, XEN_CHANGESET_INFO_LEN),
+        commandline=_c_string(p.commandline, XEN_COMMANDLINE_LEN),
+        features=features,
+        varbuf=varbuf,
+        compile_info={},
+    )
+
+
+def xen_features_submap0(ctx: HypercallContext) -> int:
+    """XENFEAT_* submap 0 of the calling PV domain (see the module docstring for each bit)."""
+    d = ctx.domain
+    submap = xen_version_answers(ctx.profile).features
+    if d.vm_assist >> VMASST_TYPE_pae_extended_cr3 & 1:
+        submap |= 1 << XENFEAT.XENFEAT_pae_pgdir_above_4gb
+    if d.is_hardware_domain:
+        submap |= 1 << XENFEAT.XENFEAT_dom0
+    return submap
+
+
+def _denied(ctx: HypercallContext, cmd: int) -> bool:
+    """``xsm_xen_version`` (dummy policy): True if the caller may not see ``cmd``'s data (a domU)."""
+    return cmd in _PRIVILEGED_CMDS and not ctx.domain.is_hardware_domain
 
 
 _PRIVILEGED_CMDS = frozenset({XenVer.XENVER_commandline, XenVer.XENVER_build_id, XenVer.XENVER_commandline2})
 
-_Op = Callable[["Vcpu", int], int]
+#: ``subop(ctx, arg, answers) -> result``: one XENVER_* command.
+_Op = Callable[["HypercallContext", int, XenVersionAnswers], int]
 _SUBOPS: dict[int, _Op] = {}
 
 
-def _subop(cmd: XenVer) -> Callable[[_Op], _Op]:
+def _subop(*cmds: XenVer) -> Callable[[_Op], _Op]:
     def register(fn: _Op) -> _Op:
-        _SUBOPS[int(cmd)] = fn
+        for cmd in cmds:
+            _SUBOPS[int(cmd)] = fn
         return fn
 
     return register
 
 
-@legacy_handler(Hypercall.xen_version, effects=Effect.NONE)
-def do_xen_version(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
+@hypercall_handler(Hypercall.xen_version, effects=Effect.NONE)
+def do_xen_version(ctx: HypercallContext, cmd: int, arg: int) -> int:
     """Report the hypervisor's version, build and features to the calling domain.
 
-    Arguments (PV64): rdi = ``cmd`` (``XENVER_*``, C ``int``), rsi = ``arg`` (guest pointer or NULL).
+    Arguments: ``cmd`` (``XENVER_*``, C ``int``), ``arg`` (guest pointer or NULL).
 
     Results (every string result is copied as the whole fixed-size C array, zero-padded, truncated to leave
     a NUL; a copy that faults returns -EFAULT, with the bytes before the fault written):
@@ -201,131 +222,129 @@ def do_xen_version(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -
 
     No hypervisor state changes.
     """
-    fn = _SUBOPS.get(c_int(a1))
+    answers = ctx.profile.derived.get(_KEY)
+    if answers is None:
+        answers = xen_version_answers(ctx.profile)
+    if cmd == 0:  # XENVER_version: the hot path
+        return answers.version  # type: ignore[no-any-return, union-attr]
+    fn = _SUBOPS.get(cmd)
     if fn is None:
-        raise HypercallError(XenErrno.ENOSYS)
-    return fn(current, a2)
+        return _ENOSYS
+    return fn(ctx, arg, answers)  # type: ignore[arg-type]
 
 
 @_subop(XenVer.XENVER_version)
-def _xenver_version(current: Vcpu, arg: int) -> int:
-    major, minor = current.domain.profile.version
-    return (major << 16) | minor
+def _xenver_version(ctx: HypercallContext, arg: int, answers: XenVersionAnswers) -> int:
+    return answers.version
 
 
 @_subop(XenVer.XENVER_extraversion)
-def _xenver_extraversion(current: Vcpu, arg: int) -> int:
-    text = version_facts(current.domain.profile).extraversion
-    current.copy_to_guest_or_fault(arg, _c_string(text, XEN_EXTRAVERSION_LEN))
+def _xenver_extraversion(ctx: HypercallContext, arg: int, answers: XenVersionAnswers) -> int:
+    ctx.copy_to_guest(arg, answers.extraversion)
     return 0
 
 
 @_subop(XenVer.XENVER_compile_info)
-def _xenver_compile_info(current: Vcpu, arg: int) -> int:
-    info = current.domain.abi.xen_compile_info
-    data = b"".join(
-        _c_string(text, info.type_of(field).size)
-        for field, text in (
-            ("compiler", XENPY_COMPILER),
-            ("compile_by", XENPY_COMPILE_BY),
-            ("compile_domain", XENPY_COMPILE_DOMAIN),
-            ("compile_date", XENPY_COMPILE_DATE),
+def _xenver_compile_info(ctx: HypercallContext, arg: int, answers: XenVersionAnswers) -> int:
+    abi = ctx.abi
+    data = answers.compile_info.get(abi)
+    if data is None:
+        p = answers.profile
+        info = abi.xen_compile_info
+        data = answers.compile_info[abi] = b"".join(
+            _c_string(text, info.type_of(field).size)
+            for field, text in (
+                ("compiler", p.compiler),
+                ("compile_by", p.compile_by),
+                ("compile_domain", p.compile_domain),
+                ("compile_date", p.compile_date),
+            )
         )
-    )
-    current.copy_to_guest_or_fault(arg, data)
+    ctx.copy_to_guest(arg, data)
     return 0
 
 
 @_subop(XenVer.XENVER_capabilities)
-def _xenver_capabilities(current: Vcpu, arg: int) -> int:
-    current.copy_to_guest_or_fault(arg, _c_string(XEN_CAPABILITIES, XEN_CAPABILITIES_INFO_LEN))
+def _xenver_capabilities(ctx: HypercallContext, arg: int, answers: XenVersionAnswers) -> int:
+    ctx.copy_to_guest(arg, answers.capabilities)
     return 0
 
 
 @_subop(XenVer.XENVER_changeset)
-def _xenver_changeset(current: Vcpu, arg: int) -> int:
-    current.copy_to_guest_or_fault(arg, _c_string(XENPY_CHANGESET, XEN_CHANGESET_INFO_LEN))
+def _xenver_changeset(ctx: HypercallContext, arg: int, answers: XenVersionAnswers) -> int:
+    ctx.copy_to_guest(arg, answers.changeset)
     return 0
 
 
 @_subop(XenVer.XENVER_platform_parameters)
-def _xenver_platform_parameters(current: Vcpu, arg: int) -> int:
-    d = current.domain
-    virt_start = HYPERVISOR_COMPAT_VIRT_START if d.is_compat else HYPERVISOR_VIRT_START
-    current.copy_to_guest_or_fault(arg, d.abi.xen_platform_parameters.build({"virt_start": virt_start}))
+def _xenver_platform_parameters(ctx: HypercallContext, arg: int, answers: XenVersionAnswers) -> int:
+    virt_start = HYPERVISOR_COMPAT_VIRT_START if ctx.domain.is_compat else HYPERVISOR_VIRT_START
+    ctx.copy_to_guest(arg, fast_codec(ctx.abi.xen_platform_parameters).pack(virt_start))
     return 0
 
 
 @_subop(XenVer.XENVER_get_features)
-def _xenver_get_features(current: Vcpu, arg: int) -> int:
-    d = current.domain
-    struct = d.abi.xen_feature_info
-    fi = struct.parse(current.copy_from_guest(arg, struct.sizeof()))
-    if fi.submap_idx != 0:
-        raise HypercallError(XenErrno.EINVAL)
-    current.copy_to_guest_or_fault(arg, struct.build({"submap_idx": 0, "submap": xen_features_submap0(d)}))
+def _xenver_get_features(ctx: HypercallContext, arg: int, answers: XenVersionAnswers) -> int:
+    codec = fast_codec(ctx.abi.xen_feature_info)
+    submap_idx, _submap = codec.unpack(ctx.copy_from_guest(arg, codec.size))
+    if submap_idx != 0:
+        return _EINVAL
+    ctx.copy_to_guest(arg, codec.pack(0, xen_features_submap0(ctx)))
     return 0
 
 
 @_subop(XenVer.XENVER_pagesize)
-def _xenver_pagesize(current: Vcpu, arg: int) -> int:
+def _xenver_pagesize(ctx: HypercallContext, arg: int, answers: XenVersionAnswers) -> int:
     if arg != 0:
-        raise HypercallError(XenErrno.EINVAL)
+        return _EINVAL
     return PAGE_SIZE
 
 
 @_subop(XenVer.XENVER_guest_handle)
-def _xenver_guest_handle(current: Vcpu, arg: int) -> int:
-    current.copy_to_guest_or_fault(arg, bytes(XEN_GUEST_HANDLE_LEN))
+def _xenver_guest_handle(ctx: HypercallContext, arg: int, answers: XenVersionAnswers) -> int:
+    ctx.copy_to_guest(arg, _GUEST_HANDLE)
     return 0
 
 
 @_subop(XenVer.XENVER_commandline)
-def _xenver_commandline(current: Vcpu, arg: int) -> int:
-    if _denied(current.domain, XenVer.XENVER_commandline):
-        data = XEN_DENY.encode() + b"\0"
-    else:
-        data = _c_string(XENPY_COMMANDLINE, XEN_COMMANDLINE_LEN)
-    current.copy_to_guest_or_fault(arg, data)
+def _xenver_commandline(ctx: HypercallContext, arg: int, answers: XenVersionAnswers) -> int:
+    ctx.copy_to_guest(arg, _DENIED if _denied(ctx, XenVer.XENVER_commandline) else answers.commandline)
     return 0
 
 
 @_subop(XenVer.XENVER_build_id)
-def _xenver_build_id(current: Vcpu, arg: int) -> int:
-    d = current.domain
-    if _denied(d, XenVer.XENVER_build_id):
-        raise HypercallError(XenErrno.EPERM)
-    if not version_facts(d.profile).varbuf_subops and arg != 0:
+def _xenver_build_id(ctx: HypercallContext, arg: int, answers: XenVersionAnswers) -> int:
+    if _denied(ctx, XenVer.XENVER_build_id):
+        return _EPERM
+    if not answers.profile.varbuf_subops and arg != 0:
         # xen_build_id_t {uint32_t len; unsigned char buf[]}: len is read and checked first.
-        if c_uint(int.from_bytes(current.copy_from_guest(arg, 4), "little")) == 0:
-            raise HypercallError(XenErrno.EINVAL)
+        if c_uint(int.from_bytes(ctx.copy_from_guest(arg, 4), "little")) == 0:
+            return _EINVAL
     # xen_build_id(): xenpy has no build id.
-    raise HypercallError(XenErrno.ENODATA)
+    return _ENODATA
 
 
-def _xenver_varbuf(current: Vcpu, arg: int, *, cmd: XenVer) -> int:
-    """``xenver_varbuf_op`` for the string sub-ops 11-14."""
-    d = current.domain
-    facts = version_facts(d.profile)
-    if not facts.varbuf_subops:
-        raise HypercallError(XenErrno.ENOSYS)
-    if _denied(d, cmd):
-        raise HypercallError(XenErrno.EPERM)
-    text = {
-        XenVer.XENVER_extraversion2: facts.extraversion,
-        XenVer.XENVER_capabilities2: XEN_CAPABILITIES,
-        XenVer.XENVER_changeset2: XENPY_CHANGESET,
-        XenVer.XENVER_commandline2: XENPY_COMMANDLINE,
-    }[cmd].encode()
-    if len(text) > _VARBUF_MAX:
-        raise HypercallError(XenErrno.E2BIG)
-    if arg == 0:
+def _varbuf_op(cmd: XenVer) -> _Op:
+    """``xenver_varbuf_op`` for the string sub-op ``cmd`` (11-14)."""
+
+    def op(ctx: HypercallContext, arg: int, answers: XenVersionAnswers) -> int:
+        text = answers.varbuf.get(cmd)
+        if text is None:  # profiles without varbuf_subops
+            return _ENOSYS
+        if _denied(ctx, cmd):
+            return _EPERM
+        if len(text) > _VARBUF_MAX:
+            return _E2BIG
+        if arg == 0:
+            return len(text)
+        buf_len = int.from_bytes(ctx.copy_from_guest(arg, 4), "little")
+        if len(text) > buf_len:
+            return _ENOBUFS
+        ctx.copy_to_guest(arg + _VARBUF_BUF_OFFSET, text)
         return len(text)
-    buf_len = int.from_bytes(current.copy_from_guest(arg, 4), "little")
-    if len(text) > buf_len:
-        raise HypercallError(XenErrno.ENOBUFS)
-    current.copy_to_guest_or_fault(arg + _VARBUF_BUF_OFFSET, text)
-    return len(text)
+
+    op.__name__ = op.__qualname__ = f"_xenver_varbuf_{int(cmd)}"
+    return op
 
 
 for _cmd in (
@@ -334,4 +353,4 @@ for _cmd in (
     XenVer.XENVER_changeset2,
     XenVer.XENVER_commandline2,
 ):
-    _SUBOPS[int(_cmd)] = partial(_xenver_varbuf, cmd=_cmd)
+    _SUBOPS[int(_cmd)] = _varbuf_op(_cmd)
