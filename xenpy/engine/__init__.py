@@ -5,8 +5,9 @@
 * :mod:`xenpy.engine.pv64`: the PV64 CPU semantics every engine shares (bounce frames, iret, traps, events,
   NMIs, privileged-instruction emulation, the CPUID policy);
 * :mod:`xenpy.engine.unicorn_engine`: the Unicorn engine (:class:`UnicornEngine`);
-* :mod:`xenpy.hypercall.handlers.cpu`: the hypercalls that need the CPU (iret, set_segment_base, set_gdt,
-  fpu_taskswitch);
+* the hypercalls that need the CPU (iret, set_segment_base, set_gdt, fpu_taskswitch) are ordinary handlers
+  (:mod:`xenpy.hypercall.handlers.cpu`) that reach the CPU through the vCPU context as their
+  :class:`~xenpy.hypercall.cpu.CpuPort`;
 * :mod:`xenpy.engine.runner`: running a domain on the scheduler until it shuts down.
 """
 

@@ -550,6 +550,7 @@ class UnicornVcpu(Pv64Context):
         self._sched = engine.scheduler
         self._dispatch = engine.dispatch
         self._hctx = engine.hv.dispatcher.context(vcpu)
+        self.bind(self._hctx)
         self._pcpu: Pcpu | None = None
         self._entry_cs = FLAT_RING3_CS64
         self._count_bias = 0
@@ -985,16 +986,22 @@ class UnicornVcpu(Pv64Context):
             return ExitReason.YIELDED
         return None
 
-    def _request_stop(self) -> None:
+    def request_stop(self) -> None:
+        """See :meth:`CpuPort.request_stop <xenpy.hypercall.cpu.CpuPort.request_stop>`: end the emulation."""
         self._counter.stopping = 1
         _lib.uc_emu_stop(self._uch)
+
+    def registers_written(self) -> None:
+        """See :meth:`CpuPort.registers_written <xenpy.hypercall.cpu.CpuPort.registers_written>`: the syscall
+        shim writes nothing back."""
+        self._sf[_native.SF_NOUT] = 0
 
     def _hook_failed(self, exc: BaseException) -> None:
         self._hook_addend = 0
         if self._hook_error is None:
             self._hook_error = exc
         self._exit = _EXIT_ERROR
-        self._request_stop()
+        self.request_stop()
 
     # ---------------------------------------------------------------- hooks
 
@@ -1089,7 +1096,7 @@ class UnicornVcpu(Pv64Context):
         self._flush_pending_writes()
         if not self.return_to_guest():
             self._exit = _EXIT_STOP
-            self._request_stop()
+            self.request_stop()
 
     def _after_hypercall_slow(self, nr: int) -> None:
         sched = self.engine.scheduler
@@ -1100,7 +1107,7 @@ class UnicornVcpu(Pv64Context):
             self.sync_mmu()
         if self._stop_reason() is not None or self.domain.is_shutting_down:
             self._exit = _EXIT_STOP
-            self._request_stop()
+            self.request_stop()
             return
         if self.events_pending():
             self._deliver_in_hook()
@@ -1112,7 +1119,7 @@ class UnicornVcpu(Pv64Context):
         self.write_registers({"rcx": next_rip, "r11": sf[7]})
         if not self.syscall_from_user(next_rip) or not self.return_to_guest():
             self._exit = _EXIT_STOP
-            self._request_stop()
+            self.request_stop()
 
     def _on_intr(self, _uc: int, intno: int, _ud: int) -> None:
         try:
@@ -1125,14 +1132,14 @@ class UnicornVcpu(Pv64Context):
             error_code, is_int = struct.unpack("<iI", raw)
             self._exit = _EXIT_EXCEPTION
             self._exit_data = (intno, error_code & 0xFFFF_FFFF, cr2, bool(is_int))
-            self._request_stop()
+            self.request_stop()
         except BaseException as exc:
             self._hook_failed(exc)
 
     def _on_invalid(self, _uc: int, _ud: int) -> bool:
         try:
             self._exit = _EXIT_INVALID
-            self._request_stop()
+            self.request_stop()
         except BaseException as exc:
             self._hook_failed(exc)
         return True
@@ -1143,7 +1150,7 @@ class UnicornVcpu(Pv64Context):
         live = self.read_registers(_IO_SAVED)
         self._exit = _EXIT_IO
         self._exit_data = tuple(live[n] for n in _IO_SAVED)
-        self._request_stop()
+        self.request_stop()
 
     def _on_in(self, _uc: int, _port: int, _size: int, _ud: int) -> int:
         try:
@@ -1182,7 +1189,9 @@ class UnicornVcpu(Pv64Context):
         return 1
 
     def close(self) -> None:
-        """Free the Unicorn context buffer (the ``Uc`` itself is freed when collected)."""
+        """Free the Unicorn context buffer (the ``Uc`` itself is freed when collected); no longer serve the
+        vCPU's CPU-bound hypercalls."""
+        self.unbind()
         if self._ctx.value:
             _lib.uc_context_free(self._ctx)
             self._ctx = _VOIDP()
@@ -1208,8 +1217,9 @@ def _measure_native_features() -> tuple[int, int, int, int]:
 class UnicornEngine(Engine):
     """The Unicorn CPU engine of one hypervisor.
 
-    Creating it attaches it: it becomes the scheduler's executor and installs the CPU-dependent hypercalls
-    (iret, set_segment_base, set_gdt, fpu_taskswitch) in the hypervisor's dispatcher.
+    Creating it attaches it: it becomes the scheduler's executor. Each vCPU context it creates is the CPU port
+    (``ctx.cpu``) of that vCPU's hypercall context, through which the CPU-bound hypercalls (iret,
+    set_segment_base, set_gdt, fpu_taskswitch) act on the CPU.
 
     Args:
         hv: the hypervisor.
@@ -1236,8 +1246,6 @@ class UnicornEngine(Engine):
         instructions_per_second: int = NSEC_PER_SEC,
         native: bool = True,
     ) -> None:
-        from xenpy.hypercall.handlers import cpu as cpu_hypercalls
-
         if instructions_per_second <= 0:
             raise ValueError("instructions_per_second must be positive")
         self.hv = hv
@@ -1253,7 +1261,6 @@ class UnicornEngine(Engine):
         self._phys_base = (hv.machine.nr_bytes + (2 << 20) - 1) & ~((2 << 20) - 1)
         self.running: UnicornVcpu | None = None
         hv.scheduler.executor = self
-        cpu_hypercalls.install(self)
 
     # ---------------------------------------------------------------- time
 
@@ -1290,10 +1297,6 @@ class UnicornEngine(Engine):
         if ctx is None:
             ctx = self._contexts[vcpu] = UnicornVcpu(self, vcpu)
         return ctx
-
-    def context_of(self, vcpu: Vcpu) -> UnicornVcpu:
-        """The context of ``vcpu`` for a CPU-dependent hypercall (it exists: the vCPU is running)."""
-        return self._contexts[vcpu]
 
     def run(self, pcpu: Pcpu, vcpu: Vcpu, start_ns: int, budget_ns: int) -> int:
         """See :meth:`Engine.run` (the scheduler's ``VcpuExecutor``)."""
