@@ -65,13 +65,13 @@ from unicorn.unicorn_const import UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_INSN, UC_
 from unicorn.unicorn_py3.unicorn import uclib
 
 from xenpy.abi.arch_x86 import FLAT_RING3_CS32, FLAT_RING3_CS64, FLAT_RING3_SS64
-from xenpy.abi.generated.hypercalls import Hypercall
 from xenpy.abi.sched import SHUTDOWN_crash
 from xenpy.core.clock import NSEC_PER_SEC, VirtualClock
 from xenpy.core.memory import PAGE_SHIFT, PAGE_SIZE
 from xenpy.core.mm import note_pagetable_change
 from xenpy.engine import _native
 from xenpy.engine.base import GPR_NAMES, REGISTER_NAMES, Engine, ExitReason, RunResult
+from xenpy.engine.effects import EffectTables
 from xenpy.engine.pv64 import (
     X86_CR0_TS,
     X86_EFLAGS_IF,
@@ -79,6 +79,7 @@ from xenpy.engine.pv64 import (
     Pv64Context,
     instruction_length_of_syscall,
 )
+from xenpy.hypercall.registry import NR_HYPERCALLS
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Domain, Vcpu
@@ -127,37 +128,7 @@ _TRAMPOLINE_CODE = b"\x48\xcf"  # iretq
 #: An address emulation never reaches (non-canonical): the "until" of every emu_start.
 _NEVER = 0xDEAD_0000_0000_0000
 
-#: Hypercalls after which the engine re-syncs page tables, the TLB and the GDT.
-_MMU_HYPERCALLS = frozenset(
-    int(h)
-    for h in (
-        Hypercall.mmu_update,
-        Hypercall.set_gdt,
-        Hypercall.memory_op,
-        Hypercall.multicall,
-        Hypercall.update_va_mapping,
-        Hypercall.update_va_mapping_otherdomain,
-        Hypercall.grant_table_op,
-        Hypercall.vcpu_op,
-        Hypercall.mmuext_op,
-        Hypercall.fpu_taskswitch,
-    )
-)
-
-_NR_TABLE = 64
-#: Hypercalls whose handlers never read the clock: the hot path skips the clock update for them.
-_CLOCK_FREE = bytes(
-    1
-    if nr
-    in (
-        Hypercall.set_trap_table, Hypercall.mmu_update, Hypercall.set_gdt, Hypercall.stack_switch,
-        Hypercall.set_callbacks, Hypercall.fpu_taskswitch, Hypercall.memory_op, Hypercall.update_va_mapping,
-        Hypercall.xen_version, Hypercall.console_io, Hypercall.grant_table_op, Hypercall.vm_assist,
-        Hypercall.iret, Hypercall.set_segment_base, Hypercall.mmuext_op, Hypercall.nmi_op, Hypercall.callback_op,
-    )
-    else 0
-    for nr in range(_NR_TABLE)
-)  # fmt: skip
+_NR_TABLE = NR_HYPERCALLS
 _UNPACK_IN = struct.Struct(f"<{len(_native.SYSCALL_IN)}Q").unpack_from
 
 _REG_IDS: dict[str, int] = {
@@ -549,6 +520,8 @@ class UnicornVcpu(Pv64Context):
         self._arch = vcpu.arch
         self._sched = engine.scheduler
         self._dispatch = engine.dispatch
+        self._clock_free = engine.effects.clock_free
+        self._resync = engine.effects.resync
         self._hctx = engine.hv.dispatcher.context(vcpu)
         self.bind(self._hctx)
         self._pcpu: Pcpu | None = None
@@ -1068,13 +1041,13 @@ class UnicornVcpu(Pv64Context):
                 self._hook_addend = 0
                 return
             clock = self._virtual_clock
-            if clock is not None and (nr >= _NR_TABLE or _CLOCK_FREE[nr] == 0):
+            if clock is not None and (nr >= _NR_TABLE or self._clock_free[nr] == 0):
                 clock.wait_until(sf[19] if self._ns_per_insn_1 else self._guest_now())
             v = self.vcpu
             result = self._dispatch(self._hctx, nr, a1, a2, a3, a4, a5)
             if sf[14]:
                 sf[8] = result & _U64
-            if self._sched.softirq_pending or nr in _MMU_HYPERCALLS:
+            if self._sched.softirq_pending or nr in self._resync:
                 self._after_hypercall_slow(nr)
             else:
                 vi = v.vcpu_info_mv
@@ -1102,7 +1075,7 @@ class UnicornVcpu(Pv64Context):
         sched = self.engine.scheduler
         if sched.softirq_pending:
             sched.do_softirqs()
-        if nr in _MMU_HYPERCALLS:
+        if nr in self._resync:
             self._flush_pending_writes()
             self.sync_mmu()
         if self._stop_reason() is not None or self.domain.is_shutting_down:
@@ -1234,6 +1207,8 @@ class UnicornEngine(Engine):
         native: the loaded helper library, or None (Python callbacks).
         cal: the context offsets (:func:`calibration`).
         native_features: CPU features of the emulated CPU, for the CPUID policy.
+        effects: what to do around each hypercall (:class:`~xenpy.engine.effects.EffectTables`, from the
+            handlers' declared effects).
     """
 
     name = "unicorn"
@@ -1256,6 +1231,7 @@ class UnicornEngine(Engine):
         self.cal = calibration()
         self.native_features = _measure_native_features()
         self.dispatch: Callable[..., int] = hv.dispatcher.dispatch
+        self.effects = EffectTables.from_registry()
         self._contexts: dict[Vcpu, UnicornVcpu] = {}
         self._areas: dict[int, HypervisorArea] = {}
         self._phys_base = (hv.machine.nr_bytes + (2 << 20) - 1) & ~((2 << 20) - 1)
