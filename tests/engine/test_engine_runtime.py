@@ -160,7 +160,7 @@ def test_bounce_to_a_zero_handler_crashes_with_the_vector(guest):
     g.dom.unpause()
     ctx.load_state()
     tb = TrapBounce(0, TrapBounceFlags.TBF_EXCEPTION | TrapBounceFlags.TBF_EXCEPTION_ERRCODE, 0, 13)
-    assert ctx.deliver_bounce(tb) is False
+    assert ctx.create_bounce_frame(tb) is False
     assert g.dom.state is DomainState.CRASHED
     assert (
         g.dom.crash_reason

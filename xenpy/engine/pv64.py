@@ -55,7 +55,9 @@ from xenpy.abi.arch_x86 import (
     VGCF_syscall_disables_events,
 )
 from xenpy.abi.xen import VMASST_TYPE_architectural_iopl
+from xenpy.core import mm
 from xenpy.core.domain import Vcpu
+from xenpy.core.memory import PAGE_SHIFT
 from xenpy.core.pagetable import GuestFault, copy_from_guest, copy_to_guest
 from xenpy.engine.base import TrapBounce, TrapBounceFlags, VcpuContext
 from xenpy.hypercall.cpu import CpuPort
@@ -487,10 +489,6 @@ class Pv64Context(VcpuContext, CpuPort):
         )
         return True
 
-    def deliver_bounce(self, bounce: TrapBounce) -> bool:
-        """See :meth:`VcpuContext.deliver_bounce`."""
-        return self.create_bounce_frame(bounce)
-
     @staticmethod
     def _bounce_name(tb: TrapBounce) -> str:
         if tb.vector == -1:
@@ -761,13 +759,15 @@ class Pv64Context(VcpuContext, CpuPort):
         arch.ctrlreg[0] = (arch.ctrlreg[0] & ~X86_CR0_TS) | (X86_CR0_TS if ts else 0)
 
     def new_guest_cr3(self, cr3: int) -> int:
-        """Switch the kernel page table (MMUEXT_NEW_BASEPTR semantics); 0 or ``-errno``.
+        """``mov %reg, %cr3``: switch the kernel page table with MMUEXT_NEW_BASEPTR semantics; 0 or ``-errno``.
 
-        The base class only stores it; engines override to validate and load it.
+        :func:`xenpy.core.mm.new_guest_cr3` validates the new L4 and moves the root reference to it; on
+        success the vCPU's page table is loaded (:meth:`load_page_table`).
         """
-        self.vcpu.arch.ctrlreg[3] = cr3
-        self.load_page_table(self.vcpu.cr3)
-        return 0
+        rc = mm.new_guest_cr3(self.vcpu, cr3 >> PAGE_SHIFT)
+        if rc == 0:
+            self.load_page_table(self.vcpu.cr3)
+        return rc
 
     # ---------------------------------------------------------------- syscall, iret, events
 

@@ -68,7 +68,6 @@ from xenpy.abi.arch_x86 import FLAT_RING3_CS32, FLAT_RING3_CS64, FLAT_RING3_SS64
 from xenpy.abi.sched import SHUTDOWN_crash
 from xenpy.core.clock import NSEC_PER_SEC, VirtualClock
 from xenpy.core.memory import PAGE_SHIFT, PAGE_SIZE
-from xenpy.core.mm import note_pagetable_change
 from xenpy.engine import _native
 from xenpy.engine.base import GPR_NAMES, REGISTER_NAMES, Engine, ExitReason, RunResult
 from xenpy.engine.effects import EffectTables
@@ -709,15 +708,6 @@ class UnicornVcpu(Pv64Context):
             _lib.uc_reg_write(self._uch, ux.UC_X86_REG_CR0, ctypes.byref(self._reg1))
             self._loaded_ts = ts
 
-    def new_guest_cr3(self, cr3: int) -> int:
-        """``mov %reg, %cr3``: MMUEXT_NEW_BASEPTR semantics (validate, take the L4 reference, load)."""
-        from xenpy.core.mm import new_guest_cr3
-
-        rc = new_guest_cr3(self.vcpu, cr3 >> PAGE_SHIFT)
-        if rc == 0:
-            self.load_page_table(self.vcpu.cr3)
-        return rc
-
     # ---------------------------------------------------------------- state load / save
 
     def flush_tlb(self) -> None:
@@ -1285,10 +1275,6 @@ class UnicornEngine(Engine):
         finally:
             self.running = previous
         return min(result.elapsed_ns, budget_ns) if result.elapsed_ns else 0
-
-    def flush_tlb(self, domain: Domain) -> None:
-        """See :meth:`Engine.flush_tlb`: every context of ``domain`` flushes before it next runs."""
-        note_pagetable_change(domain)
 
     def release_domain(self, domain: Domain) -> None:
         """See :meth:`Engine.release_domain`."""
