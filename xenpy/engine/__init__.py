@@ -5,7 +5,9 @@
 * :mod:`xenpy.engine.pv64`: the PV64 CPU semantics every engine shares (bounce frames, iret, traps, events,
   NMIs, privileged-instruction emulation, cr3 loads, the CPUID policy), and the vCPU's CPU port;
 * :mod:`xenpy.engine.effects`: what an engine does around each hypercall, from the handlers' declared effects;
-* :mod:`xenpy.engine.unicorn_engine`: the Unicorn engine (:class:`~xenpy.engine.unicorn_engine.UnicornEngine`);
+* :mod:`xenpy.engine.unicorn_engine`: the Unicorn engine (:class:`~xenpy.engine.unicorn_engine.UnicornEngine`),
+  with :mod:`~xenpy.engine.unicorn_area` (the hypervisor area it maps into every guest) and
+  :mod:`~xenpy.engine.unicorn_lib` (its direct calls into Unicorn's library, hooks and calibration);
 * the hypercalls that need the CPU (iret, set_segment_base, set_gdt, fpu_taskswitch) are ordinary handlers
   (:mod:`xenpy.hypercall.handlers.cpu`) that reach the CPU through the vCPU context as their
   :class:`~xenpy.hypercall.cpu.CpuPort`;
