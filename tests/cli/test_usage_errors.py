@@ -15,6 +15,8 @@ from xenpy.cli.main import main
         (["run", "img", "--memory", "99999"], "argument --memory: must be between 4 and 4096", "xenpy run"),
         (["run", "img", "--timeout", "0"], "argument --timeout: must be positive", "xenpy run"),
         (["run", "img", "--vcpus", "x"], "argument --vcpus: not a number: 'x'", "xenpy run"),
+        (["run", "img", "--engine", "kvm"], "argument --engine: unknown engine 'kvm' (available: unicorn)",
+         "xenpy run"),
         (["run", "img", "--bogus"], "unrecognized arguments: --bogus", "xenpy"),
         (["inspect", "img", "--memory", "0"], "argument --memory: must be between 1 and 4096 MiB", "xenpy inspect"),
         (["inspect", "img", "--memory", "100000000"], "argument --memory: must be between 1 and 4096 MiB",

@@ -140,11 +140,13 @@ def test_registers_and_segment_bases(guest):
     ctx = g.engine.context(g.vcpu)
     ctx.write_registers({"r15": 0x1234_5678_9ABC_DEF0, "rbx": 7})
     assert ctx.read_registers(("r15", "rbx")) == {"r15": 0x1234_5678_9ABC_DEF0, "rbx": 7}
-    assert do_set_segment_base(ctx, 0, 0x7000_0000) == 0
-    assert do_set_segment_base(ctx, 2, 0x7100_0000) == 0
-    assert do_set_segment_base(ctx, 1, 0x7200_0000) == 0
-    assert do_set_segment_base(ctx, 0, 1 << 63) == -22
-    assert do_set_segment_base(ctx, 9, 0) == -22
+    hctx = g.hv.dispatcher.context(g.vcpu)
+    assert hctx.cpu is ctx
+    assert do_set_segment_base(hctx, 0, 0x7000_0000) == 0
+    assert do_set_segment_base(hctx, 2, 0x7100_0000) == 0
+    assert do_set_segment_base(hctx, 1, 0x7200_0000) == 0
+    assert do_set_segment_base(hctx, 0, 1 << 63) == -22
+    assert do_set_segment_base(hctx, 9, 0) == -22
     regs = ctx.read_registers(("fs_base", "gs_base", "shadow_gs_base"))
     assert regs == {"fs_base": 0x7000_0000, "gs_base": 0x7100_0000, "shadow_gs_base": 0x7200_0000}
     arch = g.vcpu.arch
@@ -158,7 +160,7 @@ def test_bounce_to_a_zero_handler_crashes_with_the_vector(guest):
     g.dom.unpause()
     ctx.load_state()
     tb = TrapBounce(0, TrapBounceFlags.TBF_EXCEPTION | TrapBounceFlags.TBF_EXCEPTION_ERRCODE, 0, 13)
-    assert ctx.deliver_bounce(tb) is False
+    assert ctx.create_bounce_frame(tb) is False
     assert g.dom.state is DomainState.CRASHED
     assert (
         g.dom.crash_reason
@@ -210,9 +212,10 @@ def test_set_gdt_maps_guest_frames_and_checks_descriptors(guest):
     g.hv.hypercall(g.vcpu, 14, gdt_va, (gdt_mfn << 12) | 0x21, 0)  # map it read-only (update_va_mapping)
     frames = g.dom.alloc_guest(8, 8)
     g.write_u64(frames, gdt_mfn)
-    assert do_set_gdt(ctx, frames, 7169) == -22
-    assert do_set_gdt(ctx, 0x1000, 16) == -14
-    assert do_set_gdt(ctx, frames, 16) == 0
+    hctx = g.hv.dispatcher.context(g.vcpu)
+    assert do_set_gdt(hctx, frames, 7169) == -22
+    assert g.hv.hypercall(g.vcpu, 2, 0x1000, 16) == -14
+    assert do_set_gdt(hctx, frames, 16) == 0
     assert machine.page_type(gdt_mfn) == PageType.seg_desc
     assert machine.read_u64((gdt_mfn << 12) + 8) == 0x00AF_FB00_0000_FFFF  # DPL 3
     assert g.vcpu.arch.gdt_ents == 16 and g.vcpu.arch.gdt_frames[0] == gdt_mfn
@@ -220,7 +223,7 @@ def test_set_gdt_maps_guest_frames_and_checks_descriptors(guest):
     assert ctx.area._q[2 * 512 + 0] >> 12 == gdt_mfn  # GDT page 0 of vCPU 0
     writable = g.dom.gva_to_mfn(g.dom.alloc_guest_page())
     g.write_u64(frames, writable)
-    assert do_set_gdt(ctx, frames, 16) == -22
+    assert g.hv.hypercall(g.vcpu, 2, frames, 16) == -22
     assert g.vcpu.arch.gdt_frames[0] == gdt_mfn
 
 

@@ -11,8 +11,10 @@ from pathlib import Path
 import guest_code as gc
 import pytest
 
+from xenpy.abi.x86 import PERDOMAIN_VIRT_START
 from xenpy.engine.pv64 import cpuid_policy, decode_privileged, instruction_length_of_syscall
-from xenpy.engine.unicorn_engine import PERDOMAIN_VIRT_START, HypervisorArea, calibration
+from xenpy.engine.unicorn_area import HypervisorArea
+from xenpy.engine.unicorn_lib import calibration
 from xenpy.hypercall.handlers.cpu import check_descriptor
 from xenpy.hypervisor import DomainConfig, Hypervisor
 

@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from toolstack.test_run import tiny_kernel
-from xenpy.engine import unicorn_engine
+from xenpy.engine import unicorn_lib
 from xenpy.engine.unicorn_engine import UnicornEngine
 from xenpy.hypervisor import Hypervisor
 from xenpy.toolstack.boot import boot_pv_image
@@ -19,12 +19,12 @@ from xenpy.toolstack.run import Outcome, run_domain
 
 
 def test_spinning_guest_times_out_with_host_clock_even_if_unicorn_timeout_is_lost(monkeypatch) -> None:
-    real_start = unicorn_engine._lib.uc_emu_start
+    real_start = unicorn_lib.lib.uc_emu_start
 
     def start_without_timeout(uch, begin, until, _timeout_us, count):  # a lost uc_emu_stop, every time
         return real_start(uch, begin, until, 0, count)
 
-    monkeypatch.setattr(unicorn_engine._lib, "uc_emu_start", start_without_timeout)
+    monkeypatch.setattr(unicorn_lib.lib, "uc_emu_start", start_without_timeout)
     hv = Hypervisor(clock="host", memory_mib=48)
     booted = boot_pv_image(hv, tiny_kernel(b"\xeb\xfe"), memory_mib=32)  # jmp .
     engine = UnicornEngine(hv)

@@ -57,6 +57,15 @@ class TrapInfoFlags(IntFlag):
     TI_IF = 4
 
 
+class SegBase(IntEnum):
+    """``HYPERVISOR_set_segment_base`` selectors (``xen-x86_64.h``)."""
+
+    SEGBASE_fs = 0
+    SEGBASE_gs_user = 1
+    SEGBASE_gs_kernel = 2
+    SEGBASE_gs_user_sel = 3
+
+
 # Not an enum: the PV64 hypervisor hole and machine-to-phys table (spec 6.9).
 HYPERVISOR_VIRT_START = 0xFFFF800000000000
 HYPERVISOR_VIRT_END = 0xFFFF880000000000
@@ -67,6 +76,7 @@ globals().update(FlatSelector.__members__)
 globals().update(FlatSelector32.__members__)
 globals().update(VGCF.__members__)
 globals().update(TrapInfoFlags.__members__)
+globals().update(SegBase.__members__)
 
 
 def define(w: Width, abi: dict) -> None:

@@ -40,5 +40,13 @@ PERDOMAIN_VIRT_START = 0xFFFF_8200_0000_0000
 #: ``FIRST_RESERVED_GDT_ENTRY``: a guest GDT has at most this many entries (14 pages); Xen's own descriptors
 #: follow.
 FIRST_RESERVED_GDT_ENTRY = 0x1C00
+#: Descriptors in one GDT page.
+GDT_ENTRIES_PER_PAGE = 512
+#: Bits of a segment descriptor's high word (Xen's ``_SEGMENT_TYPE``, ``_SEGMENT_S``, ``_SEGMENT_DPL``,
+#: ``_SEGMENT_P``).
+SEGMENT_TYPE = 0xF << 8
+SEGMENT_S = 1 << 12
+SEGMENT_DPL = 3 << 13
+SEGMENT_P = 1 << 15
 #: Interrupt vectors of the (virtual) IDT.
 X86_NR_VECTORS = 256

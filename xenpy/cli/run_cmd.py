@@ -15,7 +15,7 @@ from xenpy.abi.vcpu import RUNSTATE
 from xenpy.cli.errors import EXIT_DATAERR, CliError
 from xenpy.core.memory import OutOfMachineMemory
 from xenpy.core.profiles import PROFILES
-from xenpy.engine.unicorn_engine import UnicornEngine
+from xenpy.engine import DEFAULT_ENGINE, available_engines, create_engine
 from xenpy.hypervisor import Hypervisor
 from xenpy.loader import LoaderError
 from xenpy.toolstack.boot import boot_pv_image
@@ -44,6 +44,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                      help="simulated physical CPUs (default 1)")
     run.add_argument("--memory", type=_int_range(4, MAX_MEMORY_MIB), default=32, metavar="MiB",
                      help="guest memory in MiB (default 32)")
+    engines = available_engines()
+    run.add_argument("--engine", type=_engine_name, default=DEFAULT_ENGINE, metavar="NAME",
+                     help="the CPU engine that runs the guest's code: "
+                     + "; ".join(f"{name}: {what}" for name, what in engines.items())
+                     + f" (default {DEFAULT_ENGINE})")
     run.add_argument("--clock", choices=("virtual", "host"), default="virtual",
                      help="virtual: deterministic time advanced by executed instructions (default); "
                      "host: the host's monotonic clock")
@@ -70,6 +75,13 @@ def _int_range(low: int, high: int):  # type: ignore[no-untyped-def]
         return value
 
     return parse
+
+
+def _engine_name(text: str) -> str:
+    engines = available_engines()
+    if text not in engines:
+        raise argparse.ArgumentTypeError(f"unknown engine {text!r} (available: {', '.join(engines)})")
+    return text
 
 
 def _positive_float(text: str) -> float:
@@ -110,7 +122,7 @@ def _run(args: argparse.Namespace) -> int:
             except OSError as error:
                 raise CliError(f"--trace {args.trace}: {error.strerror}", EXIT_DATAERR) from None
             stack.callback(HypercallTracer(hv, trace_file).close)
-        UnicornEngine(hv)  # attaches itself to the scheduler
+        create_engine(args.engine, hv)  # attaches itself to the scheduler
         report = run_domain(hv, domain, timeout_s=args.timeout)
         booted.console.close()
         domain.console.flush()

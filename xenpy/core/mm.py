@@ -22,9 +22,9 @@ runs in ring 3). Entry flags Xen refuses for a domU: at L1 PWT, PCD, PAT and bit
 at L2-L4 also GLOBAL and PSE (no superpages). Linear page tables (a root mapping itself) are not supported and
 are refused like any other wrong-type reference.
 
-Every change to a page-table entry, and every flush a guest asks for, bumps ``Domain.mm_generation``: CPU
-engines cache translations and compare it before they run guest code again (see
-:meth:`xenpy.engine.base.Engine.flush_tlb`).
+Every change to a page-table entry, and every flush a guest asks for, bumps ``Domain.mm_generation``
+(:func:`note_pagetable_change`): CPU engines cache translations and compare the generation before they run
+guest code again, flushing what they cached when it moved.
 
 Errors are Xen's: -EINVAL for a bad flag, a frame that is not the domain's, a table of the wrong type or one
 that fails validation; -EBUSY (``could_not_pin``) for an L1 entry whose frame belongs to another domain or

@@ -15,6 +15,10 @@ The library calls Unicorn through function pointers handed over in the structure
 nothing. It is compiled with the system C compiler on first use and cached (keyed by a hash of the source) in
 ``$XDG_CACHE_HOME/xenpy`` (or ``~/.cache/xenpy``, or a temporary directory when neither is writable).
 :func:`load_native` returns None when no compiler is available; the engine then uses Python callbacks.
+
+The binding is :mod:`ctypes`, not cffi: installing xenpy needs no compiler step (the helpers are optional and
+built on first use), and the C library the engine calls is Unicorn's own, already loaded by its Python
+binding, whose functions ctypes reaches by address without another dependency.
 """
 
 from __future__ import annotations

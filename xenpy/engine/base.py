@@ -11,8 +11,11 @@ The interface is deliberately narrow:
 * :meth:`VcpuContext.run` runs the vCPU until it exits or its instruction budget is used, and reports why
   (:class:`RunResult`, :class:`ExitReason`);
 * :meth:`VcpuContext.read_registers` / :meth:`VcpuContext.write_registers` access the live registers;
-* :meth:`VcpuContext.deliver_bounce` delivers a bounce frame (an exception, an event upcall, an NMI) exactly as
-  Xen's ``create_bounce_frame`` does (spec 3.3).
+* :meth:`VcpuContext.save_state` writes them back to ``vcpu.arch``;
+* :meth:`Engine.release_domain` frees a destroyed domain's contexts.
+
+Cached translations follow ``Domain.mm_generation``: every page-table change bumps it
+(:func:`xenpy.core.mm.note_pagetable_change`), and a context compares it before guest code runs again.
 
 :meth:`Engine.run` has the signature of the scheduler's ``VcpuExecutor``: the scheduler hands an engine a vCPU
 and a budget of virtual time, and the engine returns the time it consumed.
@@ -141,15 +144,6 @@ class VcpuContext(ABC):
         """Set live registers (names of :data:`REGISTER_NAMES` except ``cr2``/``cr3``)."""
 
     @abstractmethod
-    def deliver_bounce(self, bounce: TrapBounce) -> bool:
-        """Build ``bounce``'s frame on the guest stack and enter the handler (spec 3.3).
-
-        Returns:
-            True if the guest will run the handler; False if the domain was crashed instead (a zero handler
-            address, or a frame that cannot be written).
-        """
-
-    @abstractmethod
     def save_state(self) -> None:
         """Write the live registers back to ``vcpu.arch`` (``user_regs``, segment bases, mode)."""
 
@@ -176,10 +170,6 @@ class Engine(ABC):
         This is the scheduler's ``VcpuExecutor`` protocol. Returns the time consumed (> 0 unless nothing could
         run).
         """
-
-    @abstractmethod
-    def flush_tlb(self, domain: Domain) -> None:
-        """Discard every cached translation of ``domain``'s vCPUs (after a page-table change)."""
 
     @abstractmethod
     def release_domain(self, domain: Domain) -> None:

@@ -43,6 +43,7 @@ from __future__ import annotations
 import struct
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from xenpy.abi.arch_x86 import (
     FLAT_KERNEL_CS,
@@ -54,9 +55,15 @@ from xenpy.abi.arch_x86 import (
     VGCF_syscall_disables_events,
 )
 from xenpy.abi.xen import VMASST_TYPE_architectural_iopl
+from xenpy.core import mm
 from xenpy.core.domain import Vcpu
+from xenpy.core.memory import PAGE_SHIFT
 from xenpy.core.pagetable import GuestFault, copy_from_guest, copy_to_guest
 from xenpy.engine.base import TrapBounce, TrapBounceFlags, VcpuContext
+from xenpy.hypercall.cpu import CpuPort
+
+if TYPE_CHECKING:
+    from xenpy.hypercall.context import HypercallContext
 
 TBF_EXCEPTION = int(TrapBounceFlags.TBF_EXCEPTION)
 TBF_EXCEPTION_ERRCODE = int(TrapBounceFlags.TBF_EXCEPTION_ERRCODE)
@@ -312,11 +319,13 @@ def decode_privileged(code: bytes) -> PrivilegedOp:
 # ------------------------------------------------------------------------------------------------ context
 
 
-class Pv64Context(VcpuContext):
-    """The PV64 behaviour of a vCPU, over engine primitives.
+class Pv64Context(VcpuContext, CpuPort):
+    """The PV64 behaviour of a vCPU, over engine primitives; also the vCPU's :class:`CpuPort`.
 
     Subclasses implement :meth:`read_registers`, :meth:`write_registers`, :meth:`load_page_table`,
-    :meth:`swap_gs_bases`, :meth:`guest_time_ns` and :meth:`native_features`.
+    :meth:`swap_gs_bases`, :meth:`guest_time_ns`, :meth:`native_features` and, for the CPU port,
+    :meth:`registers_written` and :meth:`request_stop`. :meth:`bind` makes the context the ``ctx.cpu`` of the
+    vCPU's hypercall context, so the CPU-bound hypercalls reach it.
 
     Attributes:
         vcpu: the vCPU.
@@ -330,6 +339,19 @@ class Pv64Context(VcpuContext):
         self.mce_old_mask = 0
         d = vcpu.domain
         self._cr2_offset = d.abi.vcpu_info.offset_of("arch.cr2")
+        self._bound: HypercallContext | None = None
+
+    def bind(self, hctx: HypercallContext) -> None:
+        """Serve the CPU-bound hypercalls of ``hctx`` (the vCPU's hypercall context): ``hctx.cpu = self``."""
+        hctx.cpu = self
+        self._bound = hctx
+
+    def unbind(self) -> None:
+        """Stop serving them (the context is being freed): ``ctx.cpu`` becomes None again."""
+        hctx = self._bound
+        if hctx is not None and hctx.cpu is self:
+            hctx.cpu = None
+        self._bound = None
 
     # ---------------------------------------------------------------- primitives
 
@@ -466,10 +488,6 @@ class Pv64Context(VcpuContext):
             }
         )
         return True
-
-    def deliver_bounce(self, bounce: TrapBounce) -> bool:
-        """See :meth:`VcpuContext.deliver_bounce`."""
-        return self.create_bounce_frame(bounce)
 
     @staticmethod
     def _bounce_name(tb: TrapBounce) -> str:
@@ -727,19 +745,29 @@ class Pv64Context(VcpuContext):
         self.set_fpu_taskswitch(False)
         return True
 
+    def load_selector(self, segment: str, selector: int) -> bool:
+        """See :meth:`CpuPort.load_selector` (a selector the engine refuses raises ``ValueError`` there)."""
+        try:
+            self.write_registers({segment: selector})
+        except ValueError:
+            return False
+        return True
+
     def set_fpu_taskswitch(self, ts: bool) -> None:
         """``do_fpu_taskswitch``: the guest's CR0.TS (kept in ``ctrlreg[0]``)."""
         arch = self.vcpu.arch
         arch.ctrlreg[0] = (arch.ctrlreg[0] & ~X86_CR0_TS) | (X86_CR0_TS if ts else 0)
 
     def new_guest_cr3(self, cr3: int) -> int:
-        """Switch the kernel page table (MMUEXT_NEW_BASEPTR semantics); 0 or ``-errno``.
+        """``mov %reg, %cr3``: switch the kernel page table with MMUEXT_NEW_BASEPTR semantics; 0 or ``-errno``.
 
-        The base class only stores it; engines override to validate and load it.
+        :func:`xenpy.core.mm.new_guest_cr3` validates the new L4 and moves the root reference to it; on
+        success the vCPU's page table is loaded (:meth:`load_page_table`).
         """
-        self.vcpu.arch.ctrlreg[3] = cr3
-        self.load_page_table(self.vcpu.cr3)
-        return 0
+        rc = mm.new_guest_cr3(self.vcpu, cr3 >> PAGE_SHIFT)
+        if rc == 0:
+            self.load_page_table(self.vcpu.cr3)
+        return rc
 
     # ---------------------------------------------------------------- syscall, iret, events
 

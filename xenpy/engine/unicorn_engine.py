@@ -45,6 +45,10 @@ With one pCPU the virtual clock follows the running vCPU (the hypervisor sees, a
 guest reached); with several pCPUs the clock stays at the scheduler step's start during a step (the scheduler's
 rule), so the steps should be short (:mod:`xenpy.engine.runner` bounds them to 10 us).
 
+Modules: this one holds the vCPU context (:class:`UnicornVcpu`) and the engine (:class:`UnicornEngine`);
+:mod:`xenpy.engine.unicorn_area` the hypervisor area and the CPU state a vCPU enters with;
+:mod:`xenpy.engine.unicorn_lib` the direct calls into Unicorn's library, the hook plumbing and the calibration.
+
 Known limits: 32-bit (compat) user code segments, LDTs, ``update_descriptor``, the read-only M2P at slot 256
 and cross-vCPU self-modifying code (each ``Uc`` has its own translation cache) are not supported.
 """
@@ -55,30 +59,64 @@ import ctypes
 import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from unicorn import UC_ARCH_X86, UC_MODE_64, UC_PROT_ALL, Uc, UcError
 from unicorn import x86_const as ux
 from unicorn.unicorn_const import UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_INSN, UC_HOOK_INSN_INVALID, UC_HOOK_INTR
-from unicorn.unicorn_py3.unicorn import uclib
 
 from xenpy.abi.arch_x86 import FLAT_RING3_CS32, FLAT_RING3_CS64, FLAT_RING3_SS64
-from xenpy.abi.generated.hypercalls import Hypercall
 from xenpy.abi.sched import SHUTDOWN_crash
+from xenpy.abi.x86 import PERDOMAIN_L4_SLOT, XEN_L4_SLOTS
 from xenpy.core.clock import NSEC_PER_SEC, VirtualClock
-from xenpy.core.memory import PAGE_SHIFT, PAGE_SIZE
-from xenpy.core.mm import note_pagetable_change
+from xenpy.core.memory import PAGE_SHIFT
 from xenpy.engine import _native
 from xenpy.engine.base import GPR_NAMES, REGISTER_NAMES, Engine, ExitReason, RunResult
+from xenpy.engine.effects import EffectTables
 from xenpy.engine.pv64 import (
+    MSR_EFER,
+    MSR_SHADOW_GS_BASE,
     X86_CR0_TS,
     X86_EFLAGS_IF,
     X86_EFLAGS_IOPL,
     Pv64Context,
     instruction_length_of_syscall,
 )
+from xenpy.engine.unicorn_area import (
+    CPU_CR0,
+    CPU_CR4,
+    CPU_EFER,
+    GDT_GUEST_PAGES,
+    GDT_LIMIT,
+    PAGE_STACK,
+    PAGE_TRAMPOLINE,
+    HypervisorArea,
+)
+from xenpy.engine.unicorn_lib import (
+    CODE_CB,
+    CPUID_CB,
+    IN_CB,
+    INTR_CB,
+    INVALID_CB,
+    NEVER,
+    OUT_CB,
+    PY_CB,
+    REG_IDS,
+    SYSCALL_CB,
+    UC_CTL_TLB_FLUSH,
+    UC_EMU_STOP_ADDR,
+    UC_READ_BATCH_ADDR,
+    UC_WRITE_BATCH_ADDR,
+    VOIDP,
+    EngineUnavailable,
+    RegBatch,
+    UcMsr,
+    calibration,
+    hook_add,
+    lib,
+    measure_native_features,
+)
+from xenpy.hypercall.registry import NR_HYPERCALLS
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Domain, Vcpu
@@ -86,396 +124,9 @@ if TYPE_CHECKING:
     from xenpy.hypervisor import Hypervisor
 
 _U64 = (1 << 64) - 1
-_PTE_P = 1
-_PTE_RW = 2
-_PTE_A = 0x20
-_PTE_D = 0x40
-_HV_PTE = _PTE_P | _PTE_RW | _PTE_A | _PTE_D
-
-#: Xen's per-domain area (``PERDOMAIN_VIRT_START``, L4 slot 260), where each vCPU's GDT is mapped.
-PERDOMAIN_VIRT_START = 0xFFFF_8200_0000_0000
-PERDOMAIN_L4_SLOT = 260
-_XEN_L4_SLOTS = range(256, 272)
-#: Pages of a vCPU's slot in the per-domain area: 14 guest GDT pages, Xen's GDT page, a zero page (the rest of
-#: the 16-page GDT), the trampoline, the trampoline's stack; rounded up to 32 pages.
-VCPU_AREA_PAGES = 32
-_GDT_GUEST_PAGES = 14
-_PAGE_XEN_GDT = 14
-_PAGE_ZERO = 15
-_PAGE_TRAMPOLINE = 16
-_PAGE_STACK = 17
-#: GDTR limit of a PV vCPU: 16 pages (``LAST_RESERVED_GDT_BYTE``).
-GDT_LIMIT = 16 * PAGE_SIZE - 1
-#: Xen's reserved GDT entries (index inside page 14, i.e. selector >> 3 minus 0x1c00).
-XEN_GDT_ENTRIES = {
-    0x1C01: 0x00AF_9B00_0000_FFFF,  # 0xe008 ring 0 code, 64-bit
-    0x1C02: 0x00CF_9300_0000_FFFF,  # 0xe010 ring 0 data
-    0x1C04: 0x00CF_FB00_0000_FFFF,  # 0xe023 ring 3 code, compatibility
-    0x1C05: 0x00CF_F300_0000_FFFF,  # 0xe02b ring 3 data
-    0x1C06: 0x00AF_FB00_0000_FFFF,  # 0xe033 ring 3 code, 64-bit
-    0x1C07: 0x00CF_9B00_0000_FFFF,  # 0xe038 ring 0 code, compatibility
-}
-_FIRST_RESERVED_GDT_ENTRY = 0x1C00
-
-# Control state of a PV vCPU as Xen runs it.
-_CR0 = 0x8005_0033  # PG AM WP NE ET MP PE
-_CR4 = (1 << 5) | (1 << 9) | (1 << 10)  # PAE OSFXSR OSXMMEXCPT
-_EFER = (1 << 0) | (1 << 8) | (1 << 10) | (1 << 11)  # SCE LME LMA NXE
-_MSR_EFER = 0xC000_0080
-_MSR_SHADOW_GS_BASE = 0xC000_0102
-_TRAMPOLINE_CODE = b"\x48\xcf"  # iretq
-#: An address emulation never reaches (non-canonical): the "until" of every emu_start.
-_NEVER = 0xDEAD_0000_0000_0000
-
-#: Hypercalls after which the engine re-syncs page tables, the TLB and the GDT.
-_MMU_HYPERCALLS = frozenset(
-    int(h)
-    for h in (
-        Hypercall.mmu_update,
-        Hypercall.set_gdt,
-        Hypercall.memory_op,
-        Hypercall.multicall,
-        Hypercall.update_va_mapping,
-        Hypercall.update_va_mapping_otherdomain,
-        Hypercall.grant_table_op,
-        Hypercall.vcpu_op,
-        Hypercall.mmuext_op,
-        Hypercall.fpu_taskswitch,
-    )
-)
-
-_NR_TABLE = 64
-#: Hypercalls whose handlers never read the clock: the hot path skips the clock update for them.
-_CLOCK_FREE = bytes(
-    1
-    if nr
-    in (
-        Hypercall.set_trap_table, Hypercall.mmu_update, Hypercall.set_gdt, Hypercall.stack_switch,
-        Hypercall.set_callbacks, Hypercall.fpu_taskswitch, Hypercall.memory_op, Hypercall.update_va_mapping,
-        Hypercall.xen_version, Hypercall.console_io, Hypercall.grant_table_op, Hypercall.vm_assist,
-        Hypercall.iret, Hypercall.set_segment_base, Hypercall.mmuext_op, Hypercall.nmi_op, Hypercall.callback_op,
-    )
-    else 0
-    for nr in range(_NR_TABLE)
-)  # fmt: skip
+_NR_TABLE = NR_HYPERCALLS
 _UNPACK_IN = struct.Struct(f"<{len(_native.SYSCALL_IN)}Q").unpack_from
-
-_REG_IDS: dict[str, int] = {
-    "rax": ux.UC_X86_REG_RAX, "rbx": ux.UC_X86_REG_RBX, "rcx": ux.UC_X86_REG_RCX, "rdx": ux.UC_X86_REG_RDX,
-    "rsi": ux.UC_X86_REG_RSI, "rdi": ux.UC_X86_REG_RDI, "rbp": ux.UC_X86_REG_RBP, "rsp": ux.UC_X86_REG_RSP,
-    "r8": ux.UC_X86_REG_R8, "r9": ux.UC_X86_REG_R9, "r10": ux.UC_X86_REG_R10, "r11": ux.UC_X86_REG_R11,
-    "r12": ux.UC_X86_REG_R12, "r13": ux.UC_X86_REG_R13, "r14": ux.UC_X86_REG_R14, "r15": ux.UC_X86_REG_R15,
-    "rip": ux.UC_X86_REG_RIP, "rflags": ux.UC_X86_REG_RFLAGS,
-    "cs": ux.UC_X86_REG_CS, "ss": ux.UC_X86_REG_SS, "ds": ux.UC_X86_REG_DS, "es": ux.UC_X86_REG_ES,
-    "fs": ux.UC_X86_REG_FS, "gs": ux.UC_X86_REG_GS,
-    "fs_base": ux.UC_X86_REG_FS_BASE, "gs_base": ux.UC_X86_REG_GS_BASE,
-    "cr0": ux.UC_X86_REG_CR0, "cr2": ux.UC_X86_REG_CR2, "cr3": ux.UC_X86_REG_CR3, "cr4": ux.UC_X86_REG_CR4,
-}  # fmt: skip
 _SEGMENT_NAMES = frozenset(("cs", "ss", "ds", "es", "fs", "gs"))
-
-# ------------------------------------------------------------------------------------------- raw library
-
-
-class _UcMsr(ctypes.Structure):
-    _fields_ = [("rid", ctypes.c_uint32), ("value", ctypes.c_uint64)]
-
-
-_VOIDP = ctypes.c_void_p
-_lib = ctypes.CDLL(uclib._name)
-_lib.uc_emu_start.argtypes = [_VOIDP, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_size_t]
-_lib.uc_emu_start.restype = ctypes.c_int
-_lib.uc_emu_stop.argtypes = [_VOIDP]
-_lib.uc_emu_stop.restype = ctypes.c_int
-_lib.uc_reg_read_batch.argtypes = [_VOIDP, _VOIDP, _VOIDP, ctypes.c_int]
-_lib.uc_reg_read_batch.restype = ctypes.c_int
-_lib.uc_reg_write_batch.argtypes = [_VOIDP, _VOIDP, _VOIDP, ctypes.c_int]
-_lib.uc_reg_write_batch.restype = ctypes.c_int
-_lib.uc_reg_read.argtypes = [_VOIDP, ctypes.c_int, _VOIDP]
-_lib.uc_reg_read.restype = ctypes.c_int
-_lib.uc_reg_write.argtypes = [_VOIDP, ctypes.c_int, _VOIDP]
-_lib.uc_reg_write.restype = ctypes.c_int
-_lib.uc_context_alloc.argtypes = [_VOIDP, ctypes.POINTER(_VOIDP)]
-_lib.uc_context_alloc.restype = ctypes.c_int
-_lib.uc_context_size.argtypes = [_VOIDP]
-_lib.uc_context_size.restype = ctypes.c_size_t
-_lib.uc_context_save.argtypes = [_VOIDP, _VOIDP]
-_lib.uc_context_save.restype = ctypes.c_int
-_lib.uc_context_restore.argtypes = [_VOIDP, _VOIDP]
-_lib.uc_context_restore.restype = ctypes.c_int
-_lib.uc_context_free.argtypes = [_VOIDP]
-_lib.uc_context_free.restype = ctypes.c_int
-_lib.uc_ctl.restype = ctypes.c_int
-_UC_EMU_STOP_ADDR: int = ctypes.cast(_lib.uc_emu_stop, _VOIDP).value or 0
-_UC_READ_BATCH_ADDR: int = ctypes.cast(_lib.uc_reg_read_batch, _VOIDP).value or 0
-_UC_WRITE_BATCH_ADDR: int = ctypes.cast(_lib.uc_reg_write_batch, _VOIDP).value or 0
-# uc_ctl(uc, UC_CTL_WRITE(UC_CTL_TLB_FLUSH, 0)): type 11, 0 arguments, write.
-_UC_CTL_TLB_FLUSH = 11 | (0 << 26) | (1 << 30)
-
-_INTR_CB = ctypes.CFUNCTYPE(None, _VOIDP, ctypes.c_uint32, _VOIDP)
-_INVALID_CB = ctypes.CFUNCTYPE(ctypes.c_bool, _VOIDP, _VOIDP)
-_IN_CB = ctypes.CFUNCTYPE(ctypes.c_uint32, _VOIDP, ctypes.c_uint32, ctypes.c_int, _VOIDP)
-_OUT_CB = ctypes.CFUNCTYPE(None, _VOIDP, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint32, _VOIDP)
-_CPUID_CB = ctypes.CFUNCTYPE(ctypes.c_int, _VOIDP, _VOIDP)
-_SYSCALL_CB = ctypes.CFUNCTYPE(None, _VOIDP, _VOIDP)
-_CODE_CB = ctypes.CFUNCTYPE(None, _VOIDP, ctypes.c_uint64, ctypes.c_uint32, _VOIDP)
-_PY_CB = ctypes.CFUNCTYPE(None)
-
-
-class EngineUnavailable(RuntimeError):  # noqa: N818 (names the condition)
-    """The Unicorn engine cannot run PV guests on this host (calibration failed)."""
-
-
-class _RegBatch:
-    """Pre-built arrays for one batch read/write of a fixed list of registers."""
-
-    __slots__ = ("ids", "n", "names", "ptrs", "vals")
-
-    def __init__(self, names: Sequence[str]) -> None:
-        self.names = tuple(names)
-        self.n = len(names)
-        self.ids = (ctypes.c_int * self.n)(*(_REG_IDS[name] for name in names))
-        self.vals = (ctypes.c_uint64 * self.n)()
-        base = ctypes.addressof(self.vals)
-        self.ptrs = (_VOIDP * self.n)(*(base + 8 * i for i in range(self.n)))
-
-
-def _hook_add(uch: ctypes.c_void_p, htype: int, fptr: int, user_data: int, *extra: int) -> None:
-    handle = ctypes.c_size_t()
-    args: list[Any] = [ctypes.c_uint64(1), ctypes.c_uint64(0)]
-    args += [ctypes.c_int(x) for x in extra]
-    status = uclib.uc_hook_add(uch, ctypes.byref(handle), htype, _VOIDP(fptr), _VOIDP(user_data), *args)
-    if status != 0:
-        raise UcError(status)
-
-
-# ------------------------------------------------------------------------------------------- calibration
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """Offsets inside Unicorn's saved CPU context (bytes from the context pointer).
-
-    Attributes:
-        old_exception: QEMU's ``env->old_exception`` (int32; -1 = none in flight).
-        error_code: ``env->error_code`` of the exception being raised (int32).
-        exception_is_int: ``env->exception_is_int`` (int32; 1 for ``int N``).
-        context_size: size of a saved context.
-    """
-
-    old_exception: int
-    error_code: int
-    exception_is_int: int
-    context_size: int
-
-
-_calibration: Calibration | None = None
-
-
-def calibration() -> Calibration:
-    """The context offsets for this Unicorn build, measured once per process on a scratch ``Uc``.
-
-    Raises:
-        EngineUnavailable: the offsets could not be identified unambiguously.
-    """
-    global _calibration
-    if _calibration is None:
-        _calibration = _calibrate()
-    return _calibration
-
-
-def _calibrate() -> Calibration:
-    nr_pages = 16
-    raw = np.zeros((nr_pages + 1) * PAGE_SIZE, dtype=np.uint8)
-    skip = (-raw.ctypes.data) % PAGE_SIZE
-    mem = raw[skip : skip + nr_pages * PAGE_SIZE]
-    mv = memoryview(mem).cast("Q")
-
-    def pte(page: int, flags: int) -> int:
-        return (page << PAGE_SHIFT) | flags
-
-    user = _HV_PTE | 4
-    # L4 page 1 -> L3 page 2 -> L2 page 3 -> L1 page 4: code at 0x400000 (page 8), read-only data at 0x401000
-    # (page 9). Hypervisor: L4[256] -> L3 page 5 -> L2 page 6 -> L1 page 7: GDT page 10 (entries 0x1c00..) at
-    # 0xffff800000000000 + 14 pages, trampoline page 11, stack page 12.
-    mv[1 * 512 + 0] = pte(2, user)
-    mv[2 * 512 + 0] = pte(3, user)
-    mv[3 * 512 + 2] = pte(4, user)
-    mv[4 * 512 + 0] = pte(8, _PTE_P | _PTE_RW | _PTE_A | 4)
-    mv[4 * 512 + 1] = pte(9, _PTE_P | _PTE_A | 4)
-    mv[1 * 512 + 256] = pte(5, _HV_PTE)
-    mv[5 * 512 + 0] = pte(6, _HV_PTE)
-    mv[6 * 512 + 0] = pte(7, _HV_PTE)
-    mv[7 * 512 + 14] = pte(10, _HV_PTE)
-    mv[7 * 512 + 16] = pte(11, _HV_PTE)
-    mv[7 * 512 + 17] = pte(12, _HV_PTE)
-    for index, desc in XEN_GDT_ENTRIES.items():
-        mv[10 * 512 + index - _FIRST_RESERVED_GDT_ENTRY] = desc
-    mem[11 * PAGE_SIZE : 11 * PAGE_SIZE + 2] = np.frombuffer(_TRAMPOLINE_CODE, np.uint8)
-    # Code: write to the read-only page (#PF, error 7), read a non-present page (#PF, error 4), int3.
-    code = bytes.fromhex("c70425 00104000 01000000 8b0425 00204000 cc 90 0f0b")
-    mem[8 * PAGE_SIZE : 8 * PAGE_SIZE + len(code)] = np.frombuffer(code, np.uint8)
-    hv_base = 0xFFFF_8000_0000_0000
-    uc = Uc(UC_ARCH_X86, UC_MODE_64)
-    uch = _VOIDP(uc._uch.value)
-    try:
-        uc.mem_map_ptr(0, nr_pages * PAGE_SIZE, UC_PROT_ALL, mem.ctypes.data)
-        uc.reg_write(ux.UC_X86_REG_CR3, 1 << PAGE_SHIFT)
-        uc.reg_write(ux.UC_X86_REG_CR4, _CR4)
-        uc.msr_write(_MSR_EFER, _EFER)
-        uc.reg_write(ux.UC_X86_REG_CR0, _CR0)
-        uc.reg_write(ux.UC_X86_REG_GDTR, (0, hv_base, GDT_LIMIT, 0))
-        size = int(_lib.uc_context_size(uch))
-        ctx = _VOIDP()
-        if _lib.uc_context_alloc(uch, ctypes.byref(ctx)):
-            raise EngineUnavailable("uc_context_alloc failed")
-        snaps: list[tuple[int, bytes]] = []
-
-        def on_intr(_uc: int, intno: int, _ud: int) -> None:
-            _lib.uc_context_save(uch, ctx)
-            snaps.append((intno, ctypes.string_at(ctx.value, size)))
-            _lib.uc_emu_stop(uch)
-
-        def on_invalid(_uc: int, _ud: int) -> bool:
-            _lib.uc_emu_stop(uch)
-            return True
-
-        cb_intr = _INTR_CB(on_intr)
-        cb_inv = _INVALID_CB(on_invalid)
-        _hook_add(uch, UC_HOOK_INTR, ctypes.cast(cb_intr, _VOIDP).value or 0, 0)
-        _hook_add(uch, UC_HOOK_INSN_INVALID, ctypes.cast(cb_inv, _VOIDP).value or 0, 0)
-        # Enter CPL3 through the trampoline, straight into the code (its first instruction faults).
-        frame = struct.pack("<5Q", 0x400000, FLAT_RING3_CS64, 0x202, 0x400800, FLAT_RING3_SS64)
-        mem[13 * PAGE_SIZE - 40 : 13 * PAGE_SIZE] = np.frombuffer(frame, np.uint8)
-        uc.reg_write(ux.UC_X86_REG_RSP, hv_base + 18 * PAGE_SIZE - 40)
-
-        def i32(snap: bytes, off: int) -> int:
-            return int(struct.unpack_from("<i", snap, off)[0])
-
-        # QEMU's CPUX86State has, in order: int error_code; int exception_is_int; target_ulong
-        # exception_next_eip; target_ulong dr[8]; four breakpoint pointers; int old_exception.
-        old_exception_delta = 4 + 4 + 8 + 8 * 8 + 4 * 8
-        rip = hv_base + 16 * PAGE_SIZE
-        results: list[tuple[int, bytes]] = []
-        error_code: int | None = None
-        for _ in range(3):
-            snaps.clear()
-            uc.emu_start(rip, _NEVER)
-            if len(snaps) != 1:
-                raise EngineUnavailable(f"calibration: expected one exception, got {len(snaps)}")
-            _lib.uc_context_save(uch, ctx)
-            after = ctypes.string_at(ctx.value, size)
-            vector, hooked = snaps[0]
-            results.append((vector, hooked))
-            if error_code is None:
-                # First fault: a write to a present read-only user page, error code 7 (P|W|U), not "int N",
-                # and the exception left in flight (a #PF, or the #DF it would turn the next one into).
-                cands = [
-                    off
-                    for off in range(0, size - old_exception_delta - 3, 4)
-                    if i32(hooked, off) == 7
-                    and i32(hooked, off + 4) == 0
-                    and i32(after, off + old_exception_delta) in (8, 14)
-                ]
-                if len(cands) != 1:
-                    raise EngineUnavailable(f"calibration: error_code candidates {cands}")
-                error_code = cands[0]
-            ctypes.memmove(ctx.value + error_code + old_exception_delta, struct.pack("<i", -1), 4)
-            _lib.uc_context_restore(uch, ctx)
-            # Resume after the faulting instruction: skip it (lengths 11 and 7), int3 already points past.
-            rip = uc.reg_read(ux.UC_X86_REG_RIP)
-            if vector == 14:
-                rip += 11 if rip == 0x400000 else 7
-        assert error_code is not None
-        vectors = [r[0] for r in results]
-        if vectors != [14, 14, 3]:
-            raise EngineUnavailable(f"calibration: exception sequence {vectors}, expected [14, 14, 3]")
-        if i32(results[1][1], error_code) != 4 or i32(results[2][1], error_code + 4) != 1:
-            raise EngineUnavailable("calibration: error_code / exception_is_int offsets do not verify")
-        old_exc_off = error_code + old_exception_delta
-        _lib.uc_context_free(ctx)
-        return Calibration(old_exc_off, error_code, error_code + 4, size)
-    finally:
-        # The callbacks must outlive every emu_start of the scratch Uc (freed when collected).
-        del uc
-
-
-# ------------------------------------------------------------------------------------------- hypervisor area
-
-
-class HypervisorArea:
-    """The pages of one domain's hypervisor area (L4 slot 260), in a buffer mapped after machine memory.
-
-    Layout of the buffer (pages): 0 the L3 of slot 260, 1 its L2, 2.. the L1 tables (16 vCPUs each), then Xen's
-    GDT page, a zero page, the trampoline page and the trampoline stack. vCPU ``i`` owns 32 pages of virtual
-    space at ``PERDOMAIN_VIRT_START + i * 128 KiB``: pages 0-13 the guest GDT frames, 14 Xen's GDT page, 15 the
-    zero page, 16 the trampoline, 17 the stack.
-
-    Args:
-        phys_base: physical address where engines map the buffer (above machine memory, 2 MiB aligned).
-        max_vcpus: vCPU slots of the domain.
-    """
-
-    def __init__(self, phys_base: int, max_vcpus: int) -> None:
-        self.phys_base = phys_base
-        self.nr_l1 = (max_vcpus * VCPU_AREA_PAGES + 511) // 512
-        if self.nr_l1 > 512:
-            raise ValueError("too many vCPUs for one per-domain L2")
-        first = 2 + self.nr_l1
-        self.page_xen_gdt = first
-        self.page_zero = first + 1
-        self.page_trampoline = first + 2
-        self.page_stack = first + 3
-        self.nr_pages = first + 4
-        self._raw = np.zeros((self.nr_pages + 1) * PAGE_SIZE, dtype=np.uint8)
-        skip = (-self._raw.ctypes.data) % PAGE_SIZE
-        self.buffer = self._raw[skip : skip + self.nr_pages * PAGE_SIZE]
-        self.buffer_address: int = self.buffer.ctypes.data
-        self.nr_bytes = self.nr_pages * PAGE_SIZE
-        self._q = memoryview(self.buffer).cast("Q")
-        q = self._q
-        q[0] = self._pte(1)  # L3[0] -> L2
-        for i in range(self.nr_l1):
-            q[512 + i] = self._pte(2 + i)  # L2[i] -> L1 i
-        for index, desc in XEN_GDT_ENTRIES.items():
-            q[self.page_xen_gdt * 512 + index - _FIRST_RESERVED_GDT_ENTRY] = desc
-        tramp = self.page_trampoline * PAGE_SIZE
-        self.buffer[tramp : tramp + len(_TRAMPOLINE_CODE)] = np.frombuffer(_TRAMPOLINE_CODE, np.uint8)
-        for vcpu_id in range(max_vcpus):
-            self._set(vcpu_id, _PAGE_XEN_GDT, self._pte(self.page_xen_gdt))
-            self._set(vcpu_id, _PAGE_ZERO, self._pte(self.page_zero))
-            self._set(vcpu_id, _PAGE_TRAMPOLINE, self._pte(self.page_trampoline))
-            self._set(vcpu_id, _PAGE_STACK, self._pte(self.page_stack))
-
-    def _pte(self, page: int) -> int:
-        return (self.phys_base + page * PAGE_SIZE) | _HV_PTE
-
-    def _set(self, vcpu_id: int, page: int, entry: int) -> None:
-        slot = vcpu_id * VCPU_AREA_PAGES + page
-        self._q[(2 + slot // 512) * 512 + slot % 512] = entry
-
-    @property
-    def l4_entry(self) -> int:
-        """The L4 entry of slot 260 (supervisor only)."""
-        return self._pte(0)
-
-    @staticmethod
-    def vcpu_va(vcpu_id: int, page: int = 0) -> int:
-        """Virtual address of page ``page`` of vCPU ``vcpu_id``'s slot."""
-        return PERDOMAIN_VIRT_START + (vcpu_id * VCPU_AREA_PAGES + page) * PAGE_SIZE
-
-    def map_gdt(self, vcpu_id: int, mfns: Sequence[int]) -> None:
-        """Map the guest GDT frames ``mfns`` (at most 14) as pages 0.. of the vCPU's GDT; the rest unmapped."""
-        for page in range(_GDT_GUEST_PAGES):
-            entry = (mfns[page] << PAGE_SHIFT) | _HV_PTE if page < len(mfns) else 0
-            self._set(vcpu_id, page, entry)
-
-    def stack_write(self, data: bytes) -> int:
-        """Write ``data`` at the top of the trampoline stack; returns its offset from the stack page."""
-        offset = PAGE_SIZE - len(data)
-        base = self.page_stack * PAGE_SIZE + offset
-        self.buffer[base : base + len(data)] = np.frombuffer(data, np.uint8)
-        return offset
-
 
 # ------------------------------------------------------------------------------------------- the vCPU
 
@@ -509,17 +160,17 @@ class UnicornVcpu(Pv64Context):
         self.area = engine.area(d)
         self.cal = engine.cal
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
-        self._uch = _VOIDP(self.uc._uch.value)
+        self._uch = VOIDP(self.uc._uch.value)
         machine = self.hv.machine
         self.uc.mem_map_ptr(0, machine.nr_bytes, UC_PROT_ALL, machine.buffer_address)
         self.uc.mem_map_ptr(self.area.phys_base, self.area.nr_bytes, UC_PROT_ALL, self.area.buffer_address)
         self.instructions_total = 0
         self.last_result: RunResult | None = None
-        self._batches: dict[tuple[str, ...], _RegBatch] = {}
-        self._msr = _UcMsr()
+        self._batches: dict[tuple[str, ...], RegBatch] = {}
+        self._msr = UcMsr()
         self._reg1 = ctypes.c_uint64()
-        self._ctx = _VOIDP()
-        if _lib.uc_context_alloc(self._uch, ctypes.byref(self._ctx)):
+        self._ctx = VOIDP()
+        if lib.uc_context_alloc(self._uch, ctypes.byref(self._ctx)):
             raise EngineUnavailable("uc_context_alloc failed")
         self._entered = False
         self._loaded_regs: dict[str, int] | None = None
@@ -549,7 +200,10 @@ class UnicornVcpu(Pv64Context):
         self._arch = vcpu.arch
         self._sched = engine.scheduler
         self._dispatch = engine.dispatch
+        self._clock_free = engine.effects.clock_free
+        self._resync = engine.effects.resync
         self._hctx = engine.hv.dispatcher.context(vcpu)
+        self.bind(self._hctx)
         self._pcpu: Pcpu | None = None
         self._entry_cs = FLAT_RING3_CS64
         self._count_bias = 0
@@ -560,83 +214,83 @@ class UnicornVcpu(Pv64Context):
 
     def _setup_cpu(self) -> None:
         uc = self.uc
-        uc.reg_write(ux.UC_X86_REG_CR4, _CR4)
-        uc.msr_write(_MSR_EFER, _EFER)
-        uc.reg_write(ux.UC_X86_REG_CR0, _CR0)
+        uc.reg_write(ux.UC_X86_REG_CR4, CPU_CR4)
+        uc.msr_write(MSR_EFER, CPU_EFER)
+        uc.reg_write(ux.UC_X86_REG_CR0, CPU_CR0)
         uc.reg_write(ux.UC_X86_REG_GDTR, (0, HypervisorArea.vcpu_va(self.vcpu.vcpu_id), GDT_LIMIT, 0))
 
     def _install_hooks(self) -> None:
         uch = self._uch
         native = self.engine.native
-        self._counter = _native.Counter(0, 0, 0, _UC_EMU_STOP_ADDR)
+        self._counter = _native.Counter(0, 0, 0, UC_EMU_STOP_ADDR)
         self._count_mv = memoryview(self._counter).cast("B").cast("Q")
         self._callbacks: list[Any] = []
         if self._deterministic:
             if native is not None:
-                _hook_add(uch, UC_HOOK_CODE, native.count_hook, ctypes.addressof(self._counter))
+                hook_add(uch, UC_HOOK_CODE, native.count_hook, ctypes.addressof(self._counter))
             else:
-                cb = _CODE_CB(self._py_count)
+                cb = CODE_CB(self._py_count)
                 self._callbacks.append(cb)
-                _hook_add(uch, UC_HOOK_CODE, ctypes.cast(cb, _VOIDP).value or 0, 0)
+                hook_add(uch, UC_HOOK_CODE, ctypes.cast(cb, VOIDP).value or 0, 0)
         elif native is not None:
             # Host clock: Unicorn's own timeout thread ends a slice, but its uc_emu_stop can be lost (a guest
             # spinning in one translation block then never returns). The counter, run per block with the
             # instruction budget as its limit, ends the slice from inside the emulation as a backstop; blocks
             # are slower to emulate than 1 ns each, so the timeout normally comes first.
-            _hook_add(uch, UC_HOOK_BLOCK, native.count_hook, ctypes.addressof(self._counter))
+            hook_add(uch, UC_HOOK_BLOCK, native.count_hook, ctypes.addressof(self._counter))
         frame = _native.SyscallFrame()
         for i, name in enumerate(_native.SYSCALL_IN):
-            frame.ids_in[i] = _REG_IDS[name]
+            frame.ids_in[i] = REG_IDS[name]
             frame.ptrs_in[i] = ctypes.addressof(frame) + _native.SyscallFrame.regs_in.offset + 8 * i
         for i, name in enumerate(_native.SYSCALL_OUT):
-            frame.ids_out[i] = _REG_IDS[name]
+            frame.ids_out[i] = REG_IDS[name]
             frame.ptrs_out[i] = ctypes.addressof(frame) + _native.SyscallFrame.regs_out.offset + 8 * i
-        frame.read_batch = _UC_READ_BATCH_ADDR
-        frame.write_batch = _UC_WRITE_BATCH_ADDR
+        frame.read_batch = UC_READ_BATCH_ADDR
+        frame.write_batch = UC_WRITE_BATCH_ADDR
         self._frame = frame
         self._sf = memoryview(frame).cast("B")[: 8 * _native.SF_WORDS].cast("Q")
         if self._virtual_clock is not None and self._ns_per_insn_1:
             frame.counter = ctypes.addressof(self._counter)
-        py_cb = _PY_CB(self._on_syscall)
+        py_cb = PY_CB(self._on_syscall)
         self._callbacks.append(py_cb)
-        frame.callback = ctypes.cast(py_cb, _VOIDP).value
+        frame.callback = ctypes.cast(py_cb, VOIDP).value
         if native is not None:
-            _hook_add(uch, UC_HOOK_INSN, native.syscall_hook, ctypes.addressof(frame), ux.UC_X86_INS_SYSCALL)
+            hook_add(uch, UC_HOOK_INSN, native.syscall_hook, ctypes.addressof(frame), ux.UC_X86_INS_SYSCALL)
         else:
-            cb = _SYSCALL_CB(self._py_syscall_shim)
+            cb = SYSCALL_CB(self._py_syscall_shim)
             self._callbacks.append(cb)
-            _hook_add(uch, UC_HOOK_INSN, ctypes.cast(cb, _VOIDP).value or 0, 0, ux.UC_X86_INS_SYSCALL)
+            hook_add(uch, UC_HOOK_INSN, ctypes.cast(cb, VOIDP).value or 0, 0, ux.UC_X86_INS_SYSCALL)
         for htype, cbtype, fn, extra in (
-            (UC_HOOK_INTR, _INTR_CB, self._on_intr, ()),
-            (UC_HOOK_INSN_INVALID, _INVALID_CB, self._on_invalid, ()),
-            (UC_HOOK_INSN, _IN_CB, self._on_in, (ux.UC_X86_INS_IN,)),
-            (UC_HOOK_INSN, _OUT_CB, self._on_out, (ux.UC_X86_INS_OUT,)),
-            (UC_HOOK_INSN, _CPUID_CB, self._on_cpuid, (ux.UC_X86_INS_CPUID,)),
-            (UC_HOOK_INSN, _CPUID_CB, self._on_rdtsc, (ux.UC_X86_INS_RDTSC,)),
-            (UC_HOOK_INSN, _CPUID_CB, self._on_rdtscp, (ux.UC_X86_INS_RDTSCP,)),
+            (UC_HOOK_INTR, INTR_CB, self._on_intr, ()),
+            (UC_HOOK_INSN_INVALID, INVALID_CB, self._on_invalid, ()),
+            (UC_HOOK_INSN, IN_CB, self._on_in, (ux.UC_X86_INS_IN,)),
+            (UC_HOOK_INSN, OUT_CB, self._on_out, (ux.UC_X86_INS_OUT,)),
+            (UC_HOOK_INSN, CPUID_CB, self._on_cpuid, (ux.UC_X86_INS_CPUID,)),
+            (UC_HOOK_INSN, CPUID_CB, self._on_rdtsc, (ux.UC_X86_INS_RDTSC,)),
+            (UC_HOOK_INSN, CPUID_CB, self._on_rdtscp, (ux.UC_X86_INS_RDTSCP,)),
         ):
             cb = cbtype(fn)
             self._callbacks.append(cb)
-            _hook_add(uch, htype, ctypes.cast(cb, _VOIDP).value or 0, 0, *extra)
+            hook_add(uch, htype, ctypes.cast(cb, VOIDP).value or 0, 0, *extra)
 
     # ---------------------------------------------------------------- registers
 
-    def _batch(self, names: Sequence[str]) -> _RegBatch:
+    def _batch(self, names: Sequence[str]) -> RegBatch:
         key = tuple(names)
         batch = self._batches.get(key)
         if batch is None:
-            batch = self._batches[key] = _RegBatch(key)
+            batch = self._batches[key] = RegBatch(key)
         return batch
 
     def _read_msr(self, msr: int) -> int:
         self._msr.rid = msr
-        _lib.uc_reg_read(self._uch, ux.UC_X86_REG_MSR, ctypes.byref(self._msr))
+        lib.uc_reg_read(self._uch, ux.UC_X86_REG_MSR, ctypes.byref(self._msr))
         return int(self._msr.value)
 
     def _write_msr(self, msr: int, value: int) -> None:
         self._msr.rid = msr
         self._msr.value = value & _U64
-        _lib.uc_reg_write(self._uch, ux.UC_X86_REG_MSR, ctypes.byref(self._msr))
+        lib.uc_reg_write(self._uch, ux.UC_X86_REG_MSR, ctypes.byref(self._msr))
 
     def read_registers(self, names: Sequence[str] = REGISTER_NAMES) -> dict[str, int]:
         """See :meth:`VcpuContext.read_registers`. Inside the syscall hook RIP reads as after the ``syscall``."""
@@ -644,14 +298,14 @@ class UnicornVcpu(Pv64Context):
         out: dict[str, int] = {}
         if plain:
             batch = self._batch(plain)
-            _lib.uc_reg_read_batch(self._uch, batch.ids, batch.ptrs, batch.n)
+            lib.uc_reg_read_batch(self._uch, batch.ids, batch.ptrs, batch.n)
             out = dict(zip(batch.names, batch.vals, strict=True))
             if "rip" in out and self._hook_addend:
                 out["rip"] = (out["rip"] + self._hook_addend) & _U64
             for seg in _SEGMENT_NAMES.intersection(out):
                 out[seg] &= 0xFFFF
         if len(plain) != len(names):
-            out["shadow_gs_base"] = self._read_msr(_MSR_SHADOW_GS_BASE)
+            out["shadow_gs_base"] = self._read_msr(MSR_SHADOW_GS_BASE)
         return out
 
     def write_registers(self, values: Mapping[str, int]) -> None:
@@ -662,7 +316,7 @@ class UnicornVcpu(Pv64Context):
         """
         items = {k: v for k, v in values.items() if k != "shadow_gs_base"}
         if "shadow_gs_base" in values:
-            self._write_msr(_MSR_SHADOW_GS_BASE, values["shadow_gs_base"])
+            self._write_msr(MSR_SHADOW_GS_BASE, values["shadow_gs_base"])
         if not items:
             return
         if "rip" in items and self._hook_addend:
@@ -670,7 +324,7 @@ class UnicornVcpu(Pv64Context):
         batch = self._batch(tuple(items))
         for i, value in enumerate(items.values()):
             batch.vals[i] = value & _U64
-        _lib.uc_reg_write_batch(self._uch, batch.ids, batch.ptrs, batch.n)
+        lib.uc_reg_write_batch(self._uch, batch.ids, batch.ptrs, batch.n)
 
     # ---------------------------------------------------------------- Pv64Context primitives
 
@@ -683,19 +337,19 @@ class UnicornVcpu(Pv64Context):
         table = machine.mv_u64
         base = mfn << 9
         l4e = self.area.l4_entry
-        for slot in _XEN_L4_SLOTS:
+        for slot in XEN_L4_SLOTS:
             table[base + slot] = l4e if slot == PERDOMAIN_L4_SLOT else 0
         self._reg1.value = mfn << PAGE_SHIFT
-        _lib.uc_reg_write(self._uch, ux.UC_X86_REG_CR3, ctypes.byref(self._reg1))
+        lib.uc_reg_write(self._uch, ux.UC_X86_REG_CR3, ctypes.byref(self._reg1))
         self._loaded_cr3 = cr3
         self._slen.clear()
 
     def swap_gs_bases(self) -> None:
         """``swapgs``."""
         gs = self.read_registers(("gs_base",))["gs_base"]
-        shadow = self._read_msr(_MSR_SHADOW_GS_BASE)
+        shadow = self._read_msr(MSR_SHADOW_GS_BASE)
         self.write_registers({"gs_base": shadow})
-        self._write_msr(_MSR_SHADOW_GS_BASE, gs)
+        self._write_msr(MSR_SHADOW_GS_BASE, gs)
 
     def guest_time_ns(self) -> int:
         """Deterministic: the run's start time plus the instructions executed so far; host: the host clock."""
@@ -731,24 +385,15 @@ class UnicornVcpu(Pv64Context):
     def _sync_cr0(self) -> None:
         ts = bool(self.vcpu.arch.ctrlreg[0] & X86_CR0_TS)
         if ts != self._loaded_ts:
-            self._reg1.value = _CR0 | (X86_CR0_TS if ts else 0)
-            _lib.uc_reg_write(self._uch, ux.UC_X86_REG_CR0, ctypes.byref(self._reg1))
+            self._reg1.value = CPU_CR0 | (X86_CR0_TS if ts else 0)
+            lib.uc_reg_write(self._uch, ux.UC_X86_REG_CR0, ctypes.byref(self._reg1))
             self._loaded_ts = ts
-
-    def new_guest_cr3(self, cr3: int) -> int:
-        """``mov %reg, %cr3``: MMUEXT_NEW_BASEPTR semantics (validate, take the L4 reference, load)."""
-        from xenpy.core.mm import new_guest_cr3
-
-        rc = new_guest_cr3(self.vcpu, cr3 >> PAGE_SHIFT)
-        if rc == 0:
-            self.load_page_table(self.vcpu.cr3)
-        return rc
 
     # ---------------------------------------------------------------- state load / save
 
     def flush_tlb(self) -> None:
         """Drop Unicorn's cached translations (``uc_ctl_flush_tlb``)."""
-        _lib.uc_ctl(self._uch, ctypes.c_int(_UC_CTL_TLB_FLUSH))
+        lib.uc_ctl(self._uch, ctypes.c_int(UC_CTL_TLB_FLUSH))
         self._slen.clear()
 
     def sync_mmu(self) -> None:
@@ -764,7 +409,7 @@ class UnicornVcpu(Pv64Context):
             self.load_page_table(cr3)
         gdt = (tuple(arch.gdt_frames), arch.gdt_ents)
         if gdt != self._loaded_gdt:
-            nr = min((arch.gdt_ents + 511) // 512, _GDT_GUEST_PAGES)
+            nr = min((arch.gdt_ents + 511) // 512, GDT_GUEST_PAGES)
             self.area.map_gdt(v.vcpu_id, arch.gdt_frames[:nr])
             self._loaded_gdt = gdt
             self.flush_tlb()
@@ -811,12 +456,12 @@ class UnicornVcpu(Pv64Context):
         regs = self.read_registers(("rip", "rsp", "rflags"))
         frame = struct.pack("<5Q", regs["rip"], self._entry_cs, regs["rflags"], regs["rsp"], FLAT_RING3_SS64)
         offset = area.stack_write(frame)
-        self.write_registers({"rsp": area.vcpu_va(vid, _PAGE_STACK) + offset})
+        self.write_registers({"rsp": area.vcpu_va(vid, PAGE_STACK) + offset})
         self._entered = True
         self._count_bias = 1
         self._sf[18] = 1
         self._counter.limit += 1
-        return area.vcpu_va(vid, _PAGE_TRAMPOLINE)
+        return area.vcpu_va(vid, PAGE_TRAMPOLINE)
 
     def save_state(self) -> None:
         """Write the live registers back to ``vcpu.arch`` (in place, so the context stays loaded)."""
@@ -923,7 +568,7 @@ class UnicornVcpu(Pv64Context):
         if not self._deterministic:
             left = self.engine.instructions_to_ns(max_instructions) - (time.monotonic_ns() - host_start)
             timeout_us = max(1, left // 1000)
-        status = _lib.uc_emu_start(self._uch, rip, _NEVER, timeout_us, 0)
+        status = lib.uc_emu_start(self._uch, rip, NEVER, timeout_us, 0)
         if self._hook_error is not None:
             exc = self._hook_error
             self.domain.crash(f"vCPU {v.vcpu_id}: hypervisor error while handling a guest exit: {exc!r}", exc)
@@ -955,11 +600,11 @@ class UnicornVcpu(Pv64Context):
     def _clear_exception_in_flight(self) -> None:
         """Reset QEMU's ``old_exception`` after a hooked exception (else the next fault becomes #DF)."""
         ctx = self._ctx
-        _lib.uc_context_save(self._uch, ctx)
+        lib.uc_context_save(self._uch, ctx)
         where = (ctx.value or 0) + self.cal.old_exception
         if ctypes.string_at(where, 4) != b"\xff\xff\xff\xff":
             ctypes.memmove(where, b"\xff\xff\xff\xff", 4)
-            _lib.uc_context_restore(self._uch, ctx)
+            lib.uc_context_restore(self._uch, ctx)
 
     def _domain_reason(self) -> ExitReason | None:
         d = self.domain
@@ -985,16 +630,22 @@ class UnicornVcpu(Pv64Context):
             return ExitReason.YIELDED
         return None
 
-    def _request_stop(self) -> None:
+    def request_stop(self) -> None:
+        """See :meth:`CpuPort.request_stop <xenpy.hypercall.cpu.CpuPort.request_stop>`: end the emulation."""
         self._counter.stopping = 1
-        _lib.uc_emu_stop(self._uch)
+        lib.uc_emu_stop(self._uch)
+
+    def registers_written(self) -> None:
+        """See :meth:`CpuPort.registers_written <xenpy.hypercall.cpu.CpuPort.registers_written>`: the syscall
+        shim writes nothing back."""
+        self._sf[_native.SF_NOUT] = 0
 
     def _hook_failed(self, exc: BaseException) -> None:
         self._hook_addend = 0
         if self._hook_error is None:
             self._hook_error = exc
         self._exit = _EXIT_ERROR
-        self._request_stop()
+        self.request_stop()
 
     # ---------------------------------------------------------------- hooks
 
@@ -1002,14 +653,14 @@ class UnicornVcpu(Pv64Context):
         counter = self._counter
         if counter.stopping or counter.count >= counter.limit:
             counter.stopping = 1
-            _lib.uc_emu_stop(self._uch)
+            lib.uc_emu_stop(self._uch)
             return
         counter.count += 1
 
     def _py_syscall_shim(self, _uc: int, _ud: int) -> None:
         """What ``xp_syscall_hook`` does, in Python (no C compiler)."""
         batch = self._batch(_native.SYSCALL_IN)
-        _lib.uc_reg_read_batch(self._uch, batch.ids, batch.ptrs, batch.n)
+        lib.uc_reg_read_batch(self._uch, batch.ids, batch.ptrs, batch.n)
         sf = self._sf
         for i in range(batch.n):
             sf[i] = batch.vals[i]
@@ -1026,7 +677,7 @@ class UnicornVcpu(Pv64Context):
             out = self._batch(_native.SYSCALL_OUT[:nout])
             for i in range(nout):
                 out.vals[i] = sf[8 + i]
-            _lib.uc_reg_write_batch(self._uch, out.ids, out.ptrs, out.n)
+            lib.uc_reg_write_batch(self._uch, out.ids, out.ptrs, out.n)
 
     def _syscall_length(self, rip: int) -> int:
         try:
@@ -1061,13 +712,13 @@ class UnicornVcpu(Pv64Context):
                 self._hook_addend = 0
                 return
             clock = self._virtual_clock
-            if clock is not None and (nr >= _NR_TABLE or _CLOCK_FREE[nr] == 0):
+            if clock is not None and (nr >= _NR_TABLE or self._clock_free[nr] == 0):
                 clock.wait_until(sf[19] if self._ns_per_insn_1 else self._guest_now())
             v = self.vcpu
             result = self._dispatch(self._hctx, nr, a1, a2, a3, a4, a5)
             if sf[14]:
                 sf[8] = result & _U64
-            if self._sched.softirq_pending or nr in _MMU_HYPERCALLS:
+            if self._sched.softirq_pending or nr in self._resync:
                 self._after_hypercall_slow(nr)
             else:
                 vi = v.vcpu_info_mv
@@ -1089,18 +740,18 @@ class UnicornVcpu(Pv64Context):
         self._flush_pending_writes()
         if not self.return_to_guest():
             self._exit = _EXIT_STOP
-            self._request_stop()
+            self.request_stop()
 
     def _after_hypercall_slow(self, nr: int) -> None:
         sched = self.engine.scheduler
         if sched.softirq_pending:
             sched.do_softirqs()
-        if nr in _MMU_HYPERCALLS:
+        if nr in self._resync:
             self._flush_pending_writes()
             self.sync_mmu()
         if self._stop_reason() is not None or self.domain.is_shutting_down:
             self._exit = _EXIT_STOP
-            self._request_stop()
+            self.request_stop()
             return
         if self.events_pending():
             self._deliver_in_hook()
@@ -1112,7 +763,7 @@ class UnicornVcpu(Pv64Context):
         self.write_registers({"rcx": next_rip, "r11": sf[7]})
         if not self.syscall_from_user(next_rip) or not self.return_to_guest():
             self._exit = _EXIT_STOP
-            self._request_stop()
+            self.request_stop()
 
     def _on_intr(self, _uc: int, intno: int, _ud: int) -> None:
         try:
@@ -1120,19 +771,19 @@ class UnicornVcpu(Pv64Context):
             if intno == 14:
                 cr2 = self.read_registers(("cr2",))["cr2"]
             ctx = self._ctx
-            _lib.uc_context_save(self._uch, ctx)
+            lib.uc_context_save(self._uch, ctx)
             raw = ctypes.string_at((ctx.value or 0) + self.cal.error_code, 8)
             error_code, is_int = struct.unpack("<iI", raw)
             self._exit = _EXIT_EXCEPTION
             self._exit_data = (intno, error_code & 0xFFFF_FFFF, cr2, bool(is_int))
-            self._request_stop()
+            self.request_stop()
         except BaseException as exc:
             self._hook_failed(exc)
 
     def _on_invalid(self, _uc: int, _ud: int) -> bool:
         try:
             self._exit = _EXIT_INVALID
-            self._request_stop()
+            self.request_stop()
         except BaseException as exc:
             self._hook_failed(exc)
         return True
@@ -1143,7 +794,7 @@ class UnicornVcpu(Pv64Context):
         live = self.read_registers(_IO_SAVED)
         self._exit = _EXIT_IO
         self._exit_data = tuple(live[n] for n in _IO_SAVED)
-        self._request_stop()
+        self.request_stop()
 
     def _on_in(self, _uc: int, _port: int, _size: int, _ud: int) -> int:
         try:
@@ -1182,34 +833,23 @@ class UnicornVcpu(Pv64Context):
         return 1
 
     def close(self) -> None:
-        """Free the Unicorn context buffer (the ``Uc`` itself is freed when collected)."""
+        """Free the Unicorn context buffer (the ``Uc`` itself is freed when collected); no longer serve the
+        vCPU's CPU-bound hypercalls."""
+        self.unbind()
         if self._ctx.value:
-            _lib.uc_context_free(self._ctx)
-            self._ctx = _VOIDP()
+            lib.uc_context_free(self._ctx)
+            self._ctx = VOIDP()
 
 
 # ------------------------------------------------------------------------------------------- the engine
 
 
-def _measure_native_features() -> tuple[int, int, int, int]:
-    """Leaf 1 ECX/EDX and leaf 0x80000001 ECX/EDX of Unicorn's emulated CPU (native ``cpuid``)."""
-    uc = Uc(UC_ARCH_X86, UC_MODE_64)
-    uc.mem_map(0x1000, 0x1000)
-    uc.mem_write(0x1000, b"\x0f\xa2")
-    out = []
-    for leaf in (1, 0x8000_0001):
-        uc.reg_write(ux.UC_X86_REG_RAX, leaf)
-        uc.reg_write(ux.UC_X86_REG_RCX, 0)
-        uc.emu_start(0x1000, 0x1002)
-        out.append((uc.reg_read(ux.UC_X86_REG_RCX), uc.reg_read(ux.UC_X86_REG_RDX)))
-    return out[0][0], out[0][1], out[1][0], out[1][1]
-
-
 class UnicornEngine(Engine):
     """The Unicorn CPU engine of one hypervisor.
 
-    Creating it attaches it: it becomes the scheduler's executor and installs the CPU-dependent hypercalls
-    (iret, set_segment_base, set_gdt, fpu_taskswitch) in the hypervisor's dispatcher.
+    Creating it attaches it: it becomes the scheduler's executor. Each vCPU context it creates is the CPU port
+    (``ctx.cpu``) of that vCPU's hypercall context, through which the CPU-bound hypercalls (iret,
+    set_segment_base, set_gdt, fpu_taskswitch) act on the CPU.
 
     Args:
         hv: the hypervisor.
@@ -1224,6 +864,8 @@ class UnicornEngine(Engine):
         native: the loaded helper library, or None (Python callbacks).
         cal: the context offsets (:func:`calibration`).
         native_features: CPU features of the emulated CPU, for the CPUID policy.
+        effects: what to do around each hypercall (:class:`~xenpy.engine.effects.EffectTables`, from the
+            handlers' declared effects).
     """
 
     name = "unicorn"
@@ -1236,8 +878,6 @@ class UnicornEngine(Engine):
         instructions_per_second: int = NSEC_PER_SEC,
         native: bool = True,
     ) -> None:
-        from xenpy.hypercall.handlers import cpu as cpu_hypercalls
-
         if instructions_per_second <= 0:
             raise ValueError("instructions_per_second must be positive")
         self.hv = hv
@@ -1246,14 +886,14 @@ class UnicornEngine(Engine):
         self.instructions_per_second = instructions_per_second
         self.native = _native.load_native() if native else None
         self.cal = calibration()
-        self.native_features = _measure_native_features()
+        self.native_features = measure_native_features()
         self.dispatch: Callable[..., int] = hv.dispatcher.dispatch
+        self.effects = EffectTables.from_registry()
         self._contexts: dict[Vcpu, UnicornVcpu] = {}
         self._areas: dict[int, HypervisorArea] = {}
         self._phys_base = (hv.machine.nr_bytes + (2 << 20) - 1) & ~((2 << 20) - 1)
         self.running: UnicornVcpu | None = None
         hv.scheduler.executor = self
-        cpu_hypercalls.install(self)
 
     # ---------------------------------------------------------------- time
 
@@ -1291,10 +931,6 @@ class UnicornEngine(Engine):
             ctx = self._contexts[vcpu] = UnicornVcpu(self, vcpu)
         return ctx
 
-    def context_of(self, vcpu: Vcpu) -> UnicornVcpu:
-        """The context of ``vcpu`` for a CPU-dependent hypercall (it exists: the vCPU is running)."""
-        return self._contexts[vcpu]
-
     def run(self, pcpu: Pcpu, vcpu: Vcpu, start_ns: int, budget_ns: int) -> int:
         """See :meth:`Engine.run` (the scheduler's ``VcpuExecutor``)."""
         ctx = self.context(vcpu)
@@ -1306,10 +942,6 @@ class UnicornEngine(Engine):
         finally:
             self.running = previous
         return min(result.elapsed_ns, budget_ns) if result.elapsed_ns else 0
-
-    def flush_tlb(self, domain: Domain) -> None:
-        """See :meth:`Engine.flush_tlb`: every context of ``domain`` flushes before it next runs."""
-        note_pagetable_change(domain)
 
     def release_domain(self, domain: Domain) -> None:
         """See :meth:`Engine.release_domain`."""

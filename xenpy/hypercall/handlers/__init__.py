@@ -18,6 +18,7 @@ from types import MappingProxyType
 from xenpy.abi.generated.hypercalls import HYPERCALLS, Hypercall
 from xenpy.hypercall.handlers import callback_op as callback_op
 from xenpy.hypercall.handlers import console_io as console_io
+from xenpy.hypercall.handlers import cpu as cpu
 from xenpy.hypercall.handlers import event_channel_op as event_channel_op
 from xenpy.hypercall.handlers import grant_table_op as grant_table_op
 from xenpy.hypercall.handlers import memory_op as memory_op
@@ -39,15 +40,11 @@ from xenpy.hypercall.registry import registered_handlers
 #: Hypercalls Xen dispatches that xenpy does not implement yet (they return -ENOSYS), with the reason.
 NOT_IMPLEMENTED: Mapping[int, str] = MappingProxyType(
     {
-        Hypercall.set_gdt: "needs the CPU: provided by the CPU engine (xenpy.hypercall.handlers.cpu)",
-        Hypercall.fpu_taskswitch: "needs the CPU: provided by the CPU engine (xenpy.hypercall.handlers.cpu)",
         Hypercall.platform_op: "platform control for the hardware domain (a domU gets -EPERM from Xen)",
         Hypercall.set_debugreg: "debug registers need the CPU engine",
         Hypercall.get_debugreg: "debug registers need the CPU engine",
         Hypercall.update_descriptor: "GDT/LDT descriptor writes need descriptor validation",
         Hypercall.physdev_op_compat: "physical devices and IRQs (xenpy has no devices)",
-        Hypercall.iret: "needs the CPU: provided by the CPU engine (xenpy.hypercall.handlers.cpu)",
-        Hypercall.set_segment_base: "needs the CPU: provided by the CPU engine (xenpy.hypercall.handlers.cpu)",
         Hypercall.xsm_op: "XSM/FLASK operations (a Xen without FLASK returns -ENOSYS too)",
         Hypercall.physdev_op: "physical devices and IRQs (xenpy has no devices)",
         Hypercall.hvm_op: "HVM operations and parameters",
@@ -94,6 +91,7 @@ __all__ = [
     "NOT_IMPLEMENTED",
     "callback_op",
     "console_io",
+    "cpu",
     "event_channel_op",
     "grant_table_op",
     "handled_hypercalls",
