@@ -134,6 +134,42 @@ def test_fast_codec_is_cached() -> None:
     assert fast_codec(struct) is fast_codec(struct)
 
 
+@pytest.mark.parametrize("arch", ARCHES)
+@pytest.mark.parametrize(
+    "view", [{"arg1": "mfn", "arg2": "src_mfn"}, {"arg1": "linear_addr", "arg2": "nr_ents"}], ids=str
+)
+def test_fast_codec_views_a_union_through_one_member(arch: str, view: dict[str, str]) -> None:
+    """With ``view``, a union is read as the member it names: the values construct parses for that member, the
+    union's bytes the member does not cover skipped (packed as zeros); the view is cached like the plain codec."""
+    struct = STRUCTS[arch]["mmuext_op"]
+    codec = fast_codec(struct, view=view)
+    assert codec is fast_codec(struct, view=dict(view))
+    assert codec is not fast_codec(struct)
+    assert codec.size == struct.sizeof()
+    assert codec.names == ("cmd", *(f"{union}.{member}" for union, member in view.items()))
+    for image in _random_images(struct, f"view-{arch}-{sorted(view.items())}"):
+        values = codec.unpack(image)
+        parsed = struct.parse(image)
+        assert values == (parsed.cmd, *(parsed[union][member] for union, member in view.items()))
+        packed = codec.pack(*values)
+        assert codec.unpack(packed) == values
+        for union, member in view.items():
+            start = struct.offset_of(union)
+            size = struct.type_of(f"{union}.{member}").size
+            union_size = struct.type_of(union).size
+            assert packed[start : start + size] == image[start : start + size]
+            assert packed[start + size : start + union_size] == bytes(union_size - size)
+
+
+def test_fast_codec_view_must_name_a_union_member() -> None:
+    """A view of a member that is no union, or of a member the union does not have, is refused."""
+    struct = STRUCTS["x86_64"]["mmuext_op"]
+    with pytest.raises(ValueError, match="no union"):
+        fast_codec(struct, view={"cmd": "mfn"})
+    with pytest.raises(ValueError, match="no member"):
+        fast_codec(struct, view={"arg1": "nr_ents"})
+
+
 # --- property tests with random member values --------------------------------------------------------------
 
 _RANGES = {

@@ -201,3 +201,71 @@ def test_multicall_and_stack_switch(env):
     results = [struct.unpack_from("<q", dom.read_guest(calls + 64 * i + 8, 8))[0] for i in range(3)]
     assert results == [(4 << 16) | 23, 0, EINVAL]
     assert (v.arch.kernel_ss, v.arch.kernel_sp) == (0xE02B, 0xFFFF_FFFF_8000_9000)
+
+
+def _hole_after(hv, dom, v):
+    """A mapped page followed by an unmapped one: returns the mapped page's address (the hole is + 4096)."""
+    edge, hole = dom.alloc_guest_page(), dom.alloc_guest_page()
+    assert hole == edge + 4096
+    assert call(hv, v, Hypercall.update_va_mapping, hole, 0, 0) == 0
+    return edge
+
+
+def test_pdone_that_cannot_be_written_is_ignored(env):
+    """mmu_update and mmuext_op do their work and return 0 when ``*pdone`` cannot be written (Xen ignores
+    that copy); a ``pdone`` straddling into an unmapped page keeps the bytes before the fault."""
+    hv, dom, v = env
+    edge = _hole_after(hv, dom, v)
+    va = dom.alloc_guest_page()
+    target = dom.memory.mfn_of(7)
+    reqs = dom.alloc_guest(16, 16)
+    dom.write_guest(reqs, struct.pack("<QQ", l1_entry_maddr(dom, va), (target << 12) | P | RW))
+    dom.write_guest(edge + 4094, b"\xff\xff")
+    assert call(hv, v, Hypercall.mmu_update, reqs, 1, edge + 4094, DOMID_SELF) == 0
+    assert dom.gva_to_mfn(va) == target
+    assert dom.read_guest(edge + 4094, 2) == b"\x01\x00"
+    ops = dom.alloc_guest(24, 8)
+    dom.write_guest(ops, struct.pack("<I4xQQ", MmuextCmd.MMUEXT_TLB_FLUSH_LOCAL, 0, 0))
+    assert call(hv, v, Hypercall.mmuext_op, ops, 1, edge + 4096, DOMID_SELF) == 0
+
+
+def test_mmuext_set_ldt_and_multi_flush_read_their_union_members(env):
+    """SET_LDT reads ``arg2.nr_ents`` (the unsigned int, not the bytes above it) and ``arg1.linear_addr``; a
+    multi-vCPU flush reads the bitmap at ``arg2.vcpumask`` (-EINVAL when it cannot be read)."""
+    hv, dom, v = env
+    edge = _hole_after(hv, dom, v)
+    ops = dom.alloc_guest(24, 8)
+
+    def mmuext(cmd, arg1=0, arg2=0):
+        dom.write_guest(ops, struct.pack("<I4xQQ", cmd, arg1, arg2))
+        return call(hv, v, Hypercall.mmuext_op, ops, 1, 0, DOMID_SELF)
+
+    assert mmuext(MmuextCmd.MMUEXT_SET_LDT, 0x10000, (7 << 32) | 5) == 0
+    assert (v.arch.ldt_base, v.arch.ldt_ents) == (0x10000, 5)
+    assert mmuext(MmuextCmd.MMUEXT_SET_LDT, 0x10000, 8193) == EINVAL
+    assert mmuext(MmuextCmd.MMUEXT_SET_LDT, 0x10001, 0) == 0  # no entries: the base is ignored
+    assert (v.arch.ldt_base, v.arch.ldt_ents) == (0, 0)
+    assert mmuext(MmuextCmd.MMUEXT_TLB_FLUSH_MULTI, 0, edge) == 0
+    assert mmuext(MmuextCmd.MMUEXT_INVLPG_MULTI, 0, edge + 4096) == EINVAL
+
+
+def test_grant_get_version_and_unwritable_frame_list(env):
+    """get_version writes version 1 and keeps ``pad``; -ESRCH for an unknown domain. A frame list running
+    into an unmapped page gives GNTST_bad_virt_addr, the frame numbers before the fault written."""
+    hv, dom, v = env
+    other = hv.create_domain(DomainConfig(memory_mib=1))
+    version = dom.alloc_guest(8, 8)
+    dom.write_guest(version, struct.pack("<HHI", DOMID_SELF, 0xABCD, 9))
+    assert call(hv, v, Hypercall.grant_table_op, GnttabOp.GNTTABOP_get_version, version, 1) == 0
+    assert struct.unpack("<HHI", dom.read_guest(version, 8)) == (DOMID_SELF, 0xABCD, 1)
+    dom.write_guest(version, struct.pack("<HHI", 0x7000, 0, 0))
+    assert call(hv, v, Hypercall.grant_table_op, GnttabOp.GNTTABOP_get_version, version, 1) == ESRCH
+    dom.write_guest(version, struct.pack("<HHI", other.domid, 0, 0))
+    assert call(hv, v, Hypercall.grant_table_op, GnttabOp.GNTTABOP_get_version, version, 1) == EPERM
+    edge = _hole_after(hv, dom, v)
+    setup = dom.alloc_guest(24, 8)
+    dom.write_guest(setup, struct.pack("<HxxIh6xQ", DOMID_SELF, 3, 0, edge + 4096 - 12))
+    assert call(hv, v, Hypercall.grant_table_op, GnttabOp.GNTTABOP_setup_table, setup, 1) == 0
+    assert struct.unpack_from("<h", dom.read_guest(setup + 8, 2))[0] == -5  # GNTST_bad_virt_addr
+    first, second_low = struct.unpack("<QI", dom.read_guest(edge + 4096 - 12, 12))
+    assert (first, second_low) == (dom.grant_frames[0], dom.grant_frames[1] & 0xFFFF_FFFF)

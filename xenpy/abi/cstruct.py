@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import construct as cs
@@ -343,13 +343,22 @@ def _array_name(array: CArray) -> str:
 class FastCodec:
     """A ``struct.Struct`` view of a :class:`CStruct`, derived from its layout, for hot paths.
 
-    Leaves are the scalar members (arrays of scalars flatten to ``name[i]``); char arrays and unions are raw
-    ``bytes``; padding is skipped. ``unpack`` returns a tuple in ``names`` order; ``pack`` takes the same.
+    Leaves are the scalar members (arrays of scalars flatten to ``name[i]``); char arrays are raw ``bytes``;
+    padding is skipped. A union is raw ``bytes`` too, unless ``view`` names the member to read it as: ``view``
+    maps the union's member path to one of its members (``{"arg1": "mfn"}``), whose leaves then stand for the
+    union (``arg1.mfn``); the union's bytes the member does not cover are skipped. ``unpack`` returns a tuple in
+    ``names`` order; ``pack`` takes the same.
+
+    Raises:
+        ValueError: a ``view`` path that is not a union of ``composite``, or a member the union does not have.
     """
 
-    def __init__(self, composite: CStruct) -> None:
+    def __init__(self, composite: CStruct, view: Mapping[str, str] | None = None) -> None:
         leaves: list[tuple[int, str, str]] = []
-        _leaves(composite, "", 0, leaves)
+        view = dict(view or {})
+        _leaves(composite, "", 0, leaves, view)
+        if view:
+            raise ValueError(f"{composite.c_name} has no union {sorted(view)} to view")
         fmt = ["<"]
         names: list[str] = []
         position = 0
@@ -372,31 +381,47 @@ class FastCodec:
         self.pack_into = self.struct.pack_into
 
 
-def _leaves(composite: CStruct | CUnion, prefix: str, base: int, out: list[tuple[int, str, str]]) -> None:
+def _leaves(
+    composite: CStruct | CUnion, prefix: str, base: int, out: list[tuple[int, str, str]], view: dict[str, str]
+) -> None:
     for field in composite.c_members:
-        _leaf(field.c_type, prefix + field.name, base + field.offset, out)
+        _leaf(field.c_type, prefix + field.name, base + field.offset, out, view)
 
 
-def _leaf(c_type: CType, name: str, offset: int, out: list[tuple[int, str, str]]) -> None:
+def _leaf(c_type: CType, name: str, offset: int, out: list[tuple[int, str, str]], view: dict[str, str]) -> None:
     if isinstance(c_type, CPrim):
         out.append((offset, "b" if c_type.fmt == "c" else c_type.fmt, name))
     elif isinstance(c_type, CStruct):
-        _leaves(c_type, name + ".", offset, out)
+        _leaves(c_type, name + ".", offset, out, view)
     elif isinstance(c_type, CUnion):
-        out.append((offset, f"{c_type.size}s", name))
+        if name in view:
+            try:
+                member = c_type.member(view.pop(name))
+            except KeyError as error:
+                raise ValueError(str(error)) from None
+            _leaf(member.c_type, f"{name}.{member.name}", offset + member.offset, out, view)
+        else:
+            out.append((offset, f"{c_type.size}s", name))
     elif _is_byte_string(c_type):
         out.append((offset, f"{c_type.size}s", name))
     else:
         for index in range(c_type.count):
-            _leaf(c_type.element, f"{name}[{index}]", offset + index * c_type.element.size, out)
+            _leaf(c_type.element, f"{name}[{index}]", offset + index * c_type.element.size, out, view)
 
 
 _codecs: dict[int, FastCodec] = {}
+_viewed_codecs: dict[tuple[int, frozenset[tuple[str, str]]], FastCodec] = {}
 
 
-def fast_codec(composite: CStruct) -> FastCodec:
-    """The (cached) :class:`FastCodec` of ``composite``."""
-    codec = _codecs.get(id(composite))
+def fast_codec(composite: CStruct, view: Mapping[str, str] | None = None) -> FastCodec:
+    """The (cached) :class:`FastCodec` of ``composite``, its unions read through the members ``view`` names."""
+    if not view:
+        codec = _codecs.get(id(composite))
+        if codec is None:
+            codec = _codecs[id(composite)] = FastCodec(composite)
+        return codec
+    key = (id(composite), frozenset(view.items()))
+    codec = _viewed_codecs.get(key)
     if codec is None:
-        codec = _codecs[id(composite)] = FastCodec(composite)
+        codec = _viewed_codecs[key] = FastCodec(composite, view)
     return codec

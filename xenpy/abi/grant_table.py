@@ -1,4 +1,5 @@
-"""``public/grant_table.h``: ``GNTTABOP_setup_table`` argument.
+"""``public/grant_table.h``: the ``GNTTABOP_setup_table``, ``GNTTABOP_query_size`` and ``GNTTABOP_get_version``
+arguments.
 
 The ``GNTTABOP_*`` command values come from the generated hypercall table and are re-exported here.
 """
@@ -17,4 +18,17 @@ def define(w: Width, abi: dict) -> None:
         ("nr_frames", w.uint32_t),
         ("status", w.int16_t),
         ("frame_list", w.handle("xen_pfn_t")),
+    )
+    abi["gnttab_query_size"] = CStruct(
+        "gnttab_query_size",
+        ("dom", w.domid_t),
+        ("nr_frames", w.uint32_t),
+        ("max_nr_frames", w.uint32_t),
+        ("status", w.int16_t),
+    )
+    abi["gnttab_get_version"] = CStruct(
+        "gnttab_get_version",
+        ("dom", w.domid_t),
+        ("pad", w.uint16_t),
+        ("version", w.uint32_t),
     )

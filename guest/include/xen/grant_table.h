@@ -1,6 +1,7 @@
 /*
- * xenpy guest headers: the GNTTABOP_setup_table argument of
- * HYPERVISOR_grant_table_op (Xen's public/grant_table.h).
+ * xenpy guest headers: the GNTTABOP_setup_table, GNTTABOP_query_size and
+ * GNTTABOP_get_version arguments of HYPERVISOR_grant_table_op (Xen's
+ * public/grant_table.h).
  *
  * The GNTTABOP_* command numbers come from the generated
  * <generated/hypercalls.h>.
@@ -24,6 +25,25 @@ struct gnttab_setup_table {
 };
 typedef struct gnttab_setup_table gnttab_setup_table_t;
 DEFINE_XEN_GUEST_HANDLE(gnttab_setup_table_t);
+
+/* GNTTABOP_query_size. */
+struct gnttab_query_size {
+    domid_t  dom;                           /* IN */
+    uint32_t nr_frames;                     /* OUT */
+    uint32_t max_nr_frames;                 /* OUT */
+    int16_t  status;                        /* OUT: GNTST_* */
+};
+typedef struct gnttab_query_size gnttab_query_size_t;
+DEFINE_XEN_GUEST_HANDLE(gnttab_query_size_t);
+
+/* GNTTABOP_get_version. */
+struct gnttab_get_version {
+    domid_t  dom;                           /* IN */
+    uint16_t pad;
+    uint32_t version;                       /* OUT: 1 or 2 */
+};
+typedef struct gnttab_get_version gnttab_get_version_t;
+DEFINE_XEN_GUEST_HANDLE(gnttab_get_version_t);
 
 #endif /* !__ASSEMBLY__ */
 

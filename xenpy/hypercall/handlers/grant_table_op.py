@@ -10,18 +10,21 @@ setup_table asks for more; PV guests map the frames through their mfns. The tabl
 
 from __future__ import annotations
 
-import struct
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from xenpy.abi.cstruct import fast_codec
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import GnttabOp, Hypercall
 from xenpy.core.memory import OutOfMachineMemory
 from xenpy.core.pagetable import GuestFault, guest_handle_okay
-from xenpy.hypercall.registry import Effect, c_uint, legacy_handler
+from xenpy.hypercall.registry import Effect, hypercall_handler
 
 if TYPE_CHECKING:
-    from xenpy.core.domain import Domain, Vcpu
+    from xenpy.core.domain import Domain
+    from xenpy.core.memory import MachineMemory
+    from xenpy.hypercall.context import HypercallContext
 
 #: ``max_grant_frames`` of a domain (Xen's default ``opt_max_grant_frames``).
 MAX_GRANT_FRAMES = 64
@@ -30,18 +33,16 @@ GNTST_general_error = -1
 GNTST_bad_domain = -2
 GNTST_bad_virt_addr = -5
 GNTST_permission_denied = -8
+#: An element of ``gnttab_setup_table.frame_list``: a ``xen_pfn_t`` of a PV64 guest.
+XEN_PFN = np.dtype("<u8")
 _EINVAL = -int(XenErrno.EINVAL)
 _EFAULT = -int(XenErrno.EFAULT)
 _ENOSYS = -int(XenErrno.ENOSYS)
-#: ``gnttab_query_size {domid_t dom; u32 nr_frames; u32 max_nr_frames; i16 status}``.
-_QUERY_SIZE = struct.Struct("<H2xIIh2x")
-#: ``gnttab_get_version {domid_t dom; u16 pad; u32 version}``.
-_GET_VERSION = struct.Struct("<HHI")
 
 
-def _target(current: Vcpu, domid: int) -> tuple[Domain | None, int]:
-    d = current.domain
-    target = d.system.domain_by_any_id(domid, d)
+def _target(ctx: HypercallContext, domid: int) -> tuple[Domain | None, int]:
+    d = ctx.domain
+    target = ctx.domain_by_id(domid)
     if target is None:
         return None, GNTST_bad_domain
     if target is not d and not d.is_hardware_domain:
@@ -49,9 +50,8 @@ def _target(current: Vcpu, domid: int) -> tuple[Domain | None, int]:
     return target, GNTST_okay
 
 
-def grow_table(d: Domain, nr_frames: int) -> bool:
+def grow_table(machine: MachineMemory, d: Domain, nr_frames: int) -> bool:
     """``gnttab_grow_table``: give ``d`` at least ``nr_frames`` zeroed grant frames; False if memory runs out."""
-    machine = d.system.machine
     missing = nr_frames - len(d.grant_frames)
     if missing <= 0:
         return True
@@ -63,61 +63,64 @@ def grow_table(d: Domain, nr_frames: int) -> bool:
     return True
 
 
-def _setup_table(current: Vcpu, uop: int, count: int) -> int:
+def _setup_table(ctx: HypercallContext, uop: int, count: int) -> int:
     if count != 1:
         return _EINVAL
-    d = current.domain
-    codec = fast_codec(d.abi.gnttab_setup_table)
+    layout = ctx.abi.gnttab_setup_table
+    codec = fast_codec(layout)
     try:
-        dom, nr_frames, _status, frame_list = codec.unpack(current.copy_from_guest(uop, codec.size))
+        dom, nr_frames, _status, frame_list = codec.unpack(ctx.copy_from_guest(uop, codec.size))
     except GuestFault:
         return _EFAULT
-    if not guest_handle_okay(frame_list, nr_frames, 8):
+    if not guest_handle_okay(frame_list, nr_frames, XEN_PFN.itemsize):
         return _EFAULT
-    target, status = _target(current, dom)
+    target, status = _target(ctx, dom)
     if target is not None:
-        if nr_frames > MAX_GRANT_FRAMES or not grow_table(target, nr_frames):
+        if nr_frames > MAX_GRANT_FRAMES or not grow_table(ctx.machine, target, nr_frames):
             status = GNTST_general_error
         else:
-            for i in range(nr_frames):
-                if current.copy_to_guest(frame_list + 8 * i, struct.pack("<Q", target.grant_frames[i])):
-                    status = GNTST_bad_virt_addr
-                    break
-    status_offset = d.abi.gnttab_setup_table.offset_of("status")
-    if current.copy_to_guest(uop + status_offset, struct.pack("<h", status)):
-        return _EFAULT
+            frames = np.array(target.grant_frames[:nr_frames], XEN_PFN)
+            try:
+                ctx.copy_to_guest(frame_list, frames.tobytes())
+            except GuestFault:
+                status = GNTST_bad_virt_addr
+    status_type = layout.type_of("status")
+    ctx.copy_to_guest(uop + layout.offset_of("status"), status.to_bytes(status_type.size, "little", signed=True))
     return 0
 
 
-def _query_size(current: Vcpu, uop: int, count: int) -> int:
+def _query_size(ctx: HypercallContext, uop: int, count: int) -> int:
     if count != 1:
         return _EINVAL
+    codec = fast_codec(ctx.abi.gnttab_query_size)
     try:
-        dom, _nr, _max, _status = _QUERY_SIZE.unpack(current.copy_from_guest(uop, _QUERY_SIZE.size))
+        dom, _nr, _max, _status = codec.unpack(ctx.copy_from_guest(uop, codec.size))
     except GuestFault:
         return _EFAULT
-    target, status = _target(current, dom)
+    target, status = _target(ctx, dom)
     nr = len(target.grant_frames) if target is not None else 0
-    out = _QUERY_SIZE.pack(dom, nr, MAX_GRANT_FRAMES if target is not None else 0, status)
-    return _EFAULT if current.copy_to_guest(uop, out) else 0
+    ctx.copy_to_guest(uop, codec.pack(dom, nr, MAX_GRANT_FRAMES if target is not None else 0, status))
+    return 0
 
 
-def _get_version(current: Vcpu, uop: int, count: int) -> int:
+def _get_version(ctx: HypercallContext, uop: int, count: int) -> int:
     if count != 1:
         return _EINVAL
+    codec = fast_codec(ctx.abi.gnttab_get_version)
     try:
-        dom, pad, _version = _GET_VERSION.unpack(current.copy_from_guest(uop, _GET_VERSION.size))
+        dom, pad, _version = codec.unpack(ctx.copy_from_guest(uop, codec.size))
     except GuestFault:
         return _EFAULT
-    target, status = _target(current, dom)
+    target, status = _target(ctx, dom)
     if target is None:
         return -int(XenErrno.ESRCH) if status == GNTST_bad_domain else -int(XenErrno.EPERM)
-    return _EFAULT if current.copy_to_guest(uop, _GET_VERSION.pack(dom, pad, 1)) else 0
+    ctx.copy_to_guest(uop, codec.pack(dom, pad, 1))
+    return 0
 
 
-@legacy_handler(Hypercall.grant_table_op, effects=Effect.PAGE_TABLES)
-def do_grant_table_op(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
-    """Grant-table operations: edi = ``cmd``, rsi = ``uop`` (guest pointer), edx = ``count``.
+@hypercall_handler(Hypercall.grant_table_op, effects=Effect.PAGE_TABLES)
+def do_grant_table_op(ctx: HypercallContext, cmd: int, uop: int, count: int) -> int:
+    """Grant-table operation ``cmd`` on ``count`` argument structs at ``uop``.
 
     * GNTTABOP_setup_table: ``{domid_t dom; u32 nr_frames; i16 status (out); handle frame_list (out)}``;
       ``count`` must be 1 (-EINVAL); -EFAULT if the struct or the frame list is not accessible. ``status``:
@@ -127,12 +130,13 @@ def do_grant_table_op(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int
     * GNTTABOP_query_size: ``{dom; nr_frames (out); max_nr_frames (out); status (out)}``; returns 0.
     * GNTTABOP_get_version: ``{dom; pad; version (out)}``: 1. -ESRCH / -EPERM for a bad ``dom``.
     * others: -ENOSYS.
+
+    A result that cannot be written back: -EFAULT.
     """
-    cmd, uop, count = c_uint(a1), a2, c_uint(a3)
     if cmd == GnttabOp.GNTTABOP_setup_table:
-        return _setup_table(current, uop, count)
+        return _setup_table(ctx, uop, count)
     if cmd == GnttabOp.GNTTABOP_query_size:
-        return _query_size(current, uop, count)
+        return _query_size(ctx, uop, count)
     if cmd == GnttabOp.GNTTABOP_get_version:
-        return _get_version(current, uop, count)
+        return _get_version(ctx, uop, count)
     return _ENOSYS

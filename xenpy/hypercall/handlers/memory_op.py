@@ -22,23 +22,29 @@ decrease accepts orders up to 9 (``domu_max_order``).
 
 from __future__ import annotations
 
-import struct
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from xenpy.abi.cstruct import fast_codec
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import Hypercall, XenMem
 from xenpy.core.memory import INVALID_M2P_ENTRY, OutOfMachineMemory
 from xenpy.core.pagetable import GuestFault, guest_handle_okay
-from xenpy.hypercall.registry import Effect, legacy_handler
+from xenpy.hypercall.registry import Effect, hypercall_handler
 
 if TYPE_CHECKING:
-    from xenpy.core.domain import Domain, Vcpu
+    from xenpy.core.domain import Domain
+    from xenpy.core.memory import MachineMemory
+    from xenpy.hypercall.context import HypercallContext
 
 MEMOP_EXTENT_SHIFT = 6
 MEMOP_CMD_MASK = (1 << MEMOP_EXTENT_SHIFT) - 1
 #: ``domu_max_order``: the largest extent order a domU may free.
 DOMU_MAX_ORDER = 9
+#: An element of the ``extent_start`` array: a ``xen_pfn_t`` of a PV64 guest.
+XEN_PFN = np.dtype("<u8")
+_PFN_BYTES = XEN_PFN.itemsize
 _ENOSYS = -int(XenErrno.ENOSYS)
 _EFAULT = -int(XenErrno.EFAULT)
 _EINVAL = -int(XenErrno.EINVAL)
@@ -47,9 +53,9 @@ _EPERM = -int(XenErrno.EPERM)
 _UINT_MAX = 0xFFFF_FFFF
 
 
-def _target(current: Vcpu, domid: int) -> Domain | int:
-    d = current.domain
-    target = d.system.domain_by_any_id(domid, d)
+def _target(ctx: HypercallContext, domid: int) -> Domain | int:
+    d = ctx.domain
+    target = ctx.domain_by_id(domid)
     if target is None:
         return _ESRCH
     if target is not d and not d.is_hardware_domain:
@@ -57,9 +63,13 @@ def _target(current: Vcpu, domid: int) -> Domain | int:
     return target
 
 
-def _alloc_frame(d: Domain) -> int | None:
+def _read_pfn(ctx: HypercallContext, gva: int) -> int:
+    """The ``xen_pfn_t`` at ``gva`` (GuestFault if it cannot be read)."""
+    return int(np.frombuffer(ctx.copy_from_guest(gva, _PFN_BYTES), XEN_PFN)[0])
+
+
+def _alloc_frame(machine: MachineMemory, d: Domain) -> int | None:
     """One zeroed frame for ``d``: a ballooned-out frame first, else a new machine frame."""
-    machine = d.system.machine
     if d.ballooned_mfns:
         mfn = next(iter(d.ballooned_mfns))
         if machine.type_count(mfn) == 0:
@@ -73,10 +83,10 @@ def _alloc_frame(d: Domain) -> int | None:
 
 
 def _increase(
-    current: Vcpu, d: Domain, extent_start: int, nr_extents: int, order: int, start: int, gpfn_list: bool
+    ctx: HypercallContext, d: Domain, extent_start: int, nr_extents: int, order: int, start: int, gpfn_list: bool
 ) -> int:
-    machine = d.system.machine
-    if extent_start and not guest_handle_okay(extent_start, nr_extents, 8):
+    machine = ctx.machine
+    if extent_start and not guest_handle_okay(extent_start, nr_extents, _PFN_BYTES):
         return start
     if order != 0:
         return start
@@ -85,31 +95,34 @@ def _increase(
         gpfn = None
         if gpfn_list:
             try:
-                (gpfn,) = struct.unpack("<Q", current.copy_from_guest(extent_start + 8 * i, 8))
+                gpfn = _read_pfn(ctx, extent_start + _PFN_BYTES * i)
             except GuestFault:
                 break
         if d.tot_pages + 1 > d.max_pages:
             break
-        mfn = _alloc_frame(d)
+        mfn = _alloc_frame(machine, d)
         if mfn is None:
             break
         d.tot_pages += 1
         if gpfn is not None:
             machine.m2p[mfn] = gpfn if gpfn < (1 << 63) else INVALID_M2P_ENTRY
-        if extent_start and current.copy_to_guest(extent_start + 8 * i, struct.pack("<Q", mfn)):
-            break
+        if extent_start:
+            try:
+                ctx.copy_to_guest(extent_start + _PFN_BYTES * i, np.array([mfn], XEN_PFN).tobytes())
+            except GuestFault:
+                break
         i += 1
     return i
 
 
-def _decrease(current: Vcpu, d: Domain, extent_start: int, nr_extents: int, order: int, start: int) -> int:
-    machine = d.system.machine
-    if not guest_handle_okay(extent_start, nr_extents, 8) or order > DOMU_MAX_ORDER:
+def _decrease(ctx: HypercallContext, d: Domain, extent_start: int, nr_extents: int, order: int, start: int) -> int:
+    machine = ctx.machine
+    if not guest_handle_okay(extent_start, nr_extents, _PFN_BYTES) or order > DOMU_MAX_ORDER:
         return start
     i = start
     while i < nr_extents:
         try:
-            (gmfn,) = struct.unpack("<Q", current.copy_from_guest(extent_start + 8 * i, 8))
+            gmfn = _read_pfn(ctx, extent_start + _PFN_BYTES * i)
         except GuestFault:
             break
         ok = True
@@ -135,23 +148,22 @@ def _decrease(current: Vcpu, d: Domain, extent_start: int, nr_extents: int, orde
     return i
 
 
-def _reservation(current: Vcpu, op: int, arg: int, start: int) -> int:
-    d = current.domain
-    codec = fast_codec(d.abi.xen_memory_reservation)
+def _reservation(ctx: HypercallContext, op: int, arg: int, start: int) -> int:
+    codec = fast_codec(ctx.abi.xen_memory_reservation)
     try:
-        raw = current.copy_from_guest(arg, codec.size)
+        raw = ctx.copy_from_guest(arg, codec.size)
     except GuestFault:
         return start
     extent_start, nr_extents, order, _mem_flags, domid = codec.unpack(raw)
     if nr_extents > (_UINT_MAX >> MEMOP_EXTENT_SHIFT) or start >= nr_extents:
         return start
-    target = _target(current, domid)
+    target = _target(ctx, domid)
     if isinstance(target, int):
         return start
     if op == XenMem.XENMEM_decrease_reservation:
-        return _decrease(current, target, extent_start, nr_extents, order, start)
+        return _decrease(ctx, target, extent_start, nr_extents, order, start)
     return _increase(
-        current,
+        ctx,
         target,
         extent_start,
         nr_extents,
@@ -161,10 +173,9 @@ def _reservation(current: Vcpu, op: int, arg: int, start: int) -> int:
     )
 
 
-@legacy_handler(Hypercall.memory_op, effects=Effect.PAGE_TABLES)
-def do_memory_op(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
-    """Memory reservation operations: rdi = ``cmd``, rsi = ``arg`` (see the module docstring)."""
-    cmd, arg = a1, a2
+@hypercall_handler(Hypercall.memory_op, effects=Effect.PAGE_TABLES)
+def do_memory_op(ctx: HypercallContext, cmd: int, arg: int) -> int:
+    """Memory reservation operations ``cmd`` with argument ``arg`` (see the module docstring)."""
     op = cmd & MEMOP_CMD_MASK
     start = cmd >> MEMOP_EXTENT_SHIFT
     if op in (
@@ -172,17 +183,18 @@ def do_memory_op(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> 
         XenMem.XENMEM_decrease_reservation,
         XenMem.XENMEM_populate_physmap,
     ):
-        return _reservation(current, op, arg, start)
+        return _reservation(ctx, op, arg, start)
     if op == XenMem.XENMEM_maximum_ram_page:
-        return _EINVAL if start else current.domain.system.machine.nr_frames
+        return _EINVAL if start else ctx.machine.nr_frames
     if op in (XenMem.XENMEM_current_reservation, XenMem.XENMEM_maximum_reservation):
         if start:
             return _EINVAL
+        domid_t = ctx.abi.xen_memory_reservation.type_of("domid")  # ``arg`` is a ``domid_t *``
         try:
-            (domid,) = struct.unpack("<H", current.copy_from_guest(arg, 2))
+            domid = int.from_bytes(ctx.copy_from_guest(arg, domid_t.size), "little")
         except GuestFault:
             return _EFAULT
-        target = _target(current, domid)
+        target = _target(ctx, domid)
         if isinstance(target, int):
             return target
         return target.tot_pages if op == XenMem.XENMEM_current_reservation else target.max_pages

@@ -9,16 +9,23 @@ Each request ``{u64 ptr; u64 val}`` (16 bytes) is a command in the low 3 bits of
 * MMU_MACHPHYS_UPDATE (1): ``m2p[ptr >> 12] = val`` for a frame of the page owner.
 
 Requests run in order and stop at the first error; ``*pdone`` (if not NULL) receives the number done.
+
+The page-owner helpers of the memory-management hypercalls live here too: :func:`get_pg_owner` (the domain
+whose frames a request may map) and :func:`read_vcpumask` (the vCPU bitmap of a multi-vCPU flush); mmuext_op
+and update_va_mapping use them.
 """
 
 from __future__ import annotations
 
-import struct
 from typing import TYPE_CHECKING
 
+from xenpy.abi.cstruct import fast_codec
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import Hypercall
 from xenpy.abi.xen import (
+    DOMID_IO,
+    DOMID_SELF,
+    DOMID_XEN,
     MMU_MACHPHYS_UPDATE,
     MMU_NORMAL_PT_UPDATE,
     MMU_PT_UPDATE_NO_TRANSLATE,
@@ -27,28 +34,75 @@ from xenpy.abi.xen import (
 from xenpy.core import mm
 from xenpy.core.memory import PAGE_SHIFT, PageType
 from xenpy.core.pagetable import GuestFault, guest_handle_okay
-from xenpy.hypercall.registry import Effect, c_uint, legacy_handler
+from xenpy.hypercall.registry import Effect, hypercall_handler
 
 if TYPE_CHECKING:
-    from xenpy.core.domain import Vcpu
+    from xenpy.core.domain import Domain
+    from xenpy.hypercall.context import HypercallContext
 
-_REQ = struct.Struct("<QQ")
+#: ``sizeof(unsigned int)``: the ``*pdone`` counter (both widths).
+PDONE_BYTES = 4
+#: Bits of a vCPU bitmap word (``xen_ulong_t`` of a PV64 guest).
+_VCPUMASK_WORD_BITS = 64
 _EFAULT = -int(XenErrno.EFAULT)
 _EINVAL = -int(XenErrno.EINVAL)
 _ENOSYS = -int(XenErrno.ENOSYS)
 _EPERM = -int(XenErrno.EPERM)
+_ESRCH = -int(XenErrno.ESRCH)
+_PT_UPDATES = (MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD, MMU_PT_UPDATE_NO_TRANSLATE)
 
 
-def _normal_update(current: Vcpu, ptr: int, val: int, cmd: int, pg_owner) -> int:  # type: ignore[no-untyped-def]
-    d = current.domain
-    machine = d.system.machine
+def get_pg_owner(ctx: HypercallContext, domid: int) -> Domain | int:
+    """``get_pg_owner`` plus the XSM target check: the domain whose frames a request may map, or ``-errno``.
+
+    ``domid`` is a ``domid_t``. DOMID_SELF is the caller. Naming itself by id: -ESRCH (Xen refuses it). Another
+    domain: -ESRCH if unknown, -EPERM unless the caller is the hardware domain. DOMID_IO / DOMID_XEN: -EPERM
+    (xenpy has no I/O or Xen pages to map).
+    """
+    d = ctx.domain
+    if domid == DOMID_SELF:
+        return d
+    if domid == d.domid:
+        return _ESRCH
+    if domid in (DOMID_IO, DOMID_XEN):
+        return _EPERM
+    other = ctx.domain_by_exact_id(domid)
+    if other is None:
+        return _ESRCH
+    if not d.is_hardware_domain:
+        return _EPERM
+    return other
+
+
+def read_vcpumask(ctx: HypercallContext, gva: int) -> int:
+    """Read the caller's guest vCPU bitmap at ``gva`` (``vcpumask_to_pcpumask``): 0, or -EFAULT if it cannot be
+    read."""
+    nr_words = (ctx.domain.max_vcpus + _VCPUMASK_WORD_BITS - 1) // _VCPUMASK_WORD_BITS
+    try:
+        ctx.copy_from_guest(gva, nr_words * _VCPUMASK_WORD_BITS // 8)
+    except GuestFault:
+        return _EFAULT
+    return 0
+
+
+def write_pdone(ctx: HypercallContext, pdone: int, done: int) -> None:
+    """``copy_to_guest(pdone, &done, 1)``: store the count of requests done; Xen ignores a fault here."""
+    try:
+        ctx.copy_to_guest(pdone, done.to_bytes(PDONE_BYTES, "little"))
+    except GuestFault:
+        pass
+
+
+def _normal_update(ctx: HypercallContext, ptr: int, val: int, cmd: int, pg_owner: Domain) -> int:
+    d = ctx.domain
+    machine = ctx.machine
     mfn = ptr >> PAGE_SHIFT
     if not (0 <= mfn < machine.nr_frames and machine.mv_owner[mfn] == d.domid) or mfn in d.ballooned_mfns:
         return _EINVAL
     page_type = machine.page_type(mfn)
     slot = (ptr & 0xFFF) >> 3
     if page_type.is_page_table and machine.type_count(mfn):
-        return mm.mod_entry(current, mfn, slot, val, pg_owner, preserve_ad=cmd == MMU_PT_UPDATE_PRESERVE_AD)
+        return mm.mod_entry(ctx.vcpu, mfn, slot, val, pg_owner, preserve_ad=cmd == MMU_PT_UPDATE_PRESERVE_AD)
     if page_type in (PageType.none, PageType.writable) and machine.get_page_type(mfn, PageType.writable):
         machine.mv_u64[(mfn << 9) | slot] = val
         machine.put_page_type(mfn)
@@ -56,13 +110,12 @@ def _normal_update(current: Vcpu, ptr: int, val: int, cmd: int, pg_owner) -> int
     return _EINVAL
 
 
-@legacy_handler(Hypercall.mmu_update, effects=Effect.PAGE_TABLES)
-def do_mmu_update(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
-    """Apply ``count`` mmu_update requests (see the module docstring).
+@hypercall_handler(Hypercall.mmu_update, effects=Effect.PAGE_TABLES)
+def do_mmu_update(ctx: HypercallContext, ureqs: int, count: int, pdone: int, foreigndom: int) -> int:
+    """Apply ``count`` mmu_update requests at ``ureqs`` (see the module docstring).
 
-    Arguments: rdi = ``reqs`` (guest array), esi = ``count``, rdx = ``pdone`` (guest ``unsigned int *`` or
-    NULL), r10d = ``foreigndom`` (DOMID_SELF; bits 16-31 select a foreign page-table owner, which xenpy does
-    not support: -ESRCH).
+    ``pdone`` is a guest ``unsigned int *`` or NULL; ``foreigndom`` is DOMID_SELF (bits 16-31 would select a
+    foreign page-table owner, which xenpy does not support: -ESRCH).
 
     Errors (the first failing request stops the batch): -EFAULT: the array is not accessible or a request
     cannot be read; -ESRCH: unknown or self-named foreign domain; -EPERM: a foreign page owner without
@@ -70,30 +123,32 @@ def do_mmu_update(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) ->
     or not a page table / writable frame, or the new entry is refused (see :mod:`xenpy.core.mm`); -EBUSY/-EPERM:
     an L1 entry to another domain's frame / to MMIO; -ENOSYS: an unknown command.
     """
-    reqs, count, pdone, foreigndom = a1, c_uint(a2), a3, c_uint(a4)
-    d = current.domain
-    if not guest_handle_okay(reqs, count, _REQ.size):
+    codec = fast_codec(ctx.abi.mmu_update)
+    size = codec.size
+    if not guest_handle_okay(ureqs, count, size):
         return _EFAULT
     if foreigndom >> 16:
-        return -int(XenErrno.ESRCH)
-    pg_owner = mm.get_pg_owner(current, foreigndom & 0xFFFF)
+        return _ESRCH
+    pg_owner = get_pg_owner(ctx, foreigndom)  # a domid_t: bits 16-31 are clear
     if isinstance(pg_owner, int):
         return pg_owner
+    unpack = codec.unpack
+    copy_from_guest = ctx.copy_from_guest
+    machine = ctx.machine
     rc = 0
     done = 0
     for i in range(count):
         try:
-            ptr, val = _REQ.unpack(current.copy_from_guest(reqs + i * _REQ.size, _REQ.size))
+            ptr, val = unpack(copy_from_guest(ureqs + i * size, size))
         except GuestFault:
             rc = _EFAULT
             break
         cmd = ptr & 7
         ptr &= ~7
-        if cmd in (MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD, MMU_PT_UPDATE_NO_TRANSLATE):
-            rc = _normal_update(current, ptr, val, cmd, pg_owner)
+        if cmd in _PT_UPDATES:
+            rc = _normal_update(ctx, ptr, val, cmd, pg_owner)
         elif cmd == MMU_MACHPHYS_UPDATE:
             mfn = ptr >> PAGE_SHIFT
-            machine = d.system.machine
             if not (0 <= mfn < machine.nr_frames and machine.mv_owner[mfn] == pg_owner.domid):
                 rc = _EINVAL
             else:
@@ -105,5 +160,5 @@ def do_mmu_update(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) ->
             break
         done += 1
     if pdone:
-        current.copy_to_guest(pdone, struct.pack("<I", done))
+        write_pdone(ctx, pdone, done)
     return rc

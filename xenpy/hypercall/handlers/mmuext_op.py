@@ -20,22 +20,28 @@ and ``*pdone`` (if not NULL) receives the number done. Commands:
 
 from __future__ import annotations
 
-import struct
+from functools import cache
 from typing import TYPE_CHECKING
 
+from xenpy.abi.cstruct import FastCodec, fast_codec
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import Hypercall, MmuextCmd
 from xenpy.core import mm
 from xenpy.core.memory import PAGE_SIZE, PageType
 from xenpy.core.pagetable import GuestFault, guest_handle_okay, gva_ok
-from xenpy.hypercall.registry import Effect, c_uint, legacy_handler
+from xenpy.hypercall.handlers.mmu_update import get_pg_owner, read_vcpumask, write_pdone
+from xenpy.hypercall.registry import Effect, decode, hypercall_handler
 
 if TYPE_CHECKING:
-    from xenpy.core.domain import Domain, Vcpu
+    from types import ModuleType
 
-_OP = struct.Struct("<I4xQQ")
+    from xenpy.core.domain import Domain
+    from xenpy.core.memory import MachineMemory
+    from xenpy.hypercall.context import HypercallContext
+
 _EINVAL = -int(XenErrno.EINVAL)
 _EPERM = -int(XenErrno.EPERM)
+_EFAULT = -int(XenErrno.EFAULT)
 _PIN_LEVELS = {
     MmuextCmd.MMUEXT_PIN_L1_TABLE: 1,
     MmuextCmd.MMUEXT_PIN_L2_TABLE: 2,
@@ -48,28 +54,41 @@ _FLUSHES = (
     MmuextCmd.MMUEXT_TLB_FLUSH_ALL,
     MmuextCmd.MMUEXT_INVLPG_ALL,
 )
+#: The unions of ``mmuext_op`` as most commands read them: ``arg1.mfn``, ``arg2.src_mfn``.
+_FRAMES_VIEW = {"arg1": "mfn", "arg2": "src_mfn"}
+#: ... as MMUEXT_SET_LDT reads them.
+_LDT_VIEW = {"arg1": "linear_addr", "arg2": "nr_ents"}
+#: ... as the multi-vCPU flushes read them.
+_MULTI_VIEW = {"arg1": "linear_addr", "arg2": "vcpumask"}
 
 
-def _writable_frame(d: Domain, pg_owner: Domain, mfn: int) -> bool:
+@cache
+def _codecs(abi: ModuleType) -> tuple[FastCodec, FastCodec, FastCodec]:
+    """The ``mmuext_op`` views of width ``abi``: frames, SET_LDT, multi-vCPU flush (each ``(cmd, arg1, arg2)``)."""
+    layout = abi.mmuext_op
+    return fast_codec(layout, _FRAMES_VIEW), fast_codec(layout, _LDT_VIEW), fast_codec(layout, _MULTI_VIEW)
+
+
+def _writable_frame(machine: MachineMemory, pg_owner: Domain, mfn: int) -> bool:
     """Take a writable type reference on a frame of ``pg_owner`` (the caller must put it back)."""
-    machine = d.system.machine
     if not (0 <= mfn < machine.nr_frames and machine.mv_owner[mfn] == pg_owner.domid):
         return False
     return machine.get_page_type(mfn, PageType.writable)
 
 
-def _one_op(current: Vcpu, cmd: int, arg1: int, arg2: int, pg_owner: Domain) -> int:
-    d = current.domain
-    machine = d.system.machine
+def _one_op(ctx: HypercallContext, raw: bytes, cmd: int, mfn: int, src_mfn: int, pg_owner: Domain) -> int:
+    """One operation: ``raw`` is the guest's ``mmuext_op``, ``mfn``/``src_mfn`` its unions read as frames."""
+    d = ctx.domain
+    machine = ctx.machine
     foreign = pg_owner is not d
     if cmd in _PIN_LEVELS:
-        return mm.pin_table(pg_owner, arg1, _PIN_LEVELS[cmd])
+        return mm.pin_table(pg_owner, mfn, _PIN_LEVELS[cmd])
     if cmd == MmuextCmd.MMUEXT_UNPIN_TABLE:
-        return mm.unpin_table(pg_owner, arg1)
+        return mm.unpin_table(pg_owner, mfn)
     if cmd == MmuextCmd.MMUEXT_NEW_BASEPTR:
-        return _EPERM if foreign else mm.new_guest_cr3(current, arg1)
+        return _EPERM if foreign else mm.new_guest_cr3(ctx.vcpu, mfn)
     if cmd == MmuextCmd.MMUEXT_NEW_USER_BASEPTR:
-        return _EPERM if foreign else mm.new_user_baseptr(current, arg1)
+        return _EPERM if foreign else mm.new_user_baseptr(ctx.vcpu, mfn)
     if cmd in _FLUSHES:
         if foreign:
             return _EPERM
@@ -78,7 +97,8 @@ def _one_op(current: Vcpu, cmd: int, arg1: int, arg2: int, pg_owner: Domain) -> 
     if cmd in (MmuextCmd.MMUEXT_TLB_FLUSH_MULTI, MmuextCmd.MMUEXT_INVLPG_MULTI):
         if foreign:
             return _EPERM
-        if mm.read_vcpumask(current, arg2):
+        _cmd, _linear_addr, vcpumask = _codecs(ctx.abi)[2].unpack(raw)
+        if read_vcpumask(ctx, vcpumask):
             return _EINVAL
         mm.note_pagetable_change(d)
         return 0
@@ -89,62 +109,66 @@ def _one_op(current: Vcpu, cmd: int, arg1: int, arg2: int, pg_owner: Domain) -> 
     if cmd == MmuextCmd.MMUEXT_SET_LDT:
         if foreign:
             return _EPERM
-        ents = arg2 & 0xFFFF_FFFF
-        ptr = arg1 if ents else 0
+        _cmd, linear_addr, ents = _codecs(ctx.abi)[1].unpack(raw)
+        ptr = linear_addr if ents else 0
         if ptr & (PAGE_SIZE - 1) or not gva_ok(ptr) or ents > 8192:
             return _EINVAL
-        current.arch.ldt_base = ptr
-        current.arch.ldt_ents = ents
+        arch = ctx.vcpu.arch
+        arch.ldt_base = ptr
+        arch.ldt_ents = ents
         mm.note_pagetable_change(d)
         return 0
     if cmd == MmuextCmd.MMUEXT_CLEAR_PAGE:
-        if not _writable_frame(d, pg_owner, arg1):
+        if not _writable_frame(machine, pg_owner, mfn):
             return _EINVAL
-        machine.zero_frame(arg1)
-        machine.put_page_type(arg1)
+        machine.zero_frame(mfn)
+        machine.put_page_type(mfn)
         return 0
     if cmd == MmuextCmd.MMUEXT_COPY_PAGE:
-        src = arg2
-        if not (0 <= src < machine.nr_frames and machine.mv_owner[src] == pg_owner.domid):
+        if not (0 <= src_mfn < machine.nr_frames and machine.mv_owner[src_mfn] == pg_owner.domid):
             return _EINVAL
-        if not _writable_frame(d, pg_owner, arg1):
+        if not _writable_frame(machine, pg_owner, mfn):
             return _EINVAL
-        machine.frames[arg1] = machine.frames[src]
-        machine.put_page_type(arg1)
+        machine.frames[mfn] = machine.frames[src_mfn]
+        machine.put_page_type(mfn)
         return 0
     if cmd in (MmuextCmd.MMUEXT_MARK_SUPER, MmuextCmd.MMUEXT_UNMARK_SUPER):
         return -int(XenErrno.EOPNOTSUPP)
     return -int(XenErrno.ENOSYS)
 
 
-@legacy_handler(Hypercall.mmuext_op, effects=Effect.PAGE_TABLES)
-def do_mmuext_op(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
-    """Run ``count`` extended MMU operations (see the module docstring).
+@hypercall_handler(Hypercall.mmuext_op, effects=Effect.PAGE_TABLES)
+def do_mmuext_op(ctx: HypercallContext, uops: int, count: int, pdone: int, foreigndom: int) -> int:
+    """Run ``count`` extended MMU operations at ``uops`` (see the module docstring).
 
-    Arguments: rdi = ``uops`` (guest array of 24-byte ``mmuext_op``), esi = ``count``, rdx = ``pdone`` (guest
-    ``unsigned int *`` or NULL), r10d = ``foreigndom`` (DOMID_SELF, or a domain whose frames PIN/UNPIN and
-    CLEAR/COPY_PAGE name; -ESRCH unknown or the caller's own id, -EPERM without privilege).
+    ``pdone`` is a guest ``unsigned int *`` or NULL; ``foreigndom`` is DOMID_SELF or a domain whose frames
+    PIN/UNPIN and CLEAR/COPY_PAGE name (as a ``domid_t``: its low 16 bits; -ESRCH unknown or the caller's own
+    id, -EPERM without privilege).
 
     -EFAULT: the array is not accessible or an operation cannot be read.
     """
-    uops, count, pdone, foreigndom = a1, c_uint(a2), a3, c_uint(a4)
-    if not guest_handle_okay(uops, count, _OP.size):
-        return -int(XenErrno.EFAULT)
-    pg_owner = mm.get_pg_owner(current, foreigndom & 0xFFFF)
+    codec = _codecs(ctx.abi)[0]
+    size = codec.size
+    if not guest_handle_okay(uops, count, size):
+        return _EFAULT
+    pg_owner = get_pg_owner(ctx, decode("domid_t", foreigndom))
     if isinstance(pg_owner, int):
         return pg_owner
+    unpack = codec.unpack
+    copy_from_guest = ctx.copy_from_guest
     rc = 0
     done = 0
     for i in range(count):
         try:
-            cmd, arg1, arg2 = _OP.unpack(current.copy_from_guest(uops + i * _OP.size, _OP.size))
+            raw = copy_from_guest(uops + i * size, size)
         except GuestFault:
-            rc = -int(XenErrno.EFAULT)
+            rc = _EFAULT
             break
-        rc = _one_op(current, cmd, arg1, arg2, pg_owner)
+        cmd, mfn, src_mfn = unpack(raw)
+        rc = _one_op(ctx, raw, cmd, mfn, src_mfn, pg_owner)
         if rc:
             break
         done += 1
     if pdone:
-        current.copy_to_guest(pdone, struct.pack("<I", done))
+        write_pdone(ctx, pdone, done)
     return rc

@@ -15,22 +15,25 @@ from xenpy.abi.generated.hypercalls import Hypercall
 from xenpy.abi.xen import UVMF_FLUSHTYPE_MASK
 from xenpy.core import mm
 from xenpy.core.memory import PAGE_SHIFT, PageType
-from xenpy.hypercall.registry import Effect, legacy_handler
+from xenpy.hypercall.handlers.mmu_update import get_pg_owner, read_vcpumask
+from xenpy.hypercall.registry import Effect, hypercall_handler
 
 if TYPE_CHECKING:
-    from xenpy.core.domain import Domain, Vcpu
+    from xenpy.core.domain import Domain
+    from xenpy.hypercall.context import HypercallContext
 
 _EINVAL = -int(XenErrno.EINVAL)
 
 
-def update_va_mapping(current: Vcpu, va: int, val: int, flags: int, pg_owner: Domain) -> int:
+def update_va_mapping(ctx: HypercallContext, va: int, val: int, flags: int, pg_owner: Domain) -> int:
     """``__do_update_va_mapping``: 0 or ``-errno``.
 
     -EINVAL: ``va`` is not mapped down to an L1 table of the caller (or the table is not a validated L1); the
     errors of :func:`xenpy.core.mm.mod_entry`; -EFAULT: the vCPU bitmap of a multi-vCPU flush cannot be read.
     """
-    d = current.domain
-    machine = d.system.machine
+    current = ctx.vcpu
+    d = ctx.domain
+    machine = ctx.machine
     maddr = mm.map_guest_l1e(current, va)
     if maddr is None:
         return _EINVAL
@@ -47,27 +50,27 @@ def update_va_mapping(current: Vcpu, va: int, val: int, flags: int, pg_owner: Do
     if flags & UVMF_FLUSHTYPE_MASK:
         bmap = flags & ~UVMF_FLUSHTYPE_MASK
         if bmap > 4:  # a guest pointer to a vCPU bitmap: it must be readable
-            rc = mm.read_vcpumask(current, bmap)
+            rc = read_vcpumask(ctx, bmap)
         mm.note_pagetable_change(d)
     return rc
 
 
-@legacy_handler(Hypercall.update_va_mapping, effects=Effect.PAGE_TABLES)
-def do_update_va_mapping(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
-    """Write the L1 entry mapping ``va``: rdi = ``va``, rsi = the new entry (``val64``), rdx = ``flags``.
+@hypercall_handler(Hypercall.update_va_mapping, effects=Effect.PAGE_TABLES)
+def do_update_va_mapping(ctx: HypercallContext, va: int, val64: int, flags: int) -> int:
+    """Write the L1 entry mapping ``va`` with ``val64``, then flush as ``flags`` ask.
 
     Returns 0 or ``-errno`` (see :func:`update_va_mapping`).
     """
-    return update_va_mapping(current, a1, a2, a3, current.domain)
+    return update_va_mapping(ctx, va, val64, flags, ctx.domain)
 
 
-@legacy_handler(Hypercall.update_va_mapping_otherdomain, effects=Effect.CLOCK | Effect.PAGE_TABLES)
-def do_update_va_mapping_otherdomain(current: Vcpu, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
-    """As update_va_mapping, the new entry's frame belonging to domain ``domid`` (r10w).
+@hypercall_handler(Hypercall.update_va_mapping_otherdomain, effects=Effect.CLOCK | Effect.PAGE_TABLES)
+def do_update_va_mapping_otherdomain(ctx: HypercallContext, va: int, val64: int, flags: int, domid: int) -> int:
+    """As update_va_mapping, the new entry's frame belonging to domain ``domid``.
 
     -ESRCH: unknown domain, or the caller's own id; -EPERM: the caller may not map that domain's frames.
     """
-    pg_owner = mm.get_pg_owner(current, a4 & 0xFFFF)
+    pg_owner = get_pg_owner(ctx, domid)
     if isinstance(pg_owner, int):
         return pg_owner
-    return update_va_mapping(current, a1, a2, a3, pg_owner)
+    return update_va_mapping(ctx, va, val64, flags, pg_owner)
