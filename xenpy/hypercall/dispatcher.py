@@ -78,8 +78,6 @@ def _call(fn: str, c_types: tuple[str, ...], *, compat: bool) -> str:
 def make_entry(reg: Registration) -> Entry:
     """The table entry of ``reg``: decode the C arguments, call the handler, map its exceptions."""
     call = f"        return {_call('fn', reg.c_types, compat=False)}\n"
-    if reg.legacy:  # transitional: handler(vcpu, a1, ..., a5) with raw registers
-        call = "        return fn(ctx.vcpu, a1, a2, a3, a4, a5)\n"
     if reg.compat_fn is not None:
         compat_call = _call("compat_fn", reg.compat_c_types, compat=True)
         call = f"        if ctx.domain.is_compat:\n            return {compat_call}\n{call}"

@@ -94,7 +94,6 @@ class Registration:
     needs_cpu: bool = False
     compat_fn: HandlerFn | None = None
     compat_c_types: tuple[str, ...] = ()
-    legacy: bool = False
 
 
 _REGISTRY: dict[int, Registration] = {}
@@ -142,17 +141,6 @@ def compat_handler(nr: int) -> Callable[[HandlerFn], HandlerFn]:
 
     def register(fn: HandlerFn) -> HandlerFn:
         _REGISTRY[nr] = replace(native, compat_fn=fn, compat_c_types=tuple(a.c_type for a in compat_args))
-        return fn
-
-    return register
-
-
-def legacy_handler(nr: int, *, effects: Effect) -> Callable[[HandlerFn], HandlerFn]:
-    """Transitional: register ``handler(vcpu, a1, ..., a5)`` taking raw registers. Being removed."""
-
-    def register(fn: HandlerFn) -> HandlerFn:
-        hypercall_handler(nr, effects=effects)(fn)
-        _REGISTRY[int(nr)] = Registration(int(nr), fn, Effect(effects), (), legacy=True)
         return fn
 
     return register
