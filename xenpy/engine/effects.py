@@ -36,10 +36,10 @@ class EffectTables:
     @classmethod
     def from_registry(cls) -> EffectTables:
         """The tables of the handlers registered now (unhandled numbers: ``UNHANDLED_EFFECTS``)."""
-        effects = [effects_of(nr) for nr in range(NR_HYPERCALLS)]
-        resync = Effect.resync()
+        effects = [int(effects_of(nr)) for nr in range(NR_HYPERCALLS)]  # plain ints: cheap to test
+        clock, resync = int(Effect.CLOCK), int(Effect.resync())
         return cls(
-            clock_free=bytes(0 if e & Effect.CLOCK else 1 for e in effects),
+            clock_free=bytes(0 if e & clock else 1 for e in effects),
             resync=frozenset(nr for nr, e in enumerate(effects) if e & resync),
         )
 

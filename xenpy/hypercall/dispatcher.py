@@ -21,6 +21,7 @@ the call itself).
 
 from __future__ import annotations
 
+import functools
 import traceback
 import weakref
 from collections.abc import Callable
@@ -75,8 +76,12 @@ def _call(fn: str, c_types: tuple[str, ...], *, compat: bool) -> str:
     return f"{fn}(ctx{args})"
 
 
+@functools.lru_cache(maxsize=512)
 def make_entry(reg: Registration) -> Entry:
-    """The table entry of ``reg``: decode the C arguments, call the handler, map its exceptions."""
+    """The table entry of ``reg``: decode the C arguments, call the handler, map its exceptions.
+
+    An entry depends on the registration only, so it is compiled once and shared by every dispatcher.
+    """
     call = f"        return {_call('fn', reg.c_types, compat=False)}\n"
     if reg.compat_fn is not None:
         compat_call = _call("compat_fn", reg.compat_c_types, compat=True)
@@ -114,12 +119,26 @@ class HypercallDispatcher:
         self.system = system
         self.table: list[Entry] = [_enosys] * NR_HYPERCALLS
         for nr, reg in registrations().items():
-            self.table[nr] = make_entry(reg)
+            self.table[nr] = self._compile_on_first_call(nr, reg)
         self.pre_hooks: list[PreHook] = []
         self.post_hooks: list[PostHook] = []
         self.hooked = False
         self.count = 0
         self._contexts: weakref.WeakKeyDictionary[Vcpu, HypercallContext] = weakref.WeakKeyDictionary()
+
+    def _compile_on_first_call(self, nr: int, reg: Registration) -> Entry:
+        """A slot that compiles ``reg``'s entry when first called and puts it in its place (a run pays only
+        for the hypercalls its guest makes)."""
+        table = self.table
+
+        def first_call(ctx: HypercallContext, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
+            entry = make_entry(reg)
+            if table[nr] is first_call:
+                table[nr] = entry
+            return entry(ctx, a1, a2, a3, a4, a5)
+
+        first_call.__qualname__ = first_call.__name__ = f"first_call_{reg.fn.__name__}"
+        return first_call
 
     def context(self, vcpu: Vcpu) -> HypercallContext:
         """The hypercall context of ``vcpu`` (created on first use, then the same object)."""
