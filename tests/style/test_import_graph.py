@@ -176,3 +176,21 @@ def test_every_declared_dependency_is_imported() -> None:
     for requirement in pyproject["project"]["dependencies"]:
         name = re.split(r"[<>=!~ \[]", requirement, maxsplit=1)[0].lower()
         assert name in imported, f"pyproject.toml declares {name}, which xenpy never imports"
+
+
+# x86 facts have one home, xenpy/abi/x86.py; elsewhere they are imported (an alias is an import, not a value).
+X86_FACT = re.compile(
+    r"^_?(PAGE_SHIFT|PAGE_SIZE|PAGE_(OFFSET_MASK|PRESENT|RW|USER|PWT|PCD|ACCESSED|DIRTY|PSE|PAT|GLOBAL|NX|MASK)|X86_\w+|MSR_\w+"
+    r"|FIRST_RESERVED_GDT_ENTRY|XEN_L4_SLOTS|PERDOMAIN_\w+|MAX_LDT_ENTS|GDT_ENTRIES_PER_PAGE)\s*(:[^=]*)?=\s*(.*)$",
+    re.M,
+)
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(PACKAGE.parent)))
+def test_x86_facts_are_defined_once(path: Path) -> None:
+    if path == PACKAGE / "abi" / "x86.py":
+        return
+    for match in X86_FACT.finditer(path.read_text()):
+        value = match.group(4)
+        where = f"{path.name}: {match.group(1)} = {value}"
+        assert re.fullmatch(r"x86\.\w+", value), f"{where} (import it from xenpy.abi.x86)"

@@ -2,8 +2,15 @@
 
 Page-table entry bits (Xen's and Linux's ``_PAGE_*``), the paging geometry, the L4 slots Xen keeps for itself
 (and the per-domain area among them) and the GDT entries Xen reserves. The domain model (page tables, memory
-management), the CPU-bound hypercalls and the CPU engines all read these from here.
+management), the CPU-bound hypercalls and the CPU engines all read these from here, with the RFLAGS, CR0/CR4,
+exception-vector and MSR numbers the PV64 CPU semantics use.
 """
+
+#: A 4 KiB page: ``PAGE_SHIFT`` bits of offset.
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+#: The offset bits of an address within its page.
+PAGE_OFFSET_MASK = PAGE_SIZE - 1
 
 # Page-table entry bits.
 PAGE_PRESENT = 1 << 0
@@ -50,3 +57,69 @@ SEGMENT_DPL = 3 << 13
 SEGMENT_P = 1 << 15
 #: Interrupt vectors of the (virtual) IDT.
 X86_NR_VECTORS = 256
+
+#: Entries of an LDT (``MAX_LDT_ENTS``; ``ldt_ents`` of vcpu_guest_context is checked against it).
+MAX_LDT_ENTS = 8192
+
+# RFLAGS bits (``X86_EFLAGS_*``).
+X86_EFLAGS_CF = 1 << 0
+#: Bit 1, which always reads as 1.
+X86_EFLAGS_MBS = 1 << 1
+X86_EFLAGS_TF = 1 << 8
+X86_EFLAGS_IF = 1 << 9
+X86_EFLAGS_DF = 1 << 10
+X86_EFLAGS_IOPL = 3 << 12
+X86_EFLAGS_NT = 1 << 14
+X86_EFLAGS_RF = 1 << 16
+X86_EFLAGS_VM = 1 << 17
+X86_EFLAGS_AC = 1 << 18
+#: Every architecturally defined flag (CF PF AF ZF SF TF IF DF OF IOPL NT RF VM AC VIF VIP ID).
+X86_EFLAGS_ALL = 0x3F_7FD5
+
+#: CR0.TS (task switched: the next FPU instruction raises #NM).
+X86_CR0_TS = 1 << 3
+# CR4 bits.
+X86_CR4_TSD = 1 << 2
+X86_CR4_DE = 1 << 3
+X86_CR4_PAE = 1 << 5
+X86_CR4_PGE = 1 << 7
+X86_CR4_OSFXSR = 1 << 9
+X86_CR4_OSXMMEXCPT = 1 << 10
+X86_CR4_FSGSBASE = 1 << 16
+
+# Exception vectors (``X86_EXC_*``).
+X86_EXC_DE = 0
+X86_EXC_DB = 1
+X86_EXC_NMI = 2
+X86_EXC_BP = 3
+X86_EXC_OF = 4
+X86_EXC_UD = 6
+X86_EXC_NM = 7
+X86_EXC_DF = 8
+X86_EXC_GP = 13
+X86_EXC_PF = 14
+#: Vectors that push an error code (``X86_EXC_HAVE_EC``; spec 3.3): 8, 10-14, 17.
+X86_EXC_HAVE_EC = (1 << 8) | (0x1F << 10) | (1 << 17)
+#: #PF error-code bit for a user-mode access (``PFEC_user_mode``).
+PFEC_user_mode = 1 << 2
+#: Mnemonics of the exception vectors, for messages.
+EXCEPTION_NAMES = {
+    0: "#DE", 1: "#DB", 2: "NMI", 3: "#BP", 4: "#OF", 5: "#BR", 6: "#UD", 7: "#NM", 8: "#DF", 9: "#CSO",
+    10: "#TS", 11: "#NP", 12: "#SS", 13: "#GP", 14: "#PF", 15: "#SPV", 16: "#MF", 17: "#AC", 18: "#MC",
+    19: "#XM", 20: "#VE", 21: "#CP",
+}  # fmt: skip
+
+# MSRs.
+MSR_TSC = 0x10
+MSR_EFER = 0xC000_0080
+MSR_FS_BASE = 0xC000_0100
+MSR_GS_BASE = 0xC000_0101
+MSR_SHADOW_GS_BASE = 0xC000_0102
+MSR_TSC_AUX = 0xC000_0103
+
+#: ``X86_DR6_DEFAULT`` / ``X86_DR7_DEFAULT``: the debug registers' reset values (the PV builder's, spec 7.5).
+X86_DR6_DEFAULT = 0xFFFF0FF0
+X86_DR7_DEFAULT = 0x00000400
+
+#: CPUID leaf 1 ECX bit 31: running under a hypervisor.
+X86_FEATURE_HYPERVISOR = 1 << 31

@@ -30,8 +30,7 @@ from enum import IntEnum
 
 import numpy as np
 
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
+from xenpy.abi.x86 import PAGE_SHIFT, PAGE_SIZE
 
 #: The int64 image of Xen's ``INVALID_MFN`` (``~0UL``), as stored in p2m arrays.
 INVALID_MFN = -1

@@ -32,46 +32,26 @@ from xenpy.abi.arch_x86 import (
 )
 from xenpy.abi.cstruct import fast_codec
 from xenpy.abi.errno import XenErrno
+from xenpy.abi.x86 import (
+    FIRST_RESERVED_GDT_ENTRY,
+    MAX_LDT_ENTS,
+    PAGE_PRESENT,
+    PAGE_PSE,
+    X86_DR6_DEFAULT,
+    X86_DR7_DEFAULT,
+    X86_EFLAGS_ALL,
+    X86_EFLAGS_IF,
+    X86_EFLAGS_IOPL,
+    X86_EFLAGS_MBS,
+    X86_EFLAGS_VM,
+    XEN_L4_SLOTS,
+)
 from xenpy.core.memory import PAGE_SHIFT, PageType
 from xenpy.core.pagetable import PTE_PFN_MASK, gva_ok, is_canonical
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Vcpu
 
-# x86 EFLAGS bits.
-X86_EFLAGS_MBS = 1 << 1
-X86_EFLAGS_IF = 1 << 9
-X86_EFLAGS_IOPL = 3 << 12
-X86_EFLAGS_VM = 1 << 17
-#: Every architecturally defined flag (CF PF AF ZF SF TF IF DF OF IOPL NT RF VM AC VIF VIP ID).
-X86_EFLAGS_ALL = (
-    0x0001
-    | 0x0004
-    | 0x0010
-    | 0x0040
-    | 0x0080
-    | 0x0100
-    | 0x0200
-    | 0x0400
-    | 0x0800
-    | 0x3000
-    | 0x4000
-    | 0x10000
-    | 0x20000
-    | 0x40000
-    | 0x80000
-    | 0x100000
-    | 0x200000
-)
-
-#: ``FIRST_RESERVED_GDT_ENTRY``: guest GDTs may have at most this many entries.
-FIRST_RESERVED_GDT_ENTRY = 7168
-#: Maximum LDT entries.
-MAX_LDT_ENTS = 8192
-#: L4 slots reserved for Xen in a PV64 guest's root table.
-_XEN_L4_SLOTS = range(256, 272)
-_PSE = 1 << 7
-_PRESENT = 1
 
 _GPRS_64 = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx", "rsi", "rdi")
 
@@ -126,13 +106,13 @@ def _validate_root(v: Vcpu, mfn: int) -> bool:
         table = machine.mv_u64
         base = mfn << 9
         for slot in range(512):
-            if slot in _XEN_L4_SLOTS:
+            if slot in XEN_L4_SLOTS:
                 continue
             entry = table[base + slot]
-            if not entry & _PRESENT:
+            if not entry & PAGE_PRESENT:
                 continue
             child = (entry & PTE_PFN_MASK) >> PAGE_SHIFT
-            if entry & _PSE or child >= machine.nr_frames or machine.owner_of(child) != d.domid:
+            if entry & PAGE_PSE or child >= machine.nr_frames or machine.owner_of(child) != d.domid:
                 return False
     return machine.get_page_type(mfn, PageType.l4)
 
@@ -315,9 +295,6 @@ def arch_set_info_guest(v: Vcpu, c: dict[str, Any]) -> int:
     return 0
 
 
-#: x86 ``X86_DR6_DEFAULT`` / ``X86_DR7_DEFAULT`` as the PV builder passes them (spec 7.5).
-X86_DR6_DEFAULT = 0xFFFF0FF0
-X86_DR7_DEFAULT = 0x00000400
 #: rflags at entry: IF, plus the always-one bit 1 that ``arch_set_info_guest`` adds (spec 7.5).
 ENTRY_RFLAGS = 0x202
 

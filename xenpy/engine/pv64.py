@@ -54,6 +54,39 @@ from xenpy.abi.arch_x86 import (
     VGCF_in_syscall,
     VGCF_syscall_disables_events,
 )
+from xenpy.abi.x86 import (
+    EXCEPTION_NAMES,
+    MSR_EFER,
+    MSR_FS_BASE,
+    MSR_GS_BASE,
+    MSR_SHADOW_GS_BASE,
+    MSR_TSC,
+    MSR_TSC_AUX,
+    X86_CR0_TS,
+    X86_CR4_DE,
+    X86_CR4_FSGSBASE,
+    X86_CR4_OSFXSR,
+    X86_CR4_OSXMMEXCPT,
+    X86_CR4_PAE,
+    X86_CR4_PGE,
+    X86_CR4_TSD,
+    X86_EFLAGS_AC,
+    X86_EFLAGS_DF,
+    X86_EFLAGS_IF,
+    X86_EFLAGS_IOPL,
+    X86_EFLAGS_NT,
+    X86_EFLAGS_RF,
+    X86_EFLAGS_TF,
+    X86_EFLAGS_VM,
+    X86_EXC_BP,
+    X86_EXC_GP,
+    X86_EXC_HAVE_EC,
+    X86_EXC_OF,
+    X86_EXC_PF,
+    X86_EXC_UD,
+    X86_FEATURE_HYPERVISOR,
+    PFEC_user_mode,
+)
 from xenpy.abi.xen import VMASST_TYPE_architectural_iopl
 from xenpy.core import mm
 from xenpy.core.domain import Vcpu
@@ -69,39 +102,6 @@ TBF_EXCEPTION = int(TrapBounceFlags.TBF_EXCEPTION)
 TBF_EXCEPTION_ERRCODE = int(TrapBounceFlags.TBF_EXCEPTION_ERRCODE)
 TBF_INTERRUPT = int(TrapBounceFlags.TBF_INTERRUPT)
 
-# RFLAGS bits.
-X86_EFLAGS_CF = 1 << 0
-X86_EFLAGS_TF = 1 << 8
-X86_EFLAGS_IF = 1 << 9
-X86_EFLAGS_DF = 1 << 10
-X86_EFLAGS_IOPL = 3 << 12
-X86_EFLAGS_NT = 1 << 14
-X86_EFLAGS_RF = 1 << 16
-X86_EFLAGS_VM = 1 << 17
-X86_EFLAGS_AC = 1 << 18
-
-# Exception vectors (``X86_EXC_*``).
-X86_EXC_DE = 0
-X86_EXC_DB = 1
-X86_EXC_NMI = 2
-X86_EXC_BP = 3
-X86_EXC_OF = 4
-X86_EXC_UD = 6
-X86_EXC_NM = 7
-X86_EXC_DF = 8
-X86_EXC_GP = 13
-X86_EXC_PF = 14
-#: Vectors that push an error code (``X86_EXC_HAVE_EC``; spec 3.3): 8, 10-14, 17.
-X86_EXC_HAVE_EC = (1 << 8) | (0x1F << 10) | (1 << 17)
-#: #PF error-code bit for a user-mode access (``PFEC_user_mode``).
-PFEC_user_mode = 1 << 2
-
-EXCEPTION_NAMES = {
-    0: "#DE", 1: "#DB", 2: "NMI", 3: "#BP", 4: "#OF", 5: "#BR", 6: "#UD", 7: "#NM", 8: "#DF", 9: "#CSO",
-    10: "#TS", 11: "#NP", 12: "#SS", 13: "#GP", 14: "#PF", 15: "#SPV", 16: "#MF", 17: "#AC", 18: "#MC",
-    19: "#XM", 20: "#VE", 21: "#CP",
-}  # fmt: skip
-
 #: ``async_exception_mask`` bits as :class:`~xenpy.core.domain.VcpuArch` stores them.
 ASYNC_EXC_NMI = 1 << 0
 ASYNC_EXC_MCE = 1 << 1
@@ -115,21 +115,13 @@ TI_IF = 4
 XEN_EMULATE_PREFIX = b"\x0f\x0bxen"
 _CPUID = b"\x0f\xa2"
 
-# MSRs a PV64 kernel may read or write through emulation.
-MSR_EFER = 0xC000_0080
-MSR_FS_BASE = 0xC000_0100
-MSR_GS_BASE = 0xC000_0101
-MSR_SHADOW_GS_BASE = 0xC000_0102
-MSR_TSC = 0x10
-MSR_TSC_AUX = 0xC000_0103
 #: EFER as a PV64 guest reads it: SCE | LME | LMA | NXE.
 GUEST_EFER = (1 << 0) | (1 << 8) | (1 << 10) | (1 << 11)
 #: CR0 as a PV64 guest reads it (PE MP ET NE WP AM PG), plus TS when the guest set it.
 GUEST_CR0 = 0x8005_0033
-X86_CR0_TS = 1 << 3
 #: CR4 bits a guest may keep in its virtual CR4 (``pv_fixup_guest_cr4``), over the fixed PAE|OSFXSR|OSXMMEXCPT.
-GUEST_CR4_FIXED = (1 << 5) | (1 << 9) | (1 << 10)
-GUEST_CR4_MASK = (1 << 2) | (1 << 3) | (1 << 7) | (1 << 16)  # TSD DE PGE FSGSBASE
+GUEST_CR4_FIXED = X86_CR4_PAE | X86_CR4_OSFXSR | X86_CR4_OSXMMEXCPT
+GUEST_CR4_MASK = X86_CR4_TSD | X86_CR4_DE | X86_CR4_PGE | X86_CR4_FSGSBASE
 
 _U64 = (1 << 64) - 1
 _IRET_CONTEXT = struct.Struct("<9Q")
@@ -168,7 +160,6 @@ _LEAF1_EDX_PASS = (
     (1 << 0) | (1 << 2) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 11) | (1 << 13)
     | (1 << 14) | (1 << 15) | (1 << 16) | (1 << 19) | (1 << 23) | (1 << 24) | (1 << 25) | (1 << 26)
 )  # fmt: skip
-_X86_FEATURE_HYPERVISOR = 1 << 31
 #: Extended leaf 0x80000001: EDX SYSCALL NX LM; ECX LAHF_LM.
 _EXT1_EDX = (1 << 11) | (1 << 20) | (1 << 29)
 _EXT1_ECX = 1 << 0
@@ -202,7 +193,7 @@ def cpuid_policy(
     if leaf == 1:
         # Family 6 model 0x3a stepping 9; CLFLUSH line 8 qwords; initial APIC id = vCPU id.
         ebx = ((v.vcpu_id & 0xFF) << 24) | (8 << 8)
-        ecx = (n_ecx & _LEAF1_ECX_PASS) | _X86_FEATURE_HYPERVISOR
+        ecx = (n_ecx & _LEAF1_ECX_PASS) | X86_FEATURE_HYPERVISOR
         return 0x000306A9, ebx, ecx, n_edx & _LEAF1_EDX_PASS
     if XEN_CPUID_FIRST_LEAF <= leaf <= XEN_CPUID_MAX_LEAF:
         return _xen_leaf(v, leaf - XEN_CPUID_FIRST_LEAF, subleaf)

@@ -23,6 +23,7 @@ from xenpy.abi.x86 import (
     PERDOMAIN_VIRT_START,
 )
 from xenpy.core.memory import PAGE_SHIFT, PAGE_SIZE
+from xenpy.engine.pv64 import GUEST_CR0, GUEST_CR4_FIXED, GUEST_EFER
 
 #: Page-table entry of the hypervisor's own pages: present, writable, accessed, dirty, supervisor only.
 HV_PTE = PAGE_PRESENT | PAGE_RW | PAGE_ACCESSED | PAGE_DIRTY
@@ -48,10 +49,10 @@ XEN_GDT_ENTRIES = {
 #: The trampoline's one instruction (``iretq``), which enters CPL3.
 TRAMPOLINE_CODE = b"\x48\xcf"
 
-# Control state of a PV vCPU as Xen runs it.
-CPU_CR0 = 0x8005_0033  # PG AM WP NE ET MP PE
-CPU_CR4 = (1 << 5) | (1 << 9) | (1 << 10)  # PAE OSFXSR OSXMMEXCPT
-CPU_EFER = (1 << 0) | (1 << 8) | (1 << 10) | (1 << 11)  # SCE LME LMA NXE
+# Control state of a PV vCPU as Xen runs it: what the guest reads back (xenpy.engine.pv64).
+CPU_CR0 = GUEST_CR0
+CPU_CR4 = GUEST_CR4_FIXED
+CPU_EFER = GUEST_EFER
 
 
 class HypervisorArea:

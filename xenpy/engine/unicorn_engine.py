@@ -67,21 +67,21 @@ from unicorn.unicorn_const import UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_INSN, UC_
 
 from xenpy.abi.arch_x86 import FLAT_RING3_CS32, FLAT_RING3_CS64, FLAT_RING3_SS64
 from xenpy.abi.sched import SHUTDOWN_crash
-from xenpy.abi.x86 import PERDOMAIN_L4_SLOT, XEN_L4_SLOTS
+from xenpy.abi.x86 import (
+    MSR_EFER,
+    MSR_SHADOW_GS_BASE,
+    PERDOMAIN_L4_SLOT,
+    X86_CR0_TS,
+    X86_EFLAGS_IF,
+    X86_EFLAGS_IOPL,
+    XEN_L4_SLOTS,
+)
 from xenpy.core.clock import NSEC_PER_SEC, VirtualClock
 from xenpy.core.memory import PAGE_SHIFT
 from xenpy.engine import _native
 from xenpy.engine.base import GPR_NAMES, REGISTER_NAMES, Engine, ExitReason, RunResult
 from xenpy.engine.effects import EffectTables
-from xenpy.engine.pv64 import (
-    MSR_EFER,
-    MSR_SHADOW_GS_BASE,
-    X86_CR0_TS,
-    X86_EFLAGS_IF,
-    X86_EFLAGS_IOPL,
-    Pv64Context,
-    instruction_length_of_syscall,
-)
+from xenpy.engine.pv64 import Pv64Context, instruction_length_of_syscall
 from xenpy.engine.unicorn_area import (
     CPU_CR0,
     CPU_CR4,

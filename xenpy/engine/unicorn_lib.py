@@ -28,9 +28,8 @@ from unicorn.unicorn_const import UC_HOOK_INSN_INVALID, UC_HOOK_INTR
 from unicorn.unicorn_py3.unicorn import uclib
 
 from xenpy.abi.arch_x86 import FLAT_RING3_CS64, FLAT_RING3_SS64
-from xenpy.abi.x86 import FIRST_RESERVED_GDT_ENTRY, PAGE_ACCESSED, PAGE_PRESENT, PAGE_RW, PAGE_USER
+from xenpy.abi.x86 import FIRST_RESERVED_GDT_ENTRY, MSR_EFER, PAGE_ACCESSED, PAGE_PRESENT, PAGE_RW, PAGE_USER
 from xenpy.core.memory import PAGE_SHIFT, PAGE_SIZE
-from xenpy.engine.pv64 import MSR_EFER
 from xenpy.engine.unicorn_area import (
     CPU_CR0,
     CPU_CR4,

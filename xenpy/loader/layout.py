@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xenpy.abi.arch_x86 import HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START
+from xenpy.abi.x86 import PAGE_OFFSET_MASK, PAGE_SHIFT, PAGE_SIZE
 from xenpy.abi.xen import SIF
 from xenpy.loader.errors import LoaderError
 from xenpy.loader.xen_notes import XenImageInfo
@@ -40,9 +41,6 @@ __all__ = [
     "count_pgtables",
 ]
 
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
-_PAGE_MASK = PAGE_SIZE - 1
 _U64 = (1 << 64) - 1
 #: ``bits_to_mask(VIRT_BITS_X86_64)``: page-table arithmetic works on 48-bit addresses.
 VADDR_MASK = (1 << 48) - 1
@@ -329,7 +327,7 @@ class _Allocator:
 
     def pad_to(self, boundary: int) -> None:
         """``xc_dom_alloc_pad``."""
-        if boundary & _PAGE_MASK:
+        if boundary & PAGE_OFFSET_MASK:
             raise LoaderError(f"segment boundary isn't page aligned ({boundary:#x})")
         if boundary < self.virt_alloc_end:
             raise LoaderError(f"segment boundary too low ({boundary:#x} < {self.virt_alloc_end:#x})")
@@ -375,7 +373,7 @@ def compute_pv64_layout(
     if module_nr_bytes is not None and module_nr_bytes <= 0:
         raise LoaderError("the module (initrd) is empty")
     virt_base = info.virt_base
-    if virt_base & _PAGE_MASK:
+    if virt_base & PAGE_OFFSET_MASK:
         raise LoaderError(f"VIRT_BASE {virt_base:#x} is not page-aligned")
     kstart, kend = info.virt_kstart, info.virt_kend
     alloc = _Allocator(virt_base)
@@ -398,7 +396,7 @@ def compute_pv64_layout(
     # 3. The p2m list, here unless INIT_P2M gives a usable address (below virt_base, page-aligned).
     p2m_nr_pages = _pages(nr_pages * P2M_ENTRY_SIZE)
     p2m_base = info.p2m_base
-    if p2m_base is not None and (p2m_base >= virt_base or p2m_base & _PAGE_MASK):
+    if p2m_base is not None and (p2m_base >= virt_base or p2m_base & PAGE_OFFSET_MASK):
         p2m_base = None
     p2m: Region | None = None
     if p2m_base is None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from xenpy.abi.cstruct import fast_codec
 from xenpy.abi.errno import HypercallError, XenErrno
 from xenpy.abi.generated.hypercalls import Hypercall
+from xenpy.abi.x86 import X86_NR_VECTORS
 from xenpy.core.memory import PAGE_SIZE
 from xenpy.core.pagetable import is_canonical
 from xenpy.hypercall.handlers.callback_op import fixup_guest_code_selector
@@ -27,8 +28,6 @@ from xenpy.hypercall.registry import Effect, hypercall_handler
 if TYPE_CHECKING:
     from xenpy.hypercall.context import HypercallContext
 
-#: ``X86_NR_VECTORS``: entries in the virtual IDT.
-X86_NR_VECTORS = 256
 _U64 = (1 << 64) - 1
 
 
