@@ -26,6 +26,7 @@ import argparse
 import ctypes
 import time
 
+from xenpy.engine._native import SF_NOUT
 from xenpy.engine.unicorn_engine import UnicornEngine, UnicornVcpu
 from xenpy.hypervisor import DomainConfig, Hypervisor
 from xenpy.loader import init_hypercall_page
@@ -58,10 +59,11 @@ class Exits:
         self.ctx = ctx
         self.real = ctx._frame.callback
         self.count = 0
+        sf, nout = ctx._sf, SF_NOUT
 
         def bare() -> None:
             self.count += 1
-            ctx._sf[14] = 0  # write nothing back
+            sf[nout] = 0  # write nothing back
 
         self._bare = ctypes.CFUNCTYPE(None)(bare)
 

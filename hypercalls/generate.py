@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate xenpy's hypercall files from the TOML tables in ``hypercalls/`` (DESIGN.md, decision 1).
+"""Generate xenpy's hypercall files from the TOML tables in ``hypercalls/`` (docs/architecture.md, the hypercall table).
 
 The tables are the single source of truth for hypercall numbers, C prototypes, sub-op values, argument
 structs and expected errors. This script turns them into:
@@ -82,7 +82,7 @@ class SubOpEntry:
     value: int
     arg_struct: str | None
     who: str | None
-    since: str | None
+    profile_flag: str | None
     internal: bool
     errors: dict[str, tuple[str, ...]]  # full lists: errors_before_dispatch + the sub-op's own
     doc: str
@@ -257,7 +257,10 @@ def _merge(first: tuple[str, ...], then: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(merged)
 
 
-def _load_family(path: Path, profiles: Sequence[str]) -> Family:
+def _load_family(path: Path, profile_table: ProfileTable) -> Family:
+    profiles = [p.name for p in profile_table.profiles]
+    bool_fields = {f.name for f in profile_table.fields if f.type == "bool"}
+    flag_values = {p.name: p.values for p in profile_table.profiles}
     data = _load_toml(path)
     where = path.name
     _check_keys(data, ("family", "subop"), where)
@@ -298,7 +301,8 @@ def _load_family(path: Path, profiles: Sequence[str]) -> Family:
     for i, raw in enumerate(raw_subops):
         swhere = f"{where} [[subop]] #{i + 1}"
         _require(isinstance(raw, dict), swhere, "must be a table")
-        _check_keys(raw, ("value", "name", "arg_struct", "who", "since", "internal", "doc", "errors"), swhere)
+        _check_keys(
+            raw, ("value", "name", "arg_struct", "who", "profile_flag", "internal", "doc", "errors"), swhere)
         name = _identifier(str(_get(raw, "name", str, swhere)), swhere)
         swhere = f"{where} {name}"
         _require(name.startswith(prefix), swhere, f"name must start with {prefix!r}")
@@ -310,17 +314,21 @@ def _load_family(path: Path, profiles: Sequence[str]) -> Family:
         who = _get(raw, "who", str, swhere, None)
         _require(who is None or who in WHO_VALUES, swhere, f"who must be one of {WHO_VALUES}")
         _require(who is not None or not who_required, swhere, "who is required in this family")
-        since = _get(raw, "since", str, swhere, None)
-        _require(since is None or bool(_VERSION.match(str(since))), swhere, f"bad since {since!r}")
+        flag = _get(raw, "profile_flag", str, swhere, None)
+        _require(
+            flag is None or flag in bool_fields,
+            swhere,
+            f"profile_flag {flag!r} is not a bool field of {PROFILES_TABLE}",
+        )
         errors: dict[str, tuple[str, ...]] = {}
         if has_errors:
             own = _load_errors(_get(raw, "errors", dict, swhere), profiles, f"{swhere} errors")
             for profile in profiles:
-                if since is not None and _version_key(profile) < _version_key(str(since)):
+                if flag is not None and not flag_values[profile][flag]:
                     _require(
                         own[profile] == (unknown_errno,),
                         swhere,
-                        f"errors.{profile} predates since = {since}: it must be [{unknown_errno!r}]",
+                        f"errors.{profile}: {flag} is false in that profile, so it must be [{unknown_errno!r}]",
                     )
                 errors[profile] = _merge(before[profile], own[profile])
         else:
@@ -331,7 +339,7 @@ def _load_family(path: Path, profiles: Sequence[str]) -> Family:
                 value=value,
                 arg_struct=None if arg_struct is None else str(arg_struct),
                 who=None if who is None else str(who),
-                since=None if since is None else str(since),
+                profile_flag=None if flag is None else str(flag),
                 internal=bool(_get(raw, "internal", bool, swhere, False)),
                 errors=errors,
                 doc=_one_paragraph(str(_get(raw, "doc", str, swhere)), swhere),
@@ -400,14 +408,13 @@ def load_table(source_dir: Path = HERE) -> Table:
     compat_arg_registers = tuple(_get(abi, "compat_arg_registers", list, awhere))  # type: ignore[arg-type]
     _require(len(compat_arg_registers) == MAX_ARGS, awhere, f"compat_arg_registers must name {MAX_ARGS}")
     profile_table = load_profiles(source_dir)
-    profile_names = [p.name for p in profile_table.profiles]
 
     families: dict[str, Family] = {}
     enums: set[str] = set()
     for path in sorted(source_dir.glob("*.toml")):
         if path.name in (MASTER_TABLE, PROFILES_TABLE):
             continue
-        family = _load_family(path, profile_names)
+        family = _load_family(path, profile_table)
         _require(
             family.hypercall not in families,
             path.name,
@@ -773,7 +780,8 @@ class SubOp:
         arg_struct: Xen's C name of the argument type (``vcpu_runstate_info``), or None if there is none.
         who: for vcpu_op, ``"self"`` if the target must be the calling vCPU, ``"any"`` if it may be any vCPU
             of the caller's domain; None elsewhere.
-        since: the first Xen release with the sub-op, if it is younger than the oldest profile.
+        profile_flag: the bool field of the profile table without which the sub-op does not exist (the
+            profiles where it is false return the unknown-command errno), or None.
         errors: profile -> the errno names the sub-op can return, in evaluation order (empty mapping for
             families without an error table).
         internal: Xen-internal command, hidden from guests' public headers.
@@ -784,7 +792,7 @@ class SubOp:
     value: int
     arg_struct: str | None
     who: str | None
-    since: str | None
+    profile_flag: str | None
     errors: Mapping[str, tuple[str, ...]]
     internal: bool = False
     doc: str = ""
@@ -852,7 +860,7 @@ class HypercallDef:
             out.append(f"        value={sub.value},")
             out.extend(_py_value("arg_struct", sub.arg_struct, 8))
             out.extend(_py_value("who", sub.who, 8))
-            out.extend(_py_value("since", sub.since, 8))
+            out.extend(_py_value("profile_flag", sub.profile_flag, 8))
             if sub.errors:
                 out.append("        errors=MappingProxyType(")
                 out.append("            {")
@@ -1202,15 +1210,15 @@ def emit_rst(table: Table) -> str:
         out += textwrap.wrap(intro, width=110)
         out.append("")
         has_who = any(s.who for s in family.subops)
-        has_since = any(s.since for s in family.subops)
+        has_flag = any(s.profile_flag for s in family.subops)
         header = ["Value", "Name", "Argument"]
         widths = [6, 30, 30]
         if has_who:
             header.append("Who")
             widths.append(6)
-        if has_since:
-            header.append("Since")
-            widths.append(6)
+        if has_flag:
+            header.append("Only with")
+            widths.append(12)
         if family.has_errors:
             header += [f"Errors ({p})" for p in profiles]
             widths += [30] * len(profiles)
@@ -1225,8 +1233,8 @@ def emit_rst(table: Table) -> str:
             ]
             if has_who:
                 row.append(sub.who or "")
-            if has_since:
-                row.append(sub.since or "")
+            if has_flag:
+                row.append(_rst_literal(sub.profile_flag) if sub.profile_flag else "")
             if family.has_errors:
                 row += [_rst_errors(sub.errors[p]) for p in profiles]
             row.append(_rst_text(sub.doc))

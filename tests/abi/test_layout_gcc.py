@@ -62,7 +62,7 @@ def _struct_params() -> list:
 
 @pytest.mark.parametrize(("arch", "name"), _struct_params())
 def test_struct_layout_matches_gcc(gcc_layout, arch: str, name: str) -> None:
-    """sizeof, alignment, and every member's offset, size and signedness equal gcc's (spec 5; DESIGN.md 2)."""
+    """sizeof, alignment, and every member's offset, size and signedness equal gcc's (spec 5)."""
     struct = STRUCTS[arch][name]
     gcc = gcc_layout(arch)
     mismatches = []

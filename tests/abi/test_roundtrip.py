@@ -1,5 +1,5 @@
 """Round trips through every xenpy.abi structure: bytes -> parse -> build, values -> build -> parse, and the
-``fast_codec`` ``struct.Struct`` view against construct on the same bytes and values (DESIGN.md decision 2).
+``fast_codec`` ``struct.Struct`` view against construct on the same bytes and values.
 """
 
 from __future__ import annotations

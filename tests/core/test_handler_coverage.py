@@ -1,4 +1,4 @@
-"""The handler registry covers the generated hypercall table (DESIGN decision 1).
+"""The handler registry covers the generated hypercall table.
 
 Every hypercall number of ``xenpy.abi.generated.hypercalls.HYPERCALLS`` that Xen dispatches (not
 ``implemented_as_enosys``) either has a handler or is listed, with a reason, in

@@ -99,7 +99,7 @@ def test_guest_fault_becomes_efault(hv, dom):
 
 
 def test_handler_bug_crashes_only_that_domain(hv, dom, monkeypatch):
-    """DESIGN 8: a bug inside a handler crashes only the calling domain, with the exception reported."""
+    """A bug inside a handler crashes only the calling domain, with the exception reported."""
     other = hv.create_domain(max_vcpus=1, memory_mib=2)
     other.unpause()
 

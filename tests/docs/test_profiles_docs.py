@@ -6,22 +6,26 @@ files in ``tests/hypercalls``); the hand-written pages that list the profiles ar
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 from pathlib import Path
 
 import pytest
 
 from xenpy.abi.generated.profiles import PROFILES
+from xenpy.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Pages and the line that lists the profiles.
 LISTS = {
     "docs/usage.md": "--profile NAME",
-    "docs/architecture.md": "`profiles.py`: Xen version profiles",
     "docs/reference/profiles.rst": "Field",
-    "xenpy/core/profiles.py": "Profiles (",
+    "README.md": "[--profile ",
 }
 _NAME = re.compile(r"``?(head|[0-9]+(?:\.[0-9]+)+)``?")
+#: The usage line of README's ``xenpy run``: ``[--profile head|4.17.3|...]``.
+_USAGE = re.compile(r"\[--profile ([^\]]+)\]")
 
 
 def profile_names(text: str) -> list[str]:
@@ -36,7 +40,9 @@ def test_listed_profiles_are_the_table(path: str) -> None:
     if path.endswith(".rst"):  # the header row of the list-table: one ``name`` cell per profile
         index = (ROOT / path).read_text().splitlines().index(lines[0])
         line = " ".join((ROOT / path).read_text().splitlines()[index : index + len(PROFILES) + 2])
-    assert profile_names(line) == list(PROFILES), f"{path}: {line.strip()}"
+    usage = _USAGE.search(line)
+    names = usage.group(1).split("|") if usage else profile_names(line)
+    assert names == list(PROFILES), f"{path}: {line.strip()}"
 
 
 def test_reference_page_has_a_row_per_field() -> None:
@@ -49,3 +55,10 @@ def test_reference_page_has_a_row_per_field() -> None:
         if f.name in ("name", "summary", "derived"):
             continue
         assert f"``{f.name}``" in text, f.name
+
+
+def test_run_help_offers_the_profiles_newest_first() -> None:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        main(["run", "--help"])
+    assert "{" + ",".join(PROFILES) + "}" in out.getvalue()

@@ -84,7 +84,7 @@ def _determinism_run():
 
 
 def test_deterministic_runs_are_identical():
-    """DESIGN 5: the same guest twice gives the same instruction counts, TSC values, times and runstate."""
+    """The same guest twice gives the same instruction counts, TSC values, times and runstate."""
     first = _determinism_run()
     assert first == _determinism_run()
     instructions, _acc, tsc, now, _runstate, hypercalls = first
@@ -180,7 +180,7 @@ def test_two_vcpus_run_on_the_scheduler(guest, pcpus):
 
 
 def test_hypervisor_error_in_an_exit_crashes_only_the_domain(guest, monkeypatch):
-    """DESIGN 8: an exception inside the engine's own exit handling is captured (never propagated out of
+    """An exception inside the engine's own exit handling is captured (never propagated out of
     Unicorn's callback) and crashes only that domain, with the error in the message."""
     import xenpy.engine.pv64 as pv64
 

@@ -190,7 +190,7 @@ def test_upcall_with_no_callback_crashes_the_domain(guest):
 
 
 def test_fault_without_handler_crashes_only_that_domain(guest):
-    """DESIGN 8, spec 3.3: a fault with no trap-table entry crashes its own domain with a message naming the
+    """Spec 3.3: a fault with no trap-table entry crashes its own domain with a message naming the
     vCPU, the RIP and the vector; another domain on the same hypervisor keeps running to its shutdown."""
     bad = guest("nohandler")
     good = guest("roundtrip", hv=bad.hv)
@@ -247,7 +247,7 @@ def test_forced_emulation_cpuid(guest):
 
 
 def test_user_mode_syscall_bounces_to_the_syscall_callback(guest):
-    """spec 3.3, DESIGN 4: after HYPERVISOR_iret to user mode (CS RPL 3, user page table), a ``syscall`` bounces
+    """spec 3.3: after HYPERVISOR_iret to user mode (CS RPL 3, user page table), a ``syscall`` bounces
     to the syscall callback on the kernel stack (stack_switch), with RCX/R11 as the instruction left them and
     CS RPL 3 in the frame; the vCPU is back in kernel mode."""
     g = guest("usersyscall")

@@ -1,4 +1,4 @@
-"""The generator of ``hypercalls/`` and the freshness of its outputs (DESIGN.md decision 1).
+"""The generator of ``hypercalls/`` and the freshness of its outputs (docs/architecture.md, the hypercall table).
 
 The TOML tables are the single source of truth: every generated file must equal, byte for byte, what the
 generator produces from them now, and the generator must be deterministic and stdlib-only.
@@ -132,7 +132,8 @@ def _copy_tables(tmp_path: Path) -> Path:
     ("file", "old", "new", "message"),
     [
         ("vcpu_op.toml", "value = 15\n", "value = 14\n", "two sub-ops share a value"),
-        ("vcpu_op.toml", 'errors."4.17" = ["ENOSYS"]\n', 'errors."4.17" = ["EFAULT"]\n', "predates since"),
+        ("vcpu_op.toml", 'errors."4.17" = ["ENOSYS"]\n', 'errors."4.17" = ["EFAULT"]\n', "phys_areas is false"),
+        ("vcpu_op.toml", 'profile_flag = "phys_areas"', 'profile_flag = "phys_area"', "not a bool field"),
         ("vcpu_op.toml", 'who = "self"', 'who = "me"', "who must be one of"),
         ("sched_op.toml", 'name = "SCHEDOP_poll"', 'name = "SCHED_poll"', "must start with 'SCHEDOP_'"),
         ("sched_op.toml", '"4.17.3" = ["EFAULT"]', '"4.17.3" = ["EFAULT", "EFAULT"]', "lists an errno twice"),

@@ -251,9 +251,9 @@ def test_vcpu_op_errors_and_who_follow_spec_1() -> None:
         "VCPUOP_stop_singleshot_timer",
     }
     assert all(s.who in ("self", "any") for s in subs.values())
-    # Spec 1.4: cmds 14 and 15 exist since 4.18; before, -ENOSYS.
+    # Spec 1.4: cmds 14 and 15 exist since 4.18 (the profile field phys_areas); before, -ENOSYS.
     for name in ("VCPUOP_register_runstate_phys_area", "VCPUOP_register_vcpu_time_phys_area"):
-        assert subs[name].since == "4.18"
+        assert subs[name].profile_flag == "phys_areas"
         assert subs[name].errors["4.17"] == ("ENOENT", "ENOSYS")
         assert "ENOSYS" not in subs[name].errors["head"]
     # Spec 1.4 / 4.1: -EBUSY and -EACCES only since 4.18; -ENXIO since 4.16.

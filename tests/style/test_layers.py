@@ -1,4 +1,4 @@
-"""The layer rule of DESIGN.md: imports point downward only.
+"""The layer rule of docs/architecture.md: imports point downward only.
 
 abi -> core -> hypercall -> loader -> hypervisor -> engine -> toolstack -> cli. A module may import xenpy modules
 of its own layer or of layers below it, never above.

@@ -1,4 +1,4 @@
-"""All of Xen's public structures for one guest width, defined once (DESIGN.md decision 2).
+"""All of Xen's public structures for one guest width, defined once (docs/architecture.md, the ABI layer).
 
 :func:`build_abi` runs every header module's ``define`` in dependency order and returns the structures by their
 Xen C name. :mod:`xenpy.abi.x86_64` and :mod:`xenpy.abi.x86_32` are the two instances.

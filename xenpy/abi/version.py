@@ -28,4 +28,5 @@ def define(w: Width, abi: dict) -> None:
     abi["xen_platform_parameters"] = CStruct("xen_platform_parameters", ("virt_start", w.xen_ulong_t))
     abi["xen_feature_info"] = CStruct(
         "xen_feature_info", ("submap_idx", w.unsigned_int), ("submap", w.uint32_t))
-    abi["xen_varbuf"] = CStruct("xen_varbuf", ("len", w.uint32_t))
+    abi["xen_build_id"] = CStruct("xen_build_id", ("len", w.uint32_t))  # then unsigned char buf[]
+    abi["xen_varbuf"] = CStruct("xen_varbuf", ("len", w.uint32_t))  # then char buf[]

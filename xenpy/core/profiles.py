@@ -5,7 +5,7 @@ The profiles, their fields and every value are one table, ``hypercalls/profiles.
 into :mod:`xenpy.abi.generated.profiles` (re-exported here) and the reference page ``docs/reference/profiles.rst``.
 The hypercall table's expected errors have one column per profile of the same table.
 
-Profiles (:data:`PROFILES`, newest first): ``head``, ``4.17.3``, ``4.17``, ``4.10``.
+:data:`PROFILES` lists them, newest first.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""CPU engines: what executes PV guest code, behind one narrow interface (DESIGN decision 3).
+"""CPU engines: what executes PV guest code, behind one narrow interface.
 
 * :mod:`xenpy.engine.base`: the interface (:class:`Engine`, :class:`VcpuContext`, :class:`RunResult`,
   :class:`ExitReason`, :class:`TrapBounce`);

@@ -1,4 +1,4 @@
-"""The CPU engine interface: what the hypervisor needs from something that executes guest code (DESIGN 3).
+"""The CPU engine interface: what the hypervisor needs from something that executes guest code.
 
 An engine runs the vCPUs of PV guests the way Xen's hardware does: guest code executes until it needs the
 hypervisor (a hypercall, an exception, a privileged instruction), the engine services that exit, and the vCPU

@@ -56,9 +56,15 @@ typedef char xen_domain_handle_t[16];
 typedef char xen_commandline_t[1024];
 #define XEN_COMMANDLINE_LEN (sizeof(xen_commandline_t))
 
+/* XENVER_build_id: len is IN (size of buf[]); the id follows it. */
+struct xen_build_id {
+    uint32_t len;
+    unsigned char buf[];
+};
+typedef struct xen_build_id xen_build_id_t;
+
 /*
- * XENVER_build_id and the *2 variants: len is IN (buffer size) and OUT
- * (bytes written); the data follows it.
+ * The *2 variants: len is IN (buffer size); the string follows it.
  */
 struct xen_varbuf {
     uint32_t len;

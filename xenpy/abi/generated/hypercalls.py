@@ -423,7 +423,8 @@ class SubOp:
         arg_struct: Xen's C name of the argument type (``vcpu_runstate_info``), or None if there is none.
         who: for vcpu_op, ``"self"`` if the target must be the calling vCPU, ``"any"`` if it may be any vCPU
             of the caller's domain; None elsewhere.
-        since: the first Xen release with the sub-op, if it is younger than the oldest profile.
+        profile_flag: the bool field of the profile table without which the sub-op does not exist (the
+            profiles where it is false return the unknown-command errno), or None.
         errors: profile -> the errno names the sub-op can return, in evaluation order (empty mapping for
             families without an error table).
         internal: Xen-internal command, hidden from guests' public headers.
@@ -434,7 +435,7 @@ class SubOp:
     value: int
     arg_struct: str | None
     who: str | None
-    since: str | None
+    profile_flag: str | None
     errors: Mapping[str, tuple[str, ...]]
     internal: bool = False
     doc: str = ""
@@ -500,7 +501,7 @@ _MEMORY_OP_SUBOPS: tuple[SubOp, ...] = (
         value=0,
         arg_struct="xen_memory_reservation",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Allocate nr_extents extents of 2^extent_order pages; returns the number allocated.",
     ),
@@ -509,7 +510,7 @@ _MEMORY_OP_SUBOPS: tuple[SubOp, ...] = (
         value=1,
         arg_struct="xen_memory_reservation",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Free the extents whose GMFN bases are listed in extent_start; returns the number freed.",
     ),
@@ -518,7 +519,7 @@ _MEMORY_OP_SUBOPS: tuple[SubOp, ...] = (
         value=2,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="arg is NULL; returns the highest machine frame number of RAM. Never fails.",
     ),
@@ -527,7 +528,7 @@ _MEMORY_OP_SUBOPS: tuple[SubOp, ...] = (
         value=3,
         arg_struct="domid_t",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Returns the current reservation of the domain, in pages.",
     ),
@@ -536,7 +537,7 @@ _MEMORY_OP_SUBOPS: tuple[SubOp, ...] = (
         value=4,
         arg_struct="domid_t",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Returns the maximum reservation of the domain, in pages.",
     ),
@@ -545,7 +546,7 @@ _MEMORY_OP_SUBOPS: tuple[SubOp, ...] = (
         value=5,
         arg_struct="xen_machphys_mfn_list",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Write the MFNs of the 2 MiB extents holding the machine-to-phys (M2P) table.",
     ),
@@ -554,7 +555,7 @@ _MEMORY_OP_SUBOPS: tuple[SubOp, ...] = (
         value=6,
         arg_struct="xen_memory_reservation",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Populate the listed GPFNs with new memory; returns the number of extents populated.",
     ),
@@ -563,7 +564,7 @@ _MEMORY_OP_SUBOPS: tuple[SubOp, ...] = (
         value=7,
         arg_struct="xen_add_to_physmap",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Make a page of a XENMAPSPACE_* source (shared info, grant table, ...) appear at gpfn.",
     ),
@@ -572,7 +573,7 @@ _MEMORY_OP_SUBOPS: tuple[SubOp, ...] = (
         value=9,
         arg_struct="xen_memory_map",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Write the domain's pseudo-physical E820 memory map.",
     ),
@@ -581,7 +582,7 @@ _MEMORY_OP_SUBOPS: tuple[SubOp, ...] = (
         value=10,
         arg_struct="xen_memory_map",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Write the machine's E820 memory map; privileged.",
     ),
@@ -590,7 +591,7 @@ _MEMORY_OP_SUBOPS: tuple[SubOp, ...] = (
         value=11,
         arg_struct="xen_memory_exchange",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Atomically exchange a set of extents for new ones; nr_exchanged reports progress.",
     ),
@@ -599,7 +600,7 @@ _MEMORY_OP_SUBOPS: tuple[SubOp, ...] = (
         value=12,
         arg_struct="xen_machphys_mapping",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Write the virtual range (v_start, v_end) and max_mfn of the M2P table mapping.",
     ),
@@ -608,7 +609,7 @@ _MEMORY_OP_SUBOPS: tuple[SubOp, ...] = (
         value=13,
         arg_struct="xen_foreign_memory_map",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Set another domain's pseudo-physical memory map; toolstack only.",
     ),
@@ -617,7 +618,7 @@ _MEMORY_OP_SUBOPS: tuple[SubOp, ...] = (
         value=14,
         arg_struct="domid_t",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Returns the highest GPFN in use by the domain.",
     ),
@@ -626,7 +627,7 @@ _MEMORY_OP_SUBOPS: tuple[SubOp, ...] = (
         value=15,
         arg_struct="xen_remove_from_physmap",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Unmap the page at gpfn from the domain's physmap.",
     ),
@@ -635,7 +636,7 @@ _MEMORY_OP_SUBOPS: tuple[SubOp, ...] = (
         value=16,
         arg_struct="xen_pod_target",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Set the populate-on-demand target; toolstack only.",
     ),
@@ -644,7 +645,7 @@ _MEMORY_OP_SUBOPS: tuple[SubOp, ...] = (
         value=17,
         arg_struct="xen_pod_target",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Read the populate-on-demand target and counters; toolstack only.",
     ),
@@ -653,7 +654,7 @@ _MEMORY_OP_SUBOPS: tuple[SubOp, ...] = (
         value=18,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Returns the number of pages freed by memory sharing. Xen and tools only.",
     ),
@@ -662,7 +663,7 @@ _MEMORY_OP_SUBOPS: tuple[SubOp, ...] = (
         value=19,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Returns the number of shared pages. Xen and tools only.",
     ),
@@ -671,7 +672,7 @@ _MEMORY_OP_SUBOPS: tuple[SubOp, ...] = (
         value=20,
         arg_struct="xen_mem_paging_op",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Memory paging (nominate, evict, prep). Xen and tools only.",
     ),
@@ -680,7 +681,7 @@ _MEMORY_OP_SUBOPS: tuple[SubOp, ...] = (
         value=21,
         arg_struct="xen_mem_access_op",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Memory access permissions for introspection. Xen and tools only.",
     ),
@@ -689,7 +690,7 @@ _MEMORY_OP_SUBOPS: tuple[SubOp, ...] = (
         value=22,
         arg_struct="xen_mem_sharing_op",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Memory sharing operations. Xen and tools only.",
     ),
@@ -698,7 +699,7 @@ _MEMORY_OP_SUBOPS: tuple[SubOp, ...] = (
         value=23,
         arg_struct="xen_add_to_physmap_batch",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Batched XENMEM_add_to_physmap with a per-index error array.",
     ),
@@ -707,7 +708,7 @@ _MEMORY_OP_SUBOPS: tuple[SubOp, ...] = (
         value=24,
         arg_struct="xen_memory_reservation",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Stake a claim on a number of pages for a domain; privileged.",
     ),
@@ -716,7 +717,7 @@ _MEMORY_OP_SUBOPS: tuple[SubOp, ...] = (
         value=25,
         arg_struct="xen_machphys_mfn_list",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="As XENMEM_machphys_mfn_list, for the compat (32-bit) M2P table.",
     ),
@@ -725,7 +726,7 @@ _MEMORY_OP_SUBOPS: tuple[SubOp, ...] = (
         value=26,
         arg_struct="xen_vnuma_topology_info",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Write the guest's virtual NUMA topology.",
     ),
@@ -734,7 +735,7 @@ _MEMORY_OP_SUBOPS: tuple[SubOp, ...] = (
         value=27,
         arg_struct="xen_reserved_device_memory_map",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="List guest-physical ranges reserved for devices. Xen and tools only.",
     ),
@@ -743,7 +744,7 @@ _MEMORY_OP_SUBOPS: tuple[SubOp, ...] = (
         value=28,
         arg_struct="xen_mem_acquire_resource",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc=(
             "Map the frames of a resource (ioreq server, grant table, vmtrace buffer) of a domain; "
@@ -758,7 +759,7 @@ _XEN_VERSION_SUBOPS: tuple[SubOp, ...] = (
         value=0,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="arg is NULL; returns (major << 16) | minor.",
     ),
@@ -767,7 +768,7 @@ _XEN_VERSION_SUBOPS: tuple[SubOp, ...] = (
         value=1,
         arg_struct="xen_extraversion_t",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Write the extra version string, char[16], truncated; XENVER_extraversion2 does not truncate.",
     ),
@@ -776,7 +777,7 @@ _XEN_VERSION_SUBOPS: tuple[SubOp, ...] = (
         value=2,
         arg_struct="xen_compile_info",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Write compiler, compile_by, compile_domain and compile_date strings.",
     ),
@@ -785,7 +786,7 @@ _XEN_VERSION_SUBOPS: tuple[SubOp, ...] = (
         value=3,
         arg_struct="xen_capabilities_info_t",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc='Write the capabilities string (char[1024]), e.g. "xen-3.0-x86_64 ...".',
     ),
@@ -794,7 +795,7 @@ _XEN_VERSION_SUBOPS: tuple[SubOp, ...] = (
         value=4,
         arg_struct="xen_changeset_info_t",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Write the source changeset string (char[64]).",
     ),
@@ -803,7 +804,7 @@ _XEN_VERSION_SUBOPS: tuple[SubOp, ...] = (
         value=5,
         arg_struct="xen_platform_parameters",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Write virt_start, the start of the hypervisor's virtual address range.",
     ),
@@ -812,7 +813,7 @@ _XEN_VERSION_SUBOPS: tuple[SubOp, ...] = (
         value=6,
         arg_struct="xen_feature_info",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Write the 32-bit XENFEAT_* submap selected by submap_idx (spec 6.9).",
     ),
@@ -821,7 +822,7 @@ _XEN_VERSION_SUBOPS: tuple[SubOp, ...] = (
         value=7,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="arg is NULL; returns the page size (4096).",
     ),
@@ -830,7 +831,7 @@ _XEN_VERSION_SUBOPS: tuple[SubOp, ...] = (
         value=8,
         arg_struct="xen_domain_handle_t",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Write the 16-byte handle (UUID) of the calling domain.",
     ),
@@ -839,7 +840,7 @@ _XEN_VERSION_SUBOPS: tuple[SubOp, ...] = (
         value=9,
         arg_struct="xen_commandline_t",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Write Xen's command line (char[1024]); privileged.",
     ),
@@ -848,7 +849,7 @@ _XEN_VERSION_SUBOPS: tuple[SubOp, ...] = (
         value=10,
         arg_struct="xen_build_id",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Write Xen's build id into a length-prefixed buffer and return its length; privileged.",
     ),
@@ -857,7 +858,7 @@ _XEN_VERSION_SUBOPS: tuple[SubOp, ...] = (
         value=11,
         arg_struct="xen_varbuf",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc=(
             "Non-truncating XENVER_extraversion: arg NULL returns the length; otherwise fills the xen_varbuf"
@@ -869,7 +870,7 @@ _XEN_VERSION_SUBOPS: tuple[SubOp, ...] = (
         value=12,
         arg_struct="xen_varbuf",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Non-truncating XENVER_capabilities, with the xen_varbuf protocol of XENVER_extraversion2.",
     ),
@@ -878,7 +879,7 @@ _XEN_VERSION_SUBOPS: tuple[SubOp, ...] = (
         value=13,
         arg_struct="xen_varbuf",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Non-truncating XENVER_changeset, with the xen_varbuf protocol of XENVER_extraversion2.",
     ),
@@ -887,7 +888,7 @@ _XEN_VERSION_SUBOPS: tuple[SubOp, ...] = (
         value=14,
         arg_struct="xen_varbuf",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Non-truncating XENVER_commandline, with the xen_varbuf protocol of XENVER_extraversion2.",
     ),
@@ -899,7 +900,7 @@ _CONSOLE_IO_SUBOPS: tuple[SubOp, ...] = (
         value=0,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc=(
             "Write count bytes of buffer to Xen's console. A domU is allowed only by a CONFIG_VERBOSE_DEBUG "
@@ -911,7 +912,7 @@ _CONSOLE_IO_SUBOPS: tuple[SubOp, ...] = (
         value=1,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Read up to count bytes of Xen's console ring into buffer; count > INT_MAX returns -E2BIG.",
     ),
@@ -923,7 +924,7 @@ _GRANT_TABLE_OP_SUBOPS: tuple[SubOp, ...] = (
         value=0,
         arg_struct="gnttab_map_grant_ref",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Map a grant entry (dom, ref) for host access or device DMA; returns a handle.",
     ),
@@ -932,7 +933,7 @@ _GRANT_TABLE_OP_SUBOPS: tuple[SubOp, ...] = (
         value=1,
         arg_struct="gnttab_unmap_grant_ref",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Destroy a mapping made by GNTTABOP_map_grant_ref, by handle.",
     ),
@@ -941,7 +942,7 @@ _GRANT_TABLE_OP_SUBOPS: tuple[SubOp, ...] = (
         value=2,
         arg_struct="gnttab_setup_table",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Grow the domain's grant table to nr_frames and write the frame list.",
     ),
@@ -950,7 +951,7 @@ _GRANT_TABLE_OP_SUBOPS: tuple[SubOp, ...] = (
         value=3,
         arg_struct="gnttab_dump_table",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Dump a domain's grant table to Xen's console (debug).",
     ),
@@ -959,7 +960,7 @@ _GRANT_TABLE_OP_SUBOPS: tuple[SubOp, ...] = (
         value=4,
         arg_struct="gnttab_transfer",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Transfer ownership of a page frame to another domain.",
     ),
@@ -968,7 +969,7 @@ _GRANT_TABLE_OP_SUBOPS: tuple[SubOp, ...] = (
         value=5,
         arg_struct="gnttab_copy",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Copy bytes between grant references and/or local frames.",
     ),
@@ -977,7 +978,7 @@ _GRANT_TABLE_OP_SUBOPS: tuple[SubOp, ...] = (
         value=6,
         arg_struct="gnttab_query_size",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Report the current and maximum number of grant-table frames.",
     ),
@@ -986,7 +987,7 @@ _GRANT_TABLE_OP_SUBOPS: tuple[SubOp, ...] = (
         value=7,
         arg_struct="gnttab_unmap_and_replace",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Unmap a grant mapping and replace it with the mapping at new_addr.",
     ),
@@ -995,7 +996,7 @@ _GRANT_TABLE_OP_SUBOPS: tuple[SubOp, ...] = (
         value=8,
         arg_struct="gnttab_set_version",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Select grant-table format version 1 or 2.",
     ),
@@ -1004,7 +1005,7 @@ _GRANT_TABLE_OP_SUBOPS: tuple[SubOp, ...] = (
         value=9,
         arg_struct="gnttab_get_status_frames",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Write the frames of the v2 grant status table.",
     ),
@@ -1013,7 +1014,7 @@ _GRANT_TABLE_OP_SUBOPS: tuple[SubOp, ...] = (
         value=10,
         arg_struct="gnttab_get_version",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Report the grant-table format version in use.",
     ),
@@ -1022,7 +1023,7 @@ _GRANT_TABLE_OP_SUBOPS: tuple[SubOp, ...] = (
         value=11,
         arg_struct="gnttab_swap_grant_ref",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Swap the contents of two grant entries.",
     ),
@@ -1031,7 +1032,7 @@ _GRANT_TABLE_OP_SUBOPS: tuple[SubOp, ...] = (
         value=12,
         arg_struct="gnttab_cache_flush",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Clean or invalidate the cache for part of a granted page.",
     ),
@@ -1043,7 +1044,7 @@ _VM_ASSIST_SUBOPS: tuple[SubOp, ...] = (
         value=0,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Enable VM assist type; -EINVAL if type >= 64 or outside the valid mask.",
     ),
@@ -1052,7 +1053,7 @@ _VM_ASSIST_SUBOPS: tuple[SubOp, ...] = (
         value=1,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Disable VM assist type; -EINVAL if type >= 64 or outside the valid mask.",
     ),
@@ -1064,7 +1065,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         value=0,
         arg_struct="vcpu_guest_context",
         who="any",
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("ENOENT", "EINVAL", "ENOMEM", "EFAULT", "EEXIST"),
@@ -1085,7 +1086,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         value=1,
         arg_struct=None,
         who="any",
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("ENOENT", "EINVAL"),
@@ -1104,7 +1105,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         value=2,
         arg_struct=None,
         who="any",
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("ENOENT",),
@@ -1124,7 +1125,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         value=3,
         arg_struct=None,
         who="any",
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("ENOENT",),
@@ -1140,7 +1141,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         value=4,
         arg_struct="vcpu_runstate_info",
         who="any",
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("ENOENT", "EFAULT"),
@@ -1159,7 +1160,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         value=5,
         arg_struct="vcpu_register_runstate_memory_area",
         who="any",
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("ENOENT", "EFAULT"),
@@ -1179,7 +1180,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         value=6,
         arg_struct="vcpu_set_periodic_timer",
         who="any",
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("ENOENT", "EFAULT", "EINVAL"),
@@ -1198,7 +1199,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         value=7,
         arg_struct=None,
         who="any",
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("ENOENT",),
@@ -1214,7 +1215,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         value=8,
         arg_struct="vcpu_set_singleshot_timer",
         who="self",
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("ENOENT", "EINVAL", "EFAULT"),
@@ -1234,7 +1235,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         value=9,
         arg_struct=None,
         who="self",
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("ENOENT", "EINVAL"),
@@ -1250,7 +1251,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         value=10,
         arg_struct="vcpu_register_vcpu_info",
         who="any",
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": (
@@ -1281,7 +1282,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         value=11,
         arg_struct=None,
         who="any",
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("ENOENT", "EINVAL"),
@@ -1297,7 +1298,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         value=12,
         arg_struct="vcpu_get_physid",
         who="any",
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("ENOENT", "EINVAL", "EFAULT"),
@@ -1316,7 +1317,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         value=13,
         arg_struct="vcpu_register_time_memory_area",
         who="any",
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("ENOENT", "EFAULT"),
@@ -1335,7 +1336,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         value=14,
         arg_struct="vcpu_register_runstate_memory_area",
         who="any",
-        since="4.18",
+        profile_flag="phys_areas",
         errors=MappingProxyType(
             {
                 "head": ("ENOENT", "EFAULT", "ENXIO", "EAGAIN", "EPERM", "EINVAL", "EACCES", "ENOMEM"),
@@ -1355,7 +1356,7 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         value=15,
         arg_struct="vcpu_register_time_memory_area",
         who="any",
-        since="4.18",
+        profile_flag="phys_areas",
         errors=MappingProxyType(
             {
                 "head": ("ENOENT", "EFAULT", "ENXIO", "EAGAIN", "EPERM", "EINVAL", "EACCES", "ENOMEM"),
@@ -1377,7 +1378,7 @@ _MMUEXT_OP_SUBOPS: tuple[SubOp, ...] = (
         value=0,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="arg1.mfn: validate the frame as an L1 page table and pin it.",
     ),
@@ -1386,7 +1387,7 @@ _MMUEXT_OP_SUBOPS: tuple[SubOp, ...] = (
         value=1,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="arg1.mfn: validate the frame as an L2 page table and pin it.",
     ),
@@ -1395,7 +1396,7 @@ _MMUEXT_OP_SUBOPS: tuple[SubOp, ...] = (
         value=2,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="arg1.mfn: validate the frame as an L3 page table and pin it.",
     ),
@@ -1404,7 +1405,7 @@ _MMUEXT_OP_SUBOPS: tuple[SubOp, ...] = (
         value=3,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="arg1.mfn: validate the frame as an L4 page table and pin it.",
     ),
@@ -1413,7 +1414,7 @@ _MMUEXT_OP_SUBOPS: tuple[SubOp, ...] = (
         value=4,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="arg1.mfn: unpin a pinned page table.",
     ),
@@ -1422,7 +1423,7 @@ _MMUEXT_OP_SUBOPS: tuple[SubOp, ...] = (
         value=5,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="arg1.mfn: switch the kernel page-table base (CR3) to this L4.",
     ),
@@ -1431,7 +1432,7 @@ _MMUEXT_OP_SUBOPS: tuple[SubOp, ...] = (
         value=6,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Flush the local TLB.",
     ),
@@ -1440,7 +1441,7 @@ _MMUEXT_OP_SUBOPS: tuple[SubOp, ...] = (
         value=7,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="arg1.linear_addr: invalidate one local TLB entry.",
     ),
@@ -1449,7 +1450,7 @@ _MMUEXT_OP_SUBOPS: tuple[SubOp, ...] = (
         value=8,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="arg2.vcpumask: flush the TLBs of the vCPUs in the mask.",
     ),
@@ -1458,7 +1459,7 @@ _MMUEXT_OP_SUBOPS: tuple[SubOp, ...] = (
         value=9,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="arg1.linear_addr, arg2.vcpumask: invalidate one entry on the vCPUs in the mask.",
     ),
@@ -1467,7 +1468,7 @@ _MMUEXT_OP_SUBOPS: tuple[SubOp, ...] = (
         value=10,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Flush the TLBs of every vCPU of the domain.",
     ),
@@ -1476,7 +1477,7 @@ _MMUEXT_OP_SUBOPS: tuple[SubOp, ...] = (
         value=11,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="arg1.linear_addr: invalidate one entry on every vCPU of the domain.",
     ),
@@ -1485,7 +1486,7 @@ _MMUEXT_OP_SUBOPS: tuple[SubOp, ...] = (
         value=12,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Write back and invalidate the local caches; needs cache-flush permission.",
     ),
@@ -1494,7 +1495,7 @@ _MMUEXT_OP_SUBOPS: tuple[SubOp, ...] = (
         value=13,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="arg1.linear_addr, arg2.nr_ents: load an LDT (page-aligned, at most 8192 entries).",
     ),
@@ -1503,7 +1504,7 @@ _MMUEXT_OP_SUBOPS: tuple[SubOp, ...] = (
         value=15,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="arg1.mfn: set the user-mode L4 (PV64 guest user page table); 0 clears it.",
     ),
@@ -1512,7 +1513,7 @@ _MMUEXT_OP_SUBOPS: tuple[SubOp, ...] = (
         value=16,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="arg1.mfn: zero a writable frame of the caller.",
     ),
@@ -1521,7 +1522,7 @@ _MMUEXT_OP_SUBOPS: tuple[SubOp, ...] = (
         value=17,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="arg1.mfn (destination), arg2.src_mfn: copy one frame to another.",
     ),
@@ -1530,7 +1531,7 @@ _MMUEXT_OP_SUBOPS: tuple[SubOp, ...] = (
         value=18,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Write back and invalidate the caches of every pCPU; needs cache-flush permission.",
     ),
@@ -1539,7 +1540,7 @@ _MMUEXT_OP_SUBOPS: tuple[SubOp, ...] = (
         value=19,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="arg1.mfn: mark the head frame of a superpage (obsolete; Xen refuses it).",
     ),
@@ -1548,7 +1549,7 @@ _MMUEXT_OP_SUBOPS: tuple[SubOp, ...] = (
         value=20,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="arg1.mfn: unmark a superpage (obsolete; Xen refuses it).",
     ),
@@ -1560,7 +1561,7 @@ _NMI_OP_SUBOPS: tuple[SubOp, ...] = (
         value=0,
         arg_struct="xennmi_callback",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc=(
             "Install handler_address as the NMI handler: trap_ctxt[2] = {vector 2, FLAT_KERNEL_CS, flags 4 "
@@ -1572,7 +1573,7 @@ _NMI_OP_SUBOPS: tuple[SubOp, ...] = (
         value=1,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc="Remove the NMI handler (zero trap_ctxt[2]); arg is unused.",
     ),
@@ -1584,7 +1585,7 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
         value=0,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": (),
@@ -1600,7 +1601,7 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
         value=1,
         arg_struct=None,
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": (),
@@ -1619,7 +1620,7 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
         value=2,
         arg_struct="sched_shutdown",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("EFAULT",),
@@ -1638,7 +1639,7 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
         value=3,
         arg_struct="sched_poll",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "EINVAL"),
@@ -1658,7 +1659,7 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
         value=4,
         arg_struct="sched_remote_shutdown",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "ESRCH", "EPERM"),
@@ -1677,7 +1678,7 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
         value=5,
         arg_struct="sched_shutdown",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("EFAULT",),
@@ -1693,7 +1694,7 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
         value=6,
         arg_struct="sched_watchdog",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "EINVAL", "ENOSPC"),
@@ -1713,7 +1714,7 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
         value=7,
         arg_struct="sched_pin_override",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("EPERM", "EFAULT", "EINVAL", "EBUSY"),
@@ -1735,7 +1736,7 @@ _CALLBACK_OP_SUBOPS: tuple[SubOp, ...] = (
         value=0,
         arg_struct="callback_register",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc=(
             "Register the callback of a CALLBACKTYPE_* (event, failsafe, syscall, nmi, ...) at address, with"
@@ -1747,7 +1748,7 @@ _CALLBACK_OP_SUBOPS: tuple[SubOp, ...] = (
         value=1,
         arg_struct="callback_unregister",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType({}),
         doc=(
             "Unregister a callback; only CALLBACKTYPE_nmi can be unregistered, any other type returns "
@@ -1762,7 +1763,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         value=0,
         arg_struct="evtchn_bind_interdomain",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "ESRCH", "ENOSPC", "EINVAL"),
@@ -1782,7 +1783,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         value=1,
         arg_struct="evtchn_bind_virq",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "EINVAL", "ENOENT", "EBUSY", "EEXIST", "ENOSPC"),
@@ -1802,7 +1803,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         value=2,
         arg_struct="evtchn_bind_pirq",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "EINVAL", "EPERM", "EEXIST", "ENOSPC", "ENOMEM"),
@@ -1821,7 +1822,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         value=3,
         arg_struct="evtchn_close",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "EINVAL"),
@@ -1840,7 +1841,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         value=4,
         arg_struct="evtchn_send",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "EINVAL"),
@@ -1859,7 +1860,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         value=5,
         arg_struct="evtchn_status",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "ESRCH", "EINVAL", "EPERM"),
@@ -1875,7 +1876,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         value=6,
         arg_struct="evtchn_alloc_unbound",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "ESRCH", "ENOSPC", "EPERM"),
@@ -1894,7 +1895,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         value=7,
         arg_struct="evtchn_bind_ipi",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "ENOENT", "ENOSPC"),
@@ -1910,7 +1911,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         value=8,
         arg_struct="evtchn_bind_vcpu",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "ENOENT", "EINVAL"),
@@ -1929,7 +1930,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         value=9,
         arg_struct="evtchn_unmask",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "EINVAL"),
@@ -1948,7 +1949,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         value=10,
         arg_struct="evtchn_reset",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
@@ -1964,7 +1965,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         value=11,
         arg_struct="evtchn_init_control",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "EOPNOTSUPP"),
@@ -1983,7 +1984,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         value=12,
         arg_struct="evtchn_expand_array",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "EOPNOTSUPP"),
@@ -1999,7 +2000,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         value=13,
         arg_struct="evtchn_set_priority",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "EOPNOTSUPP"),
@@ -2015,7 +2016,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         value=14,
         arg_struct="evtchn_reset",
         who=None,
-        since=None,
+        profile_flag=None,
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),

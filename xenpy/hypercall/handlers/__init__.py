@@ -41,8 +41,8 @@ from xenpy.hypercall.registry import registered_handlers
 NOT_IMPLEMENTED: Mapping[int, str] = MappingProxyType(
     {
         Hypercall.platform_op: "platform control for the hardware domain (a domU gets -EPERM from Xen)",
-        Hypercall.set_debugreg: "debug registers need the CPU engine",
-        Hypercall.get_debugreg: "debug registers need the CPU engine",
+        Hypercall.set_debugreg: "not written yet (the engine emulates mov to/from DR0-DR7)",
+        Hypercall.get_debugreg: "not written yet (the engine emulates mov to/from DR0-DR7)",
         Hypercall.update_descriptor: "GDT/LDT descriptor writes need descriptor validation",
         Hypercall.physdev_op_compat: "physical devices and IRQs (xenpy has no devices)",
         Hypercall.xsm_op: "XSM/FLASK operations (a Xen without FLASK returns -ENOSYS too)",

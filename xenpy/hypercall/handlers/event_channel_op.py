@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from xenpy.abi.cstruct import fast_codec
 from xenpy.abi.errno import XenErrno
+from xenpy.abi.event_channel import EVTCHNSTAT
 from xenpy.abi.generated.hypercalls import EvtchnOp, Hypercall
 from xenpy.hypercall.registry import Effect, hypercall_handler
 
@@ -118,6 +119,17 @@ def evtchnop_send(ctx: HypercallContext, arg: int) -> int:
     return ctx.domain.evtchn.evtchn_send(b["port"])
 
 
+#: ``evtchn_status.u``: the union member each status fills, and its values from the core's two words.
+_STATUS_UNION: dict[int, Callable[[int, int], tuple[str, tuple[int, ...]]]] = {
+    EVTCHNSTAT.EVTCHNSTAT_closed: lambda lo, hi: ("virq", (0,)),
+    EVTCHNSTAT.EVTCHNSTAT_unbound: lambda lo, hi: ("unbound", (lo,)),
+    EVTCHNSTAT.EVTCHNSTAT_interdomain: lambda lo, hi: ("interdomain", (lo, hi)),
+    EVTCHNSTAT.EVTCHNSTAT_pirq: lambda lo, hi: ("pirq", (lo,)),
+    EVTCHNSTAT.EVTCHNSTAT_virq: lambda lo, hi: ("virq", (lo,)),
+    EVTCHNSTAT.EVTCHNSTAT_ipi: lambda lo, hi: ("virq", (0,)),
+}
+
+
 @_op(EvtchnOp.EVTCHNOP_status)
 def evtchnop_status(ctx: HypercallContext, arg: int) -> int:
     """``{dom, port, OUT status, vcpu, u}``: -ESRCH, -EINVAL (bad port), -EPERM (not our domain)."""
@@ -133,10 +145,10 @@ def evtchnop_status(ctx: HypercallContext, arg: int) -> int:
     result = target.evtchn.status(b["port"])
     assert isinstance(result, tuple)
     status, vcpu, u_lo, u_hi = result
-    b["status"] = status
-    b["vcpu"] = vcpu
-    b["u"] = u_lo.to_bytes(4, "little") + u_hi.to_bytes(4, "little")  # type: ignore[assignment]
-    return _write_back(ctx, arg, "evtchn_status", b)
+    member, u_values = _STATUS_UNION[status](u_lo, u_hi)
+    codec = fast_codec(ctx.abi.evtchn_status, {"u": member})  # union bytes the member leaves are zero
+    ctx.copy_to_guest(arg, codec.pack(b["dom"], b["port"], status, vcpu, *u_values))
+    return 0
 
 
 @_op(EvtchnOp.EVTCHNOP_alloc_unbound)

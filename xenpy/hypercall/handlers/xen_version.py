@@ -45,8 +45,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from xenpy.abi.arch_x86 import HYPERVISOR_VIRT_START
-from xenpy.abi.cstruct import fast_codec
+from xenpy.abi.arch_x86 import HYPERVISOR_COMPAT_VIRT_START, HYPERVISOR_VIRT_START
+from xenpy.abi.cstruct import CStruct, fast_codec
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.features import XENFEAT
 from xenpy.abi.generated.hypercalls import Hypercall, XenVer
@@ -59,7 +59,7 @@ from xenpy.abi.version import (
 )
 from xenpy.abi.xen import VMASST_TYPE_pae_extended_cr3
 from xenpy.core.memory import PAGE_SIZE
-from xenpy.hypercall.registry import Effect, c_uint, hypercall_handler
+from xenpy.hypercall.registry import Effect, hypercall_handler
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -69,12 +69,8 @@ if TYPE_CHECKING:
 
 #: ``xen_deny()``: what a caller denied XENVER_commandline reads.
 XEN_DENY = "<denied>"
-#: ``__HYPERVISOR_COMPAT_VIRT_START``: ``virt_start`` reported to a PV32 guest.
-HYPERVISOR_COMPAT_VIRT_START = 0xF580_0000
 #: ``xenver_varbuf_op``: strings longer than this return -E2BIG.
 _VARBUF_MAX = 64 * 1024
-#: Offset of ``xen_varbuf.buf`` (after ``uint32_t len``).
-_VARBUF_BUF_OFFSET = 4
 
 _ENOSYS = -int(XenErrno.ENOSYS)
 _EINVAL = -int(XenErrno.EINVAL)
@@ -86,6 +82,12 @@ _DENIED = XEN_DENY.encode() + b"\0"
 _GUEST_HANDLE = bytes(XEN_GUEST_HANDLE_LEN)
 #: Key of this module's answers in ``XenProfile.derived``.
 _KEY = __name__
+
+
+def _read(ctx: HypercallContext, arg: int, layout: CStruct) -> tuple[int, ...]:
+    """The members of the ``layout`` struct at ``arg`` (GuestFault, hence -EFAULT, if it cannot be read)."""
+    codec = fast_codec(layout)
+    return codec.unpack(ctx.copy_from_guest(arg, codec.size))
 
 
 def _c_string(text: str, size: int) -> bytes:
@@ -318,7 +320,8 @@ def _xenver_build_id(ctx: HypercallContext, arg: int, answers: XenVersionAnswers
         return _EPERM
     if not answers.profile.varbuf_subops and arg != 0:
         # xen_build_id_t {uint32_t len; unsigned char buf[]}: len is read and checked first.
-        if c_uint(int.from_bytes(ctx.copy_from_guest(arg, 4), "little")) == 0:
+        (buf_len,) = _read(ctx, arg, ctx.abi.xen_build_id)
+        if buf_len == 0:
             return _EINVAL
     # xen_build_id(): xenpy has no build id.
     return _ENODATA
@@ -337,10 +340,11 @@ def _varbuf_op(cmd: XenVer) -> _Op:
             return _E2BIG
         if arg == 0:
             return len(text)
-        buf_len = int.from_bytes(ctx.copy_from_guest(arg, 4), "little")
+        varbuf = ctx.abi.xen_varbuf
+        (buf_len,) = _read(ctx, arg, varbuf)
         if len(text) > buf_len:
             return _ENOBUFS
-        ctx.copy_to_guest(arg + _VARBUF_BUF_OFFSET, text)
+        ctx.copy_to_guest(arg + varbuf.size, text)  # buf[] follows the header
         return len(text)
 
     op.__name__ = op.__qualname__ = f"_xenver_varbuf_{int(cmd)}"
