@@ -37,8 +37,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from xenpy.abi import x86
+from xenpy.abi.arch_x86 import HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START
 from xenpy.abi.errno import XenErrno
 from xenpy.core.memory import PAGE_SHIFT, MachineMemory, PageType
+from xenpy.core.pagetable import is_canonical
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Domain, Vcpu
@@ -261,8 +263,7 @@ def map_guest_l1e(v: Vcpu, gva: int) -> int | None:
     superpage.
     """
     gva &= _U64
-    top = gva >> 47
-    if top not in (0, 0x1FFFF) or (top and gva < 0xFFFF_8800_0000_0000):
+    if not is_canonical(gva) or HYPERVISOR_VIRT_START <= gva < HYPERVISOR_VIRT_END:
         return None
     machine = v.domain.system.machine
     table = machine.mv_u64

@@ -47,7 +47,7 @@ from xenpy.abi.x86 import (
     XEN_L4_SLOTS,
 )
 from xenpy.core.memory import PAGE_SHIFT, PageType
-from xenpy.core.pagetable import PTE_PFN_MASK, gva_ok, is_canonical
+from xenpy.core.pagetable import PAGE_OFFSET_MASK, PTE_PFN_MASK, gva_ok, is_canonical
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Vcpu
@@ -182,7 +182,7 @@ def arch_set_info_guest(v: Vcpu, c: dict[str, Any]) -> int:
     if not compat and not gva_ok(c["ldt_base"]):
         return einval
     rflags = c[fl_name] & ~X86_EFLAGS_VM
-    if c["ldt_base"] & 0xFFF or c["ldt_ents"] > MAX_LDT_ENTS:
+    if c["ldt_base"] & PAGE_OFFSET_MASK or c["ldt_ents"] > MAX_LDT_ENTS:
         return einval
 
     # 7. Flags, kernel mode, FPU.

@@ -62,6 +62,7 @@ from xenpy.abi.x86 import (
     MSR_SHADOW_GS_BASE,
     MSR_TSC,
     MSR_TSC_AUX,
+    PAGE_OFFSET_MASK,
     X86_CR0_TS,
     X86_CR4_DE,
     X86_CR4_FSGSBASE,
@@ -91,7 +92,7 @@ from xenpy.abi.xen import VMASST_TYPE_architectural_iopl
 from xenpy.core import mm
 from xenpy.core.domain import Vcpu
 from xenpy.core.memory import PAGE_SHIFT
-from xenpy.core.pagetable import GuestFault, copy_from_guest, copy_to_guest
+from xenpy.core.pagetable import GuestFault, copy_from_guest, copy_to_guest, is_canonical
 from xenpy.engine.base import TrapBounce, TrapBounceFlags, VcpuContext
 from xenpy.hypercall.cpu import CpuPort
 
@@ -680,7 +681,7 @@ class Pv64Context(VcpuContext, CpuPort):
             self.set_fpu_taskswitch(bool(value & X86_CR0_TS))
             return True
         if op.control == 3:
-            return self.new_guest_cr3(value & ~0xFFF) == 0
+            return self.new_guest_cr3(value & ~PAGE_OFFSET_MASK) == 0
         if op.control == 4:
             arch.ctrlreg[4] = value & GUEST_CR4_MASK
             return True
@@ -727,7 +728,7 @@ class Pv64Context(VcpuContext, CpuPort):
         msr = regs["rcx"] & 0xFFFF_FFFF
         value = ((regs["rdx"] & 0xFFFF_FFFF) << 32) | (regs["rax"] & 0xFFFF_FFFF)
         names = {MSR_FS_BASE: "fs_base", MSR_GS_BASE: "gs_base", MSR_SHADOW_GS_BASE: "shadow_gs_base"}
-        if msr not in names or not _canonical(value):
+        if msr not in names or not is_canonical(value):
             return False
         self.write_registers({names[msr]: value})
         return True
@@ -879,11 +880,6 @@ class Pv64Context(VcpuContext, CpuPort):
             return True
         vi = v.vcpu_info_mv
         return bool(vi[0]) and not vi[1]
-
-
-def _canonical(gva: int) -> bool:
-    top = (gva & _U64) >> 47
-    return top in (0, 0x1FFFF)
 
 
 __all__ = [

@@ -78,6 +78,7 @@ from xenpy.abi.x86 import (
 )
 from xenpy.core.clock import NSEC_PER_SEC, VirtualClock
 from xenpy.core.memory import PAGE_SHIFT
+from xenpy.core.pagetable import PTE_PFN_MASK
 from xenpy.engine import _native
 from xenpy.engine.base import GPR_NAMES, REGISTER_NAMES, Engine, ExitReason, RunResult
 from xenpy.engine.effects import EffectTables
@@ -331,7 +332,7 @@ class UnicornVcpu(Pv64Context):
     def load_page_table(self, cr3: int) -> None:
         """Fill Xen's L4 slots of ``cr3``'s L4 (as Xen does when an L4 is validated) and load it."""
         machine = self.hv.machine
-        mfn = (cr3 & 0x000F_FFFF_FFFF_F000) >> PAGE_SHIFT
+        mfn = (cr3 & PTE_PFN_MASK) >> PAGE_SHIFT
         if not 0 < mfn < machine.nr_frames:
             raise ValueError(f"cr3 {cr3:#x} outside machine memory")
         table = machine.mv_u64

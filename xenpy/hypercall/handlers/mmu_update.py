@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from xenpy.abi.cstruct import fast_codec
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import Hypercall
+from xenpy.abi.x86 import PAGE_OFFSET_MASK
 from xenpy.abi.xen import (
     DOMID_IO,
     DOMID_SELF,
@@ -100,7 +101,7 @@ def _normal_update(ctx: HypercallContext, ptr: int, val: int, cmd: int, pg_owner
     if not (0 <= mfn < machine.nr_frames and machine.mv_owner[mfn] == d.domid) or mfn in d.ballooned_mfns:
         return _EINVAL
     page_type = machine.page_type(mfn)
-    slot = (ptr & 0xFFF) >> 3
+    slot = (ptr & PAGE_OFFSET_MASK) >> 3
     if page_type.is_page_table and machine.type_count(mfn):
         return mm.mod_entry(ctx.vcpu, mfn, slot, val, pg_owner, preserve_ad=cmd == MMU_PT_UPDATE_PRESERVE_AD)
     if page_type in (PageType.none, PageType.writable) and machine.get_page_type(mfn, PageType.writable):

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import Hypercall
+from xenpy.abi.x86 import PAGE_OFFSET_MASK
 from xenpy.abi.xen import UVMF_FLUSHTYPE_MASK
 from xenpy.core import mm
 from xenpy.core.memory import PAGE_SHIFT, PageType
@@ -44,7 +45,7 @@ def update_va_mapping(ctx: HypercallContext, va: int, val: int, flags: int, pg_o
         or not machine.type_count(l1_mfn)
     ):
         return _EINVAL
-    rc = mm.mod_entry(current, l1_mfn, (maddr & 0xFFF) >> 3, val, pg_owner)
+    rc = mm.mod_entry(current, l1_mfn, (maddr & PAGE_OFFSET_MASK) >> 3, val, pg_owner)
     if rc:
         return rc
     if flags & UVMF_FLUSHTYPE_MASK:
