@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from xenpy.abi.cstruct import fast_codec
 from xenpy.abi.xen import DOMID_SELF
 from xenpy.core import pagetable
 
@@ -75,6 +76,15 @@ class HypercallContext:
             GuestFault: the range cannot be read.
         """
         return pagetable.copy_from_guest(self.machine, self.vcpu.cr3, gva, nbytes, domid=self.domain.domid)
+
+    def read_struct(self, gva: int, struct_name: str) -> dict[str, int]:
+        """The ``struct_name`` structure of the caller's width at ``gva``, decoded by member name.
+
+        Raises:
+            GuestFault: the structure cannot be read.
+        """
+        codec = fast_codec(getattr(self.abi, struct_name))
+        return dict(zip(codec.names, codec.unpack(self.copy_from_guest(gva, codec.size)), strict=True))
 
     def copy_to_guest(self, gva: int, data: bytes | bytearray | memoryview) -> None:
         """Write ``data`` at ``gva`` through the caller's page tables (bytes before a fault stay written).

@@ -43,13 +43,6 @@ def _op(cmd: int) -> Callable[[Op], Op]:
     return register
 
 
-def _read(ctx: HypercallContext, arg: int, struct_name: str) -> dict[str, int]:
-    """Copy the ``struct_name`` argument at ``arg`` (GuestFault if it cannot be read) and decode it."""
-    codec = fast_codec(getattr(ctx.abi, struct_name))
-    data = ctx.copy_from_guest(arg, codec.size)
-    return dict(zip(codec.names, codec.unpack(data), strict=True))
-
-
 def _write_back(ctx: HypercallContext, arg: int, struct_name: str, values: dict[str, int]) -> int:
     """Copy the whole ``struct_name`` back to ``arg``; 0 (GuestFault, hence -EFAULT, if it cannot be written)."""
     codec = fast_codec(getattr(ctx.abi, struct_name))
@@ -75,7 +68,7 @@ def do_event_channel_op(ctx: HypercallContext, cmd: int, arg: int) -> int:
 def evtchnop_bind_interdomain(ctx: HypercallContext, arg: int) -> int:
     """``{remote_dom, remote_port, OUT local_port}``: -ESRCH (no remote domain), -ENOSPC, -EINVAL (remote port
     not UNBOUND for us). The new local port is set pending at once."""
-    b = _read(ctx, arg, "evtchn_bind_interdomain")
+    b = ctx.read_struct(arg, "evtchn_bind_interdomain")
     d = ctx.domain
     rd = ctx.domain_by_id(b["remote_dom"])
     if rd is None:
@@ -90,7 +83,7 @@ def evtchnop_bind_interdomain(ctx: HypercallContext, arg: int) -> int:
 @_op(EvtchnOp.EVTCHNOP_bind_virq)
 def evtchnop_bind_virq(ctx: HypercallContext, arg: int) -> int:
     """``{virq, vcpu, OUT port}``: -EINVAL, -EINVAL (global VIRQ, vcpu != 0), -ENOENT, -EBUSY, -EEXIST, -ENOSPC."""
-    b = _read(ctx, arg, "evtchn_bind_virq")
+    b = ctx.read_struct(arg, "evtchn_bind_virq")
     port = ctx.domain.evtchn.bind_virq(b["virq"], b["vcpu"])
     if port < 0:
         return port
@@ -101,39 +94,39 @@ def evtchnop_bind_virq(ctx: HypercallContext, arg: int) -> int:
 @_op(EvtchnOp.EVTCHNOP_bind_pirq)
 def evtchnop_bind_pirq(ctx: HypercallContext, arg: int) -> int:
     """``{pirq, flags, OUT port}``: -EINVAL (pirq out of range), else -EPERM (no PIRQ access)."""
-    b = _read(ctx, arg, "evtchn_bind_pirq")
+    b = ctx.read_struct(arg, "evtchn_bind_pirq")
     return ctx.domain.evtchn.bind_pirq(b["pirq"])
 
 
 @_op(EvtchnOp.EVTCHNOP_close)
 def evtchnop_close(ctx: HypercallContext, arg: int) -> int:
     """``{port}``: -EINVAL for a bad, FREE or RESERVED port; the peer of an interdomain channel becomes UNBOUND."""
-    b = _read(ctx, arg, "evtchn_close")
+    b = ctx.read_struct(arg, "evtchn_close")
     return ctx.domain.evtchn.evtchn_close(b["port"])
 
 
 @_op(EvtchnOp.EVTCHNOP_send)
 def evtchnop_send(ctx: HypercallContext, arg: int) -> int:
     """``{port}``: -EINVAL unless INTERDOMAIN, IPI or UNBOUND (dropped)."""
-    b = _read(ctx, arg, "evtchn_send")
+    b = ctx.read_struct(arg, "evtchn_send")
     return ctx.domain.evtchn.evtchn_send(b["port"])
 
 
-#: ``evtchn_status.u``: the union member each status fills, and its values from the core's two words.
-_STATUS_UNION: dict[int, Callable[[int, int], tuple[str, tuple[int, ...]]]] = {
-    EVTCHNSTAT.EVTCHNSTAT_closed: lambda lo, hi: ("virq", (0,)),
-    EVTCHNSTAT.EVTCHNSTAT_unbound: lambda lo, hi: ("unbound", (lo,)),
-    EVTCHNSTAT.EVTCHNSTAT_interdomain: lambda lo, hi: ("interdomain", (lo, hi)),
-    EVTCHNSTAT.EVTCHNSTAT_pirq: lambda lo, hi: ("pirq", (lo,)),
-    EVTCHNSTAT.EVTCHNSTAT_virq: lambda lo, hi: ("virq", (lo,)),
-    EVTCHNSTAT.EVTCHNSTAT_ipi: lambda lo, hi: ("virq", (0,)),
+#: ``evtchn_status.u``: the union member each status fills (closed and ipi: none, written as a zero virq).
+_STATUS_UNION_MEMBER: dict[int, str] = {
+    EVTCHNSTAT.EVTCHNSTAT_closed: "virq",
+    EVTCHNSTAT.EVTCHNSTAT_unbound: "unbound",
+    EVTCHNSTAT.EVTCHNSTAT_interdomain: "interdomain",
+    EVTCHNSTAT.EVTCHNSTAT_pirq: "pirq",
+    EVTCHNSTAT.EVTCHNSTAT_virq: "virq",
+    EVTCHNSTAT.EVTCHNSTAT_ipi: "virq",
 }
 
 
 @_op(EvtchnOp.EVTCHNOP_status)
 def evtchnop_status(ctx: HypercallContext, arg: int) -> int:
     """``{dom, port, OUT status, vcpu, u}``: -ESRCH, -EINVAL (bad port), -EPERM (not our domain)."""
-    b = _read(ctx, arg, "evtchn_status")
+    b = ctx.read_struct(arg, "evtchn_status")
     d = ctx.domain
     target = ctx.domain_by_id(b["dom"])
     if target is None:
@@ -145,7 +138,8 @@ def evtchnop_status(ctx: HypercallContext, arg: int) -> int:
     result = target.evtchn.status(b["port"])
     assert isinstance(result, tuple)
     status, vcpu, u_lo, u_hi = result
-    member, u_values = _STATUS_UNION[status](u_lo, u_hi)
+    member = _STATUS_UNION_MEMBER[status]
+    u_values = (u_lo, u_hi) if member == "interdomain" else (u_lo,)  # the core's words: 0 where none
     codec = fast_codec(ctx.abi.evtchn_status, {"u": member})  # union bytes the member leaves are zero
     ctx.copy_to_guest(arg, codec.pack(b["dom"], b["port"], status, vcpu, *u_values))
     return 0
@@ -154,7 +148,7 @@ def evtchnop_status(ctx: HypercallContext, arg: int) -> int:
 @_op(EvtchnOp.EVTCHNOP_alloc_unbound)
 def evtchnop_alloc_unbound(ctx: HypercallContext, arg: int) -> int:
     """``{dom, remote_dom, OUT port}``: -ESRCH (no ``dom``), -ENOSPC, -EPERM (not ours, not privileged)."""
-    b = _read(ctx, arg, "evtchn_alloc_unbound")
+    b = ctx.read_struct(arg, "evtchn_alloc_unbound")
     d = ctx.domain
     target = ctx.domain_by_id(b["dom"])
     if target is None:
@@ -169,7 +163,7 @@ def evtchnop_alloc_unbound(ctx: HypercallContext, arg: int) -> int:
 @_op(EvtchnOp.EVTCHNOP_bind_ipi)
 def evtchnop_bind_ipi(ctx: HypercallContext, arg: int) -> int:
     """``{vcpu, OUT port}``: -ENOENT (bad vcpu), -ENOSPC."""
-    b = _read(ctx, arg, "evtchn_bind_ipi")
+    b = ctx.read_struct(arg, "evtchn_bind_ipi")
     port = ctx.domain.evtchn.bind_ipi(b["vcpu"])
     if port < 0:
         return port
@@ -180,19 +174,19 @@ def evtchnop_bind_ipi(ctx: HypercallContext, arg: int) -> int:
 @_op(EvtchnOp.EVTCHNOP_bind_vcpu)
 def evtchnop_bind_vcpu(ctx: HypercallContext, arg: int) -> int:
     """``{port, vcpu}``: -ENOENT (bad vcpu), -EINVAL (bad port, per-vCPU VIRQ, IPI, FREE, RESERVED)."""
-    b = _read(ctx, arg, "evtchn_bind_vcpu")
+    b = ctx.read_struct(arg, "evtchn_bind_vcpu")
     return ctx.domain.evtchn.bind_vcpu(b["port"], b["vcpu"])
 
 
 @_op(EvtchnOp.EVTCHNOP_unmask)
 def evtchnop_unmask(ctx: HypercallContext, arg: int) -> int:
     """``{port}``: -EINVAL (bad port); re-raises the upcall if the port was masked, pending, selector clear."""
-    b = _read(ctx, arg, "evtchn_unmask")
+    b = ctx.read_struct(arg, "evtchn_unmask")
     return ctx.domain.evtchn.unmask(b["port"])
 
 
 def _reset(ctx: HypercallContext, arg: int) -> int:
-    b = _read(ctx, arg, "evtchn_reset")
+    b = ctx.read_struct(arg, "evtchn_reset")
     d = ctx.domain
     target = ctx.domain_by_id(b["dom"])
     if target is None:
@@ -217,21 +211,21 @@ def evtchnop_reset_cont(ctx: HypercallContext, arg: int) -> int:
 @_op(EvtchnOp.EVTCHNOP_init_control)
 def evtchnop_init_control(ctx: HypercallContext, arg: int) -> int:
     """FIFO ABI: -EFAULT (copy), else -EOPNOTSUPP."""
-    _read(ctx, arg, "evtchn_init_control")
+    ctx.read_struct(arg, "evtchn_init_control")
     return -XenErrno.EOPNOTSUPP
 
 
 @_op(EvtchnOp.EVTCHNOP_expand_array)
 def evtchnop_expand_array(ctx: HypercallContext, arg: int) -> int:
     """FIFO ABI: -EFAULT (copy), else -EOPNOTSUPP."""
-    _read(ctx, arg, "evtchn_expand_array")
+    ctx.read_struct(arg, "evtchn_expand_array")
     return -XenErrno.EOPNOTSUPP
 
 
 @_op(EvtchnOp.EVTCHNOP_set_priority)
 def evtchnop_set_priority(ctx: HypercallContext, arg: int) -> int:
     """FIFO ABI: -EFAULT (copy), else -EOPNOTSUPP."""
-    _read(ctx, arg, "evtchn_set_priority")
+    ctx.read_struct(arg, "evtchn_set_priority")
     return -XenErrno.EOPNOTSUPP
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from xenpy.abi.cstruct import fast_codec
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import Hypercall, SchedOp
 from xenpy.abi.sched import SHUTDOWN_CODE_INVALID
@@ -98,12 +97,6 @@ def do_poll(ctx: HypercallContext, ports_gva: int, nr_ports: int, timeout: int) 
     return 0
 
 
-def _read(ctx: HypercallContext, gva: int, struct_name: str) -> dict[str, int]:
-    """Copy the ``struct_name`` argument at ``gva`` (GuestFault if it cannot be read) and decode it."""
-    codec = fast_codec(getattr(ctx.abi, struct_name))
-    return dict(zip(codec.names, codec.unpack(ctx.copy_from_guest(gva, codec.size)), strict=True))
-
-
 def vcpu_temporary_affinity(v: Vcpu, pcpu: int) -> int:
     """``vcpu_temporary_affinity(v, cpu, VCPU_AFFINITY_OVERRIDE)``: pin (``pcpu >= 0``) or unpin (``< 0``)."""
     sched = v.sched
@@ -134,13 +127,13 @@ def do_sched_op(ctx: HypercallContext, cmd: int, arg: int) -> int:
         vcpu_block_enable_events(current)
         return 0
     if cmd == SchedOp.SCHEDOP_shutdown:
-        reason = _read(ctx, arg, "sched_shutdown")["reason"]
+        reason = ctx.read_struct(arg, "sched_shutdown")["reason"]
         return d.shutdown(reason & _U8)
     if cmd == SchedOp.SCHEDOP_poll:
-        poll = _read(ctx, arg, "sched_poll")
+        poll = ctx.read_struct(arg, "sched_poll")
         return do_poll(ctx, poll["ports"], poll["nr_ports"], poll["timeout"])
     if cmd == SchedOp.SCHEDOP_remote_shutdown:
-        remote = _read(ctx, arg, "sched_remote_shutdown")
+        remote = ctx.read_struct(arg, "sched_remote_shutdown")
         target = ctx.domain_by_exact_id(remote["domain_id"])
         if target is None:
             return -XenErrno.ESRCH
@@ -149,17 +142,17 @@ def do_sched_op(ctx: HypercallContext, cmd: int, arg: int) -> int:
         target.shutdown(remote["reason"] & _U8)
         return 0
     if cmd == SchedOp.SCHEDOP_shutdown_code:
-        reason = _read(ctx, arg, "sched_shutdown")["reason"]
+        reason = ctx.read_struct(arg, "sched_shutdown")["reason"]
         if d.shutdown_code == SHUTDOWN_CODE_INVALID:
             d.shutdown_code = reason & _U8
         return 0
     if cmd == SchedOp.SCHEDOP_watchdog:
-        watchdog = _read(ctx, arg, "sched_watchdog")
+        watchdog = ctx.read_struct(arg, "sched_watchdog")
         return domain_watchdog(d, watchdog["id"], watchdog["timeout"])
     if cmd == SchedOp.SCHEDOP_pin_override:
         if not d.is_hardware_domain:
             return -XenErrno.EPERM
-        pcpu = _read(ctx, arg, "sched_pin_override")["pcpu"]
+        pcpu = ctx.read_struct(arg, "sched_pin_override")["pcpu"]
         if pcpu >= NR_CPUS:
             return -XenErrno.EINVAL
         return vcpu_temporary_affinity(current, pcpu)

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from xenpy.abi.arch_x86 import HYPERVISOR_COMPAT_VIRT_START, HYPERVISOR_VIRT_START
-from xenpy.abi.cstruct import CStruct, fast_codec
+from xenpy.abi.cstruct import fast_codec
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.features import XENFEAT
 from xenpy.abi.generated.hypercalls import Hypercall, XenVer
@@ -82,12 +82,6 @@ _DENIED = XEN_DENY.encode() + b"\0"
 _GUEST_HANDLE = bytes(XEN_GUEST_HANDLE_LEN)
 #: Key of this module's answers in ``XenProfile.derived``.
 _KEY = __name__
-
-
-def _read(ctx: HypercallContext, arg: int, layout: CStruct) -> tuple[int, ...]:
-    """The members of the ``layout`` struct at ``arg`` (GuestFault, hence -EFAULT, if it cannot be read)."""
-    codec = fast_codec(layout)
-    return codec.unpack(ctx.copy_from_guest(arg, codec.size))
 
 
 def _c_string(text: str, size: int) -> bytes:
@@ -320,8 +314,7 @@ def _xenver_build_id(ctx: HypercallContext, arg: int, answers: XenVersionAnswers
         return _EPERM
     if not answers.profile.varbuf_subops and arg != 0:
         # xen_build_id_t {uint32_t len; unsigned char buf[]}: len is read and checked first.
-        (buf_len,) = _read(ctx, arg, ctx.abi.xen_build_id)
-        if buf_len == 0:
+        if ctx.read_struct(arg, "xen_build_id")["len"] == 0:
             return _EINVAL
     # xen_build_id(): xenpy has no build id.
     return _ENODATA
@@ -340,11 +333,9 @@ def _varbuf_op(cmd: XenVer) -> _Op:
             return _E2BIG
         if arg == 0:
             return len(text)
-        varbuf = ctx.abi.xen_varbuf
-        (buf_len,) = _read(ctx, arg, varbuf)
-        if len(text) > buf_len:
+        if len(text) > ctx.read_struct(arg, "xen_varbuf")["len"]:
             return _ENOBUFS
-        ctx.copy_to_guest(arg + varbuf.size, text)  # buf[] follows the header
+        ctx.copy_to_guest(arg + ctx.abi.xen_varbuf.size, text)  # buf[] follows the header
         return len(text)
 
     op.__name__ = op.__qualname__ = f"_xenver_varbuf_{int(cmd)}"
