@@ -13,5 +13,6 @@
 #include <xenpy-guest/time.h>
 #include <xenpy-guest/traps.h>
 #include <xenpy-guest/test.h>
+#include <xenpy-guest/check.h>
 
 #endif /* XENPY_GUEST_H */

@@ -25,6 +25,7 @@ OUTPUTS = (
     "docs/reference/hypercalls.rst",
     "xenpy/abi/generated/profiles.py",
     "docs/reference/profiles.rst",
+    "guest/include/generated/profiles.h",
 )
 
 
@@ -143,7 +144,12 @@ def _copy_tables(tmp_path: Path) -> Path:
         ("profiles.toml", 'vcpu_info_offset_errno = "EINVAL"', 'vcpu_info_offset_errno = "X"', "not an errno"),
         ("profiles.toml", '[profile."4.17"]', '[profile."4.9"]', "profiles must be listed newest first"),
         ("profiles.toml", "extraversion = \".0\"\n", "extraversion = \".0\"\nflavour = 1\n", "unknown key"),
-        ("vcpu_op.toml", 'errors."4.10" = ["EINVAL"]\n', "", "errors must list the profiles head, 4.17.3, 4.17, 4.10"),
+        (
+            "vcpu_op.toml",
+            'errors."4.10" = ["EINVAL"]\n',
+            "",
+            "errors must list the profiles head, 4.20, 4.17.7, 4.17.3, 4.17, 4.10",
+        ),
         (
             "hypercalls.toml",
             'type = "unsigned int", dir = "in" },\n    { name = "arg"',

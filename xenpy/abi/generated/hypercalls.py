@@ -1069,6 +1069,8 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("ENOENT", "EINVAL", "ENOMEM", "EFAULT", "EEXIST"),
+                "4.20": ("ENOENT", "EINVAL", "ENOMEM", "EFAULT", "EEXIST"),
+                "4.17.7": ("ENOENT", "EINVAL", "ENOMEM", "EFAULT", "EEXIST"),
                 "4.17.3": ("ENOENT", "EINVAL", "ENOMEM", "EFAULT", "EEXIST"),
                 "4.17": ("ENOENT", "EINVAL", "ENOMEM", "EFAULT", "EEXIST"),
                 "4.10": ("ENOENT", "EINVAL", "ENOMEM", "EFAULT", "EEXIST"),
@@ -1090,6 +1092,8 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("ENOENT", "EINVAL"),
+                "4.20": ("ENOENT", "EINVAL"),
+                "4.17.7": ("ENOENT", "EINVAL"),
                 "4.17.3": ("ENOENT", "EINVAL"),
                 "4.17": ("ENOENT", "EINVAL"),
                 "4.10": ("ENOENT", "EINVAL"),
@@ -1109,6 +1113,8 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("ENOENT",),
+                "4.20": ("ENOENT",),
+                "4.17.7": ("ENOENT",),
                 "4.17.3": ("ENOENT",),
                 "4.17": ("ENOENT",),
                 "4.10": ("ENOENT",),
@@ -1129,6 +1135,8 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("ENOENT",),
+                "4.20": ("ENOENT",),
+                "4.17.7": ("ENOENT",),
                 "4.17.3": ("ENOENT",),
                 "4.17": ("ENOENT",),
                 "4.10": ("ENOENT",),
@@ -1145,6 +1153,8 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("ENOENT", "EFAULT"),
+                "4.20": ("ENOENT", "EFAULT"),
+                "4.17.7": ("ENOENT", "EFAULT"),
                 "4.17.3": ("ENOENT", "EFAULT"),
                 "4.17": ("ENOENT", "EFAULT"),
                 "4.10": ("ENOENT", "EFAULT"),
@@ -1164,6 +1174,8 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("ENOENT", "EFAULT"),
+                "4.20": ("ENOENT", "EFAULT"),
+                "4.17.7": ("ENOENT", "EFAULT"),
                 "4.17.3": ("ENOENT", "EFAULT"),
                 "4.17": ("ENOENT", "EFAULT"),
                 "4.10": ("ENOENT", "EFAULT"),
@@ -1184,6 +1196,8 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("ENOENT", "EFAULT", "EINVAL"),
+                "4.20": ("ENOENT", "EFAULT", "EINVAL"),
+                "4.17.7": ("ENOENT", "EFAULT", "EINVAL"),
                 "4.17.3": ("ENOENT", "EFAULT", "EINVAL"),
                 "4.17": ("ENOENT", "EFAULT", "EINVAL"),
                 "4.10": ("ENOENT", "EFAULT", "EINVAL"),
@@ -1203,6 +1217,8 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("ENOENT",),
+                "4.20": ("ENOENT",),
+                "4.17.7": ("ENOENT",),
                 "4.17.3": ("ENOENT",),
                 "4.17": ("ENOENT",),
                 "4.10": ("ENOENT",),
@@ -1219,6 +1235,8 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("ENOENT", "EINVAL", "EFAULT"),
+                "4.20": ("ENOENT", "EINVAL", "EFAULT"),
+                "4.17.7": ("ENOENT", "EINVAL", "EFAULT"),
                 "4.17.3": ("ENOENT", "EINVAL", "EFAULT"),
                 "4.17": ("ENOENT", "EINVAL", "EFAULT", "ETIME"),
                 "4.10": ("ENOENT", "EINVAL", "EFAULT", "ETIME"),
@@ -1239,6 +1257,8 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("ENOENT", "EINVAL"),
+                "4.20": ("ENOENT", "EINVAL"),
+                "4.17.7": ("ENOENT", "EINVAL"),
                 "4.17.3": ("ENOENT", "EINVAL"),
                 "4.17": ("ENOENT", "EINVAL"),
                 "4.10": ("ENOENT", "EINVAL"),
@@ -1265,6 +1285,18 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
                     "EACCES",
                     "ENOMEM",
                 ),
+                "4.20": (
+                    "ENOENT",
+                    "EFAULT",
+                    "EINVAL",
+                    "EBUSY",
+                    "ENXIO",
+                    "EAGAIN",
+                    "EPERM",
+                    "EACCES",
+                    "ENOMEM",
+                ),
+                "4.17.7": ("ENOENT", "EFAULT", "ENXIO", "EINVAL", "ENOMEM"),
                 "4.17.3": ("ENOENT", "EFAULT", "ENXIO", "EINVAL", "ENOMEM"),
                 "4.17": ("ENOENT", "EFAULT", "ENXIO", "EINVAL", "ENOMEM"),
                 "4.10": ("ENOENT", "EFAULT", "EINVAL", "ENOMEM"),
@@ -1286,6 +1318,8 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("ENOENT", "EINVAL"),
+                "4.20": ("ENOENT", "EINVAL"),
+                "4.17.7": ("ENOENT", "EINVAL"),
                 "4.17.3": ("ENOENT", "EINVAL"),
                 "4.17": ("ENOENT", "EINVAL"),
                 "4.10": ("ENOENT", "EINVAL"),
@@ -1302,6 +1336,8 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("ENOENT", "EINVAL", "EFAULT"),
+                "4.20": ("ENOENT", "EINVAL", "EFAULT"),
+                "4.17.7": ("ENOENT", "EINVAL", "EFAULT"),
                 "4.17.3": ("ENOENT", "EINVAL", "EFAULT"),
                 "4.17": ("ENOENT", "EINVAL", "EFAULT"),
                 "4.10": ("ENOENT", "EINVAL", "EFAULT"),
@@ -1321,6 +1357,8 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("ENOENT", "EFAULT"),
+                "4.20": ("ENOENT", "EFAULT"),
+                "4.17.7": ("ENOENT", "EFAULT"),
                 "4.17.3": ("ENOENT", "EFAULT"),
                 "4.17": ("ENOENT", "EFAULT"),
                 "4.10": ("ENOENT", "EFAULT"),
@@ -1340,6 +1378,8 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("ENOENT", "EFAULT", "ENXIO", "EAGAIN", "EPERM", "EINVAL", "EACCES", "ENOMEM"),
+                "4.20": ("ENOENT", "EFAULT", "ENXIO", "EAGAIN", "EPERM", "EINVAL", "EACCES", "ENOMEM"),
+                "4.17.7": ("ENOENT", "ENOSYS"),
                 "4.17.3": ("ENOENT", "ENOSYS"),
                 "4.17": ("ENOENT", "ENOSYS"),
                 "4.10": ("ENOENT", "ENOSYS"),
@@ -1360,6 +1400,8 @@ _VCPU_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("ENOENT", "EFAULT", "ENXIO", "EAGAIN", "EPERM", "EINVAL", "EACCES", "ENOMEM"),
+                "4.20": ("ENOENT", "EFAULT", "ENXIO", "EAGAIN", "EPERM", "EINVAL", "EACCES", "ENOMEM"),
+                "4.17.7": ("ENOENT", "ENOSYS"),
                 "4.17.3": ("ENOENT", "ENOSYS"),
                 "4.17": ("ENOENT", "ENOSYS"),
                 "4.10": ("ENOENT", "ENOSYS"),
@@ -1589,6 +1631,8 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": (),
+                "4.20": (),
+                "4.17.7": (),
                 "4.17.3": (),
                 "4.17": (),
                 "4.10": (),
@@ -1605,6 +1649,8 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": (),
+                "4.20": (),
+                "4.17.7": (),
                 "4.17.3": (),
                 "4.17": (),
                 "4.10": (),
@@ -1624,6 +1670,8 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("EFAULT",),
+                "4.20": ("EFAULT",),
+                "4.17.7": ("EFAULT",),
                 "4.17.3": ("EFAULT",),
                 "4.17": ("EFAULT",),
                 "4.10": ("EFAULT",),
@@ -1643,6 +1691,8 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "EINVAL"),
+                "4.20": ("EFAULT", "EINVAL"),
+                "4.17.7": ("EFAULT", "EINVAL"),
                 "4.17.3": ("EFAULT", "EINVAL"),
                 "4.17": ("EFAULT", "EINVAL"),
                 "4.10": ("EFAULT", "EINVAL"),
@@ -1663,6 +1713,8 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "ESRCH", "EPERM"),
+                "4.20": ("EFAULT", "ESRCH", "EPERM"),
+                "4.17.7": ("EFAULT", "ESRCH", "EPERM"),
                 "4.17.3": ("EFAULT", "ESRCH", "EPERM"),
                 "4.17": ("EFAULT", "ESRCH", "EPERM"),
                 "4.10": ("EFAULT", "ESRCH", "EPERM"),
@@ -1682,6 +1734,8 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("EFAULT",),
+                "4.20": ("EFAULT",),
+                "4.17.7": ("EFAULT",),
                 "4.17.3": ("EFAULT",),
                 "4.17": ("EFAULT",),
                 "4.10": ("EFAULT",),
@@ -1698,6 +1752,8 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "EINVAL", "ENOSPC"),
+                "4.20": ("EFAULT", "EINVAL", "ENOSPC"),
+                "4.17.7": ("EFAULT", "EINVAL", "ENOSPC"),
                 "4.17.3": ("EFAULT", "EINVAL", "ENOSPC"),
                 "4.17": ("EFAULT", "EINVAL", "ENOSPC"),
                 "4.10": ("EFAULT", "EINVAL", "ENOSPC"),
@@ -1718,6 +1774,8 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("EPERM", "EFAULT", "EINVAL", "EBUSY"),
+                "4.20": ("EPERM", "EFAULT", "EINVAL", "EBUSY"),
+                "4.17.7": ("EPERM", "EFAULT", "EINVAL", "EBUSY"),
                 "4.17.3": ("EPERM", "EFAULT", "EINVAL", "EBUSY"),
                 "4.17": ("EPERM", "EFAULT", "EINVAL", "EBUSY"),
                 "4.10": ("EPERM", "EFAULT", "EINVAL", "EBUSY"),
@@ -1767,6 +1825,8 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "ESRCH", "ENOSPC", "EINVAL"),
+                "4.20": ("EFAULT", "ESRCH", "ENOSPC", "EINVAL"),
+                "4.17.7": ("EFAULT", "ESRCH", "ENOSPC", "EINVAL"),
                 "4.17.3": ("EFAULT", "ESRCH", "ENOSPC", "EINVAL"),
                 "4.17": ("EFAULT", "ESRCH", "ENOSPC", "EINVAL"),
                 "4.10": ("EFAULT", "ESRCH", "ENOSPC", "EINVAL"),
@@ -1787,6 +1847,8 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "EINVAL", "ENOENT", "EBUSY", "EEXIST", "ENOSPC"),
+                "4.20": ("EFAULT", "EINVAL", "ENOENT", "EBUSY", "EEXIST", "ENOSPC"),
+                "4.17.7": ("EFAULT", "EINVAL", "ENOENT", "EBUSY", "EEXIST", "ENOSPC"),
                 "4.17.3": ("EFAULT", "EINVAL", "ENOENT", "EBUSY", "EEXIST", "ENOSPC"),
                 "4.17": ("EFAULT", "EINVAL", "ENOENT", "EBUSY", "EEXIST", "ENOSPC"),
                 "4.10": ("EFAULT", "EINVAL", "ENOENT", "EBUSY", "EEXIST", "ENOSPC"),
@@ -1807,6 +1869,8 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "EINVAL", "EPERM", "EEXIST", "ENOSPC", "ENOMEM"),
+                "4.20": ("EFAULT", "EINVAL", "EPERM", "EEXIST", "ENOSPC", "ENOMEM"),
+                "4.17.7": ("EFAULT", "EINVAL", "EPERM", "EEXIST", "ENOSPC", "ENOMEM"),
                 "4.17.3": ("EFAULT", "EINVAL", "EPERM", "EEXIST", "ENOSPC", "ENOMEM"),
                 "4.17": ("EFAULT", "EINVAL", "EPERM", "EEXIST", "ENOSPC", "ENOMEM"),
                 "4.10": ("EFAULT", "EINVAL", "EPERM", "EEXIST", "ENOSPC", "ENOMEM"),
@@ -1826,6 +1890,8 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "EINVAL"),
+                "4.20": ("EFAULT", "EINVAL"),
+                "4.17.7": ("EFAULT", "EINVAL"),
                 "4.17.3": ("EFAULT", "EINVAL"),
                 "4.17": ("EFAULT", "EINVAL"),
                 "4.10": ("EFAULT", "EINVAL"),
@@ -1845,6 +1911,8 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "EINVAL"),
+                "4.20": ("EFAULT", "EINVAL"),
+                "4.17.7": ("EFAULT", "EINVAL"),
                 "4.17.3": ("EFAULT", "EINVAL"),
                 "4.17": ("EFAULT", "EINVAL"),
                 "4.10": ("EFAULT", "EINVAL"),
@@ -1864,6 +1932,8 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "ESRCH", "EINVAL", "EPERM"),
+                "4.20": ("EFAULT", "ESRCH", "EINVAL", "EPERM"),
+                "4.17.7": ("EFAULT", "ESRCH", "EINVAL", "EPERM"),
                 "4.17.3": ("EFAULT", "ESRCH", "EINVAL", "EPERM"),
                 "4.17": ("EFAULT", "ESRCH", "EINVAL", "EPERM"),
                 "4.10": ("EFAULT", "ESRCH", "EINVAL", "EPERM"),
@@ -1880,6 +1950,8 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "ESRCH", "ENOSPC", "EPERM"),
+                "4.20": ("EFAULT", "ESRCH", "ENOSPC", "EPERM"),
+                "4.17.7": ("EFAULT", "ESRCH", "ENOSPC", "EPERM"),
                 "4.17.3": ("EFAULT", "ESRCH", "ENOSPC", "EPERM"),
                 "4.17": ("EFAULT", "ESRCH", "ENOSPC", "EPERM"),
                 "4.10": ("EFAULT", "ESRCH", "ENOSPC", "EPERM"),
@@ -1899,6 +1971,8 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "ENOENT", "ENOSPC"),
+                "4.20": ("EFAULT", "ENOENT", "ENOSPC"),
+                "4.17.7": ("EFAULT", "ENOENT", "ENOSPC"),
                 "4.17.3": ("EFAULT", "ENOENT", "ENOSPC"),
                 "4.17": ("EFAULT", "ENOENT", "ENOSPC"),
                 "4.10": ("EFAULT", "ENOENT", "ENOSPC"),
@@ -1915,6 +1989,8 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "ENOENT", "EINVAL"),
+                "4.20": ("EFAULT", "ENOENT", "EINVAL"),
+                "4.17.7": ("EFAULT", "ENOENT", "EINVAL"),
                 "4.17.3": ("EFAULT", "ENOENT", "EINVAL"),
                 "4.17": ("EFAULT", "ENOENT", "EINVAL"),
                 "4.10": ("EFAULT", "ENOENT", "EINVAL"),
@@ -1934,6 +2010,8 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "EINVAL"),
+                "4.20": ("EFAULT", "EINVAL"),
+                "4.17.7": ("EFAULT", "EINVAL"),
                 "4.17.3": ("EFAULT", "EINVAL"),
                 "4.17": ("EFAULT", "EINVAL"),
                 "4.10": ("EFAULT", "EINVAL"),
@@ -1953,6 +2031,8 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
+                "4.20": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
+                "4.17.7": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
                 "4.17.3": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
                 "4.17": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
                 "4.10": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
@@ -1969,6 +2049,8 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "EOPNOTSUPP"),
+                "4.20": ("EFAULT", "EOPNOTSUPP"),
+                "4.17.7": ("EFAULT", "EOPNOTSUPP"),
                 "4.17.3": ("EFAULT", "EOPNOTSUPP"),
                 "4.17": ("EFAULT", "EOPNOTSUPP"),
                 "4.10": ("EFAULT", "EOPNOTSUPP"),
@@ -1988,6 +2070,8 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "EOPNOTSUPP"),
+                "4.20": ("EFAULT", "EOPNOTSUPP"),
+                "4.17.7": ("EFAULT", "EOPNOTSUPP"),
                 "4.17.3": ("EFAULT", "EOPNOTSUPP"),
                 "4.17": ("EFAULT", "EOPNOTSUPP"),
                 "4.10": ("EFAULT", "EOPNOTSUPP"),
@@ -2004,6 +2088,8 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "EOPNOTSUPP"),
+                "4.20": ("EFAULT", "EOPNOTSUPP"),
+                "4.17.7": ("EFAULT", "EOPNOTSUPP"),
                 "4.17.3": ("EFAULT", "EOPNOTSUPP"),
                 "4.17": ("EFAULT", "EOPNOTSUPP"),
                 "4.10": ("EFAULT", "EOPNOTSUPP"),
@@ -2020,6 +2106,8 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
+                "4.20": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
+                "4.17.7": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
                 "4.17.3": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
                 "4.17": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
                 "4.10": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),

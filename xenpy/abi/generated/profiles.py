@@ -128,6 +128,67 @@ HEAD = XenProfile(
 )
 
 
+#: Xen 4.20 (Debian's 4.20.4+63 build, which reports 4.20.5-pre, is the real-Xen reference): everything of 4.18 and 4.19
+XEN_4_20 = XenProfile(
+    name="4.20",
+    summary=(
+        "Xen 4.20 (Debian's 4.20.4+63 build, which reports 4.20.5-pre, is the real-Xen reference): "
+        "everything of 4.18 and 4.19"
+    ),
+    version=(4, 20),
+    extraversion=".5-pre",
+    down_last_vcpu_powers_off=True,
+    singleshot_past_injects=True,
+    periodic_timer_force_reschedule=False,
+    vcpu_info_map_guest_area=True,
+    vcpu_info_offset_errno=XenErrno.ENXIO,
+    vcpu_info_misaligned_errno=XenErrno.ENXIO,
+    vcpu_info_time_refresh=True,
+    vcpu_info_kick=True,
+    phys_areas=True,
+    vm_assist_valid_mask=0x10000003f,  # bits 0, 1, 2, 3, 4, 5, 32
+    varbuf_subops=True,
+    xenfeat_direct_mapped=True,
+    xenfeat_dm_msix_all_writes=True,
+    compiler="xenpy",
+    compile_by="xenpy",
+    compile_domain="xenpy",
+    compile_date="",
+    changeset="unavailable",
+    capabilities="xen-3.0-x86_64 xen-3.0-x86_32p ",
+    commandline="",
+)
+
+
+#: Xen 4.17.7 (Debian's 4.17.7 build is the real-Xen reference)
+XEN_4_17_7 = XenProfile(
+    name="4.17.7",
+    summary="Xen 4.17.7 (Debian's 4.17.7 build is the real-Xen reference)",
+    version=(4, 17),
+    extraversion=".7",
+    down_last_vcpu_powers_off=True,
+    singleshot_past_injects=True,
+    periodic_timer_force_reschedule=False,
+    vcpu_info_map_guest_area=False,
+    vcpu_info_offset_errno=XenErrno.ENXIO,
+    vcpu_info_misaligned_errno=XenErrno.ENXIO,
+    vcpu_info_time_refresh=True,
+    vcpu_info_kick=True,
+    phys_areas=False,
+    vm_assist_valid_mask=0x10000003f,  # bits 0, 1, 2, 3, 4, 5, 32
+    varbuf_subops=False,
+    xenfeat_direct_mapped=True,
+    xenfeat_dm_msix_all_writes=False,
+    compiler="xenpy",
+    compile_by="xenpy",
+    compile_domain="xenpy",
+    compile_date="",
+    changeset="unavailable",
+    capabilities="xen-3.0-x86_64 xen-3.0-x86_32p ",
+    commandline="",
+)
+
+
 #: Xen 4.17.3 and later 4.17 stable releases (with the single-shot timer backport 7b5155a79e)
 XEN_4_17_3 = XenProfile(
     name="4.17.3",
@@ -215,4 +276,4 @@ XEN_4_10 = XenProfile(
 )
 
 #: Every profile by name, newest first (read-only).
-PROFILES: Mapping[str, XenProfile] = MappingProxyType({p.name: p for p in (HEAD, XEN_4_17_3, XEN_4_17, XEN_4_10)})
+PROFILES: Mapping[str, XenProfile] = MappingProxyType({p.name: p for p in (HEAD, XEN_4_20, XEN_4_17_7, XEN_4_17_3, XEN_4_17, XEN_4_10)})
