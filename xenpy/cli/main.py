@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from xenpy import __version__
-from xenpy.cli import abi_cmd, inspect_cmd, run_cmd
+from xenpy.cli import abi_cmd, conformance_cmd, inspect_cmd, run_cmd
 from xenpy.cli.errors import EXIT_USAGE, CliError
 
 
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                        parser_class=_Parser)
     abi_cmd.add_parser(subparsers)
+    conformance_cmd.add_parser(subparsers)
     inspect_cmd.add_parser(subparsers)
     run_cmd.add_parser(subparsers)
     return parser
