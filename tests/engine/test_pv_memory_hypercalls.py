@@ -163,6 +163,17 @@ def test_memory_op_reservation_and_balloon(env):
     assert call(hv, v, Hypercall.memory_op, 30, 0) == ENOSYS
 
 
+def test_grant_table_starts_with_one_frame(env):
+    """Every grant table has INITIAL_NR_GRANT_FRAMES (1) frame from the start (grant_table_init grows it to
+    gnttab_grow_table's minimum): query_size before any setup_table reports nr_frames 1, as real Xen does."""
+    hv, dom, v = env
+    query = dom.alloc_guest(16, 8)
+    dom.write_guest(query, struct.pack("<HxxIIhxx", DOMID_SELF, 0, 0, 0x55))
+    assert call(hv, v, Hypercall.grant_table_op, GnttabOp.GNTTABOP_query_size, query, 1) == 0
+    assert struct.unpack("<HxxIIhxx", dom.read_guest(query, 16))[1:] == (1, 64, 0)
+    assert len(dom.grant_frames) == 1 and hv.machine.owner_of(dom.grant_frames[0]) == dom.domid
+
+
 def test_grant_table_setup(env):
     """GNTTABOP_setup_table grows the grant table and returns its frames (status GNTST_okay); more than
     max_grant_frames gives GNTST_general_error; count != 1 is -EINVAL; query_size reports the size."""

@@ -4,8 +4,10 @@ Implemented: GNTTABOP_setup_table (2), GNTTABOP_query_size (6), GNTTABOP_get_ver
 returns -ENOSYS (xenpy has no grant mapping or copy yet).
 
 The grant table of a domain is a list of frames owned by the domain but not counted in its reservation (Xen's
-xenheap pages shared with the guest). It starts empty and grows, zeroed, up to ``MAX_GRANT_FRAMES`` frames when
-setup_table asks for more; PV guests map the frames through their mfns. The table is version 1.
+xenheap pages shared with the guest). It has ``INITIAL_NR_GRANT_FRAMES`` frames from the start, as Xen's
+``grant_table_init`` gives every domain (xenpy allocates them at the domain's first grant-table operation, which
+is the first time a guest can tell), and grows, zeroed, up to ``MAX_GRANT_FRAMES`` frames when setup_table asks
+for more; PV guests map the frames through their mfns. The table is version 1.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
 
 #: ``max_grant_frames`` of a domain (Xen's default ``opt_max_grant_frames``).
 MAX_GRANT_FRAMES = 64
+#: Frames every grant table has (``gnttab_grow_table``'s minimum).
+INITIAL_NR_GRANT_FRAMES = 1
 GNTST_okay = 0
 GNTST_general_error = -1
 GNTST_bad_domain = -2
@@ -76,7 +80,8 @@ def _setup_table(ctx: HypercallContext, uop: int, count: int) -> int:
         return _EFAULT
     target, status = _target(ctx, dom)
     if target is not None:
-        if nr_frames > MAX_GRANT_FRAMES or not grow_table(ctx.machine, target, nr_frames):
+        wanted = max(nr_frames, INITIAL_NR_GRANT_FRAMES)
+        if nr_frames > MAX_GRANT_FRAMES or not grow_table(ctx.machine, target, wanted):
             status = GNTST_general_error
         else:
             frames = np.array(target.grant_frames[:nr_frames], XEN_PFN)
@@ -98,6 +103,8 @@ def _query_size(ctx: HypercallContext, uop: int, count: int) -> int:
     except GuestFault:
         return _EFAULT
     target, status = _target(ctx, dom)
+    if target is not None and not grow_table(ctx.machine, target, INITIAL_NR_GRANT_FRAMES):
+        target, status = None, GNTST_general_error
     nr = len(target.grant_frames) if target is not None else 0
     ctx.copy_to_guest(uop, codec.pack(dom, nr, MAX_GRANT_FRAMES if target is not None else 0, status))
     return 0

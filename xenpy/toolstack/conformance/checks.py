@@ -22,7 +22,9 @@ _CHECK = re.compile(
 )
 _VERDICT = re.compile(r"^Test result: (?P<verdict>SUCCESS|SKIP|ERROR|FAILURE)$")
 _PROFILE = re.compile(r"^Profile: (?P<name>\S+) \(")
-_SUBOP = re.compile(r"\b[A-Z][A-Z0-9]*OP_[A-Za-z0-9_]+\b|\bHYPERVISOR_[a-z0-9_]+\b|\bXENVER_[a-z0-9_]+\b")
+_SUBOP = re.compile(
+    r"\b(?:[A-Z][A-Z0-9]*OP|XENMEM|XENVER|MMUEXT|CONSOLEIO|VMASST_CMD)_[A-Za-z0-9_]+\b|\bHYPERVISOR_[a-z0-9_]+\b"
+)
 
 
 @dataclass(frozen=True)
