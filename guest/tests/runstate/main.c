@@ -48,6 +48,44 @@ static vcpu_runstate_info_t area0, area0_b, area1, area1_remote;
 /* Phys areas: offset 0 for vCPU 0, PHYS_REMOTE_OFFSET for vCPU 1. */
 static uint8_t phys_page[PAGE_SIZE] __page_aligned_bss;
 #define PHYS_REMOTE_OFFSET 64
+#define PHYS_SECOND_OFFSET 128
+/* Past the end of struct shared_info (3136 bytes on PV64, spec 5.4). */
+#define SHARED_INFO_TAIL   (PAGE_SIZE - 64)
+
+/*
+ * Three pages; the middle one is unmapped by test_partial(). An area in the
+ * last PARTIAL_BYTES bytes of the first page has only state and
+ * state_entry_time mapped; an area AFTER_HOLE_OFFSET bytes before the third
+ * page has its first 8 bytes (state and padding) unmapped and the rest
+ * (state_entry_time, time[]) mapped.
+ */
+static uint8_t edge_pages[3 * PAGE_SIZE] __page_aligned_bss;
+#define PARTIAL_BYTES     16
+#define AFTER_HOLE_OFFSET 8
+
+static vcpu_runstate_info_t *partial_area(void)
+{
+    return (vcpu_runstate_info_t *)(edge_pages + PAGE_SIZE - PARTIAL_BYTES);
+}
+
+static vcpu_runstate_info_t *after_hole_area(void)
+{
+    return (vcpu_runstate_info_t *)(edge_pages + 2 * PAGE_SIZE - AFTER_HOLE_OFFSET);
+}
+
+/* The mapped part of after_hole_area() still holds the poison. */
+static bool after_hole_untouched(void)
+{
+    const volatile uint8_t *p = edge_pages + 2 * PAGE_SIZE;
+
+    for ( unsigned int i = 0; i < sizeof(vcpu_runstate_info_t) - AFTER_HOLE_OFFSET; i++ )
+    {
+        if ( p[i] != POISON_BYTE )
+            return false;
+    }
+
+    return true;
+}
 
 /* Filled in by vCPU 1 once it is up. */
 static vcpu_runstate_info_t ap_remote_seen; /* area1_remote at its first switch-in */
@@ -382,6 +420,60 @@ static void test_self(uint64_t *creation0)
           "VCPUOP_register_runstate_memory_area(self) at NULL: no area is written");
 }
 
+/*
+ * An area whose time[] lies in an unmapped page: Xen copies up to the fault
+ * (copy_to_guest leaves the bytes before it written), and ignores the
+ * fault at registration and at context switches; get_runstate_info there
+ * fails with -EFAULT after the same partial copy.
+ */
+static void test_partial(void)
+{
+    uint8_t *hole = edge_pages + PAGE_SIZE;
+    vcpu_runstate_info_t *r = partial_area();
+    uint64_t entry;
+    long rc;
+
+    rc = HYPERVISOR_update_va_mapping((unsigned long)hole, 0, UVMF_INVLPG);
+    if ( rc )
+    {
+        xtf_error("Error: unmapping a page with update_va_mapping failed: %ld\n", rc);
+        return;
+    }
+
+    memset(r, POISON_BYTE, PARTIAL_BYTES);
+    wmb();
+    check("get-partial", "1.2", get_runstate(0, r), -XEN_EFAULT,
+          "VCPUOP_get_runstate_info(self) to an area running into an unmapped page");
+    check("get-partial-written", "1.2", READ_ONCE(r->state), RUNSTATE_running,
+          "VCPUOP_get_runstate_info(self) to a partly mapped area: state written before the fault");
+
+    memset(r, POISON_BYTE, PARTIAL_BYTES);
+    wmb();
+    check("register-partial", "1.2", register_va(0, (unsigned long)r), 0,
+          "VCPUOP_register_runstate_memory_area(self) running into an unmapped page: rc");
+    check("register-partial-written", "1.2", READ_ONCE(r->state), RUNSTATE_running,
+          "VCPUOP_register_runstate_memory_area(self), partly mapped: state in the copy");
+    entry = READ_ONCE(r->state_entry_time);
+    block_once();
+    check("area-partial-updated", "2.4",
+          READ_ONCE(r->state) == RUNSTATE_running && READ_ONCE(r->state_entry_time) > entry, 1,
+          "VCPUOP_register_runstate_memory_area(self), partly mapped: rewritten after a block and wake");
+
+    /* The first bytes unmapped: the whole copy fails at once, nothing is written. */
+    memset(edge_pages + 2 * PAGE_SIZE, POISON_BYTE, sizeof(vcpu_runstate_info_t));
+    wmb();
+    check("register-after-hole", "1.2", register_va(0, (unsigned long)after_hole_area()), 0,
+          "VCPUOP_register_runstate_memory_area(self) starting in an unmapped page: rc");
+    check("register-after-hole-untouched", "1.2", after_hole_untouched(), 1,
+          "VCPUOP_register_runstate_memory_area(self) starting in an unmapped page: nothing written");
+    block_once();
+    check("area-after-hole-untouched", "2.4", after_hole_untouched(), 1,
+          "VCPUOP_register_runstate_memory_area(self) starting in an unmapped page: nothing written "
+          "after a block and wake");
+    check("register-partial-null", "1.2", register_va(0, 0), 0,
+          "VCPUOP_register_runstate_memory_area(self) at NULL after a partly mapped area");
+}
+
 /* VM_ASSIST(VMASST_TYPE_runstate_update_flag): the update protocol (spec 2.4, 6.6). */
 static void test_update_flag(uint64_t creation0)
 {
@@ -413,6 +505,32 @@ static void test_update_flag(uint64_t creation0)
     check("vmassist-sum", "2.2", a.state == RUNSTATE_running && creation_of(&a) == creation0, 1,
           "VCPUOP_register_runstate_memory_area(self): area has sum(time) == state_entry_time - creation "
           "with XEN_RUNSTATE_UPDATE");
+
+    /*
+     * An area whose first bytes are unmapped: the whole-struct copy fails,
+     * but the protocol's one-byte writes of the most significant byte of
+     * state_entry_time (offset 15) reach the mapped page; the last one
+     * leaves the flag clear (spec 2.4).
+     */
+    memset(edge_pages + 2 * PAGE_SIZE, POISON_BYTE, sizeof(vcpu_runstate_info_t));
+    wmb();
+    check("vmassist-after-hole", "1.2", register_va(0, (unsigned long)after_hole_area()), 0,
+          "VCPUOP_register_runstate_memory_area(self) starting in an unmapped page, XEN_RUNSTATE_UPDATE: rc");
+    check("vmassist-after-hole-copy", "1.2", after_hole_untouched(), 1,
+          "VCPUOP_register_runstate_memory_area(self) starting in an unmapped page: the copy at "
+          "registration writes nothing (no XEN_RUNSTATE_UPDATE protocol)");
+    block_once();
+    check_hex("vmassist-after-hole-msb", "2.4", READ_ONCE(edge_pages[2 * PAGE_SIZE + 15 - AFTER_HOLE_OFFSET]),
+              (uint8_t)(a.state_entry_time >> 56),
+              "VCPUOP_register_runstate_memory_area(self) starting in an unmapped page: the "
+              "XEN_RUNSTATE_UPDATE byte of state_entry_time after an update");
+    check("vmassist-after-hole-rest", "2.4",
+          READ_ONCE(edge_pages[2 * PAGE_SIZE]) == POISON_BYTE &&
+          READ_ONCE(edge_pages[2 * PAGE_SIZE + sizeof(vcpu_runstate_info_t) - AFTER_HOLE_OFFSET - 1]) ==
+          POISON_BYTE, 1,
+          "VCPUOP_register_runstate_memory_area(self) starting in an unmapped page: the rest not written");
+    check("vmassist-after-hole-null", "1.2", register_va(0, 0), 0,
+          "VCPUOP_register_runstate_memory_area(self) at NULL after an area starting in an unmapped page");
 }
 
 /* VCPUOP_register_runstate_phys_area (spec 1.2 cmd 14). */
@@ -420,8 +538,10 @@ static void test_phys(uint64_t creation0)
 {
     vcpu_runstate_info_t *p = (vcpu_runstate_info_t *)phys_page;
     vcpu_runstate_info_t *q = (vcpu_runstate_info_t *)(phys_page + PHYS_REMOTE_OFFSET);
+    vcpu_runstate_info_t *r2 = (vcpu_runstate_info_t *)(phys_page + PHYS_SECOND_OFFSET);
     uint64_t maddr = virt_to_maddr(phys_page);
     uint64_t l4 = virt_to_maddr((void *)start_info->pt_base);
+    vcpu_runstate_info_t *shared_tail;
     vcpu_runstate_info_t a, b;
     long rc;
 
@@ -466,7 +586,32 @@ static void test_phys(uint64_t creation0)
     check("phys-remote-unregister", "1.2", register_phys(1, PHYS_UNREGISTER), 0,
           "VCPUOP_register_runstate_phys_area(vCPU 1) at ~0 (unregister): rc");
 
+    /* Re-registration replaces the mapping. */
+    poison(r2);
+    check("phys-self-again", "1.2", register_phys(0, virt_to_maddr(r2)), 0,
+          "VCPUOP_register_runstate_phys_area(self) of a second area: rc");
+    check("phys-self-again-copied", "1.2", written(r2) && READ_ONCE(r2->state) == RUNSTATE_running, 1,
+          "VCPUOP_register_runstate_phys_area(self) of a second area: area written at registration");
+    poison(p);
+    block_once();
+    check("phys-self-replaced", "1.2", written(p), 0,
+          "VCPUOP_register_runstate_phys_area(self): the replaced area is not written");
+    read_area(r2, &b);
+    check("phys-self-again-updated", "2.4", b.state == RUNSTATE_running && creation_of(&b) == creation0, 1,
+          "VCPUOP_register_runstate_phys_area(self): the new area is written, sum(time) == "
+          "state_entry_time - creation");
+
     /* Bad addresses: the errors of map_guest_area (spec 4.1). */
+    check("phys-arg-efault", "1.2",
+          HYPERVISOR_vcpu_op(VCPUOP_register_runstate_phys_area, 0, (void *)UNMAPPED_VA), -XEN_EFAULT,
+          "VCPUOP_register_runstate_phys_area with an unreadable argument");
+    /* shared_info is a page of the domain that can be typed writable: accepted. */
+    shared_tail = (vcpu_runstate_info_t *)((uint8_t *)shared_info + SHARED_INFO_TAIL);
+    poison(shared_tail);
+    check("phys-shared-info", "1.2", register_phys(0, start_info->shared_info + SHARED_INFO_TAIL), 0,
+          "VCPUOP_register_runstate_phys_area in the unused tail of the shared_info page");
+    check("phys-shared-info-copied", "1.2", READ_ONCE(shared_tail->state), RUNSTATE_running,
+          "VCPUOP_register_runstate_phys_area in the shared_info page: state in the copy");
     check("phys-cross-page", "1.2", register_phys(0, maddr + PAGE_SIZE - 8), -XEN_ENXIO,
           "VCPUOP_register_runstate_phys_area crossing a page");
     check("phys-misaligned", "1.2", register_phys(0, maddr + 4), -XEN_ENXIO,
@@ -479,10 +624,10 @@ static void test_phys(uint64_t creation0)
     /* ~0 unregisters: the VA area is written again. */
     check("phys-unregister", "1.2", register_phys(0, PHYS_UNREGISTER), 0,
           "VCPUOP_register_runstate_phys_area(self) at ~0 (unregister): rc");
-    poison(p);
+    poison(r2);
     poison(&area0);
     block_once();
-    check("phys-unregistered-not-written", "2.4", written(p), 0,
+    check("phys-unregistered-not-written", "2.4", written(r2), 0,
           "VCPUOP_register_runstate_phys_area: area not written once unregistered");
     read_area(&area0, &b);
     check("phys-unregistered-va-written", "2.4", written(&area0) && b.state == RUNSTATE_running, 1,
@@ -509,6 +654,7 @@ void test_main(void)
     test_self(&creation0);
     if ( !test_remote(&creation1) )
         return;
+    test_partial();
     test_phys(creation0);
     test_update_flag(creation0);
 
