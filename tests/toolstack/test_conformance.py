@@ -159,3 +159,23 @@ def test_a_test_kernel_that_dies_is_a_crash(guest_build_dir: Path, tmp_path: Pat
 
 def test_empty_result_passes() -> None:
     assert SuiteResult([], ["head"]).passed
+
+
+@pytest.mark.needs_gcc
+def test_a_broken_behaviour_turns_the_matrix_red(guest_build_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """xenpy answering -EINVAL instead of -ESRCH for a domid that names no domain (XENMEM_current_reservation)
+    fails the suite: the memory kernel's check of it FAILs, its cell is FAILURE, the matrix names the check."""
+    from xenpy.abi.errno import XenErrno
+    from xenpy.hypercall.handlers import memory_op
+
+    tests = [t for t in load_suite() if t.name == "memory"]
+    assert run_suite(tests, ["head"]).passed
+    monkeypatch.setattr(memory_op, "_ESRCH", -int(XenErrno.EINVAL))
+    result = run_suite(tests, ["head"])
+    got = result.xenpy[("memory", "head")]
+    assert got.outcome == "FAILURE"
+    assert [c.id for c in got.failed] == ["cur-no-such-domain"]
+    assert not result.passed
+    text = report.matrix_text(result)
+    assert text.splitlines()[1].split() == ["memory", "FAILURE"]
+    assert "FAIL memory [head] cur-no-such-domain: " in text and "got -22 want -3" in text
