@@ -120,6 +120,19 @@ MSR_TSC_AUX = 0xC000_0103
 #: ``X86_DR6_DEFAULT`` / ``X86_DR7_DEFAULT``: the debug registers' reset values (the PV builder's, spec 7.5).
 X86_DR6_DEFAULT = 0xFFFF0FF0
 X86_DR7_DEFAULT = 0x00000400
+#: DR6 bits forced to 0 (bit 12, ``X86_DR6_ZEROS``).
+X86_DR6_ZEROS = 0x0000_1000
+#: DR7 bits forced to 0: bits 12, 14, 15 (``X86_DR7_ZEROS``), and bit 11 (``X86_DR7_RTM``) for a CPU policy
+#: without RTM, which is xenpy's.
+X86_DR7_ZEROS = 0x0000_D000 | 0x0000_0800
+#: DR7.GD (bit 13), general detect (``DR_GENERAL_DETECT``).
+X86_DR7_GD = 0x0000_2000
+#: DR7 local and global enables of the four breakpoints (``DR7_ACTIVE_MASK``).
+X86_DR7_ACTIVE_MASK = 0xFF
+#: DR7: the R/W and LEN fields of breakpoint n are the 4 bits at 16 + 4 * n; R/W = 10b is an I/O breakpoint.
+X86_DR7_CONTROL_SHIFT = 16
+X86_DR7_CONTROL_SIZE = 4
+X86_DR7_RW_IO = 2
 
 #: CPUID leaf 1 ECX bit 31: running under a hypervisor.
 X86_FEATURE_HYPERVISOR = 1 << 31

@@ -98,7 +98,9 @@ class VcpuArch:
         trap_ctxt: 256 trap-table entries as ``(vector, flags, cs, address)``.
         ctrlreg: control registers; ``ctrlreg[3]`` is the kernel cr3 (``mfn << 12``), ``ctrlreg[1]`` the user
             L4 (PV64).
-        debugreg: debug registers.
+        debugreg: debug registers as the guest reads them: DR0-DR3, DR6 and DR7 (index 4 and 5 stay 0; see
+            :mod:`xenpy.core.debugreg`).
+        dr7_emul: the I/O-breakpoint enables of DR7, emulated and kept out of ``debugreg[7]`` (``pv.dr7_emul``).
         vgc_flags: the ``VGCF_*`` flags given at initialisation.
         kernel_mode: Xen's ``TF_kernel_mode``.
         iopl: the virtual IOPL (``pv.iopl``).
@@ -124,6 +126,7 @@ class VcpuArch:
         self.kernel_sp = 0
         self.ctrlreg: list[int] = [0] * 8
         self.debugreg: list[int] = [0] * 8
+        self.dr7_emul = 0
         self.event_callback_cs = 0
         self.event_callback_eip = 0
         self.failsafe_callback_cs = 0

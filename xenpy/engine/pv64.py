@@ -90,6 +90,7 @@ from xenpy.abi.x86 import (
 )
 from xenpy.abi.xen import VMASST_TYPE_architectural_iopl
 from xenpy.core import mm
+from xenpy.core.debugreg import get_debugreg, set_debugreg
 from xenpy.core.domain import Vcpu
 from xenpy.core.memory import PAGE_SHIFT
 from xenpy.core.pagetable import GuestFault, copy_from_guest, copy_to_guest, is_canonical
@@ -688,19 +689,15 @@ class Pv64Context(VcpuContext, CpuPort):
         return False
 
     def _read_dr(self, op: PrivilegedOp) -> bool:
-        if op.control > 7:
+        value = get_debugreg(self.vcpu, op.control)
+        if value is None:
             return False
-        self.write_registers({op.gpr: self.vcpu.arch.debugreg[op.control] & _U64})
+        self.write_registers({op.gpr: value & _U64})
         return True
 
     def _write_dr(self, op: PrivilegedOp) -> bool:
-        if op.control > 7 or op.control in (4, 5):
-            return False
         value = self.read_registers((op.gpr,))[op.gpr]
-        if op.control in (6, 7) and value >> 32:
-            return False
-        self.vcpu.arch.debugreg[op.control] = value
-        return True
+        return set_debugreg(self.vcpu, op.control, value) == 0
 
     def _rdmsr(self, op: PrivilegedOp) -> bool:
         arch = self.vcpu.arch

@@ -19,6 +19,7 @@ from xenpy.abi.generated.hypercalls import HYPERCALLS, Hypercall
 from xenpy.hypercall.handlers import callback_op as callback_op
 from xenpy.hypercall.handlers import console_io as console_io
 from xenpy.hypercall.handlers import cpu as cpu
+from xenpy.hypercall.handlers import debugreg as debugreg
 from xenpy.hypercall.handlers import event_channel_op as event_channel_op
 from xenpy.hypercall.handlers import grant_table_op as grant_table_op
 from xenpy.hypercall.handlers import memory_op as memory_op
@@ -41,8 +42,6 @@ from xenpy.hypercall.registry import registered_handlers
 NOT_IMPLEMENTED: Mapping[int, str] = MappingProxyType(
     {
         Hypercall.platform_op: "platform control for the hardware domain (a domU gets -EPERM from Xen)",
-        Hypercall.set_debugreg: "not written yet (the engine emulates mov to/from DR0-DR7)",
-        Hypercall.get_debugreg: "not written yet (the engine emulates mov to/from DR0-DR7)",
         Hypercall.update_descriptor: "GDT/LDT descriptor writes need descriptor validation",
         Hypercall.physdev_op_compat: "physical devices and IRQs (xenpy has no devices)",
         Hypercall.xsm_op: "XSM/FLASK operations (a Xen without FLASK returns -ENOSYS too)",
@@ -92,6 +91,7 @@ __all__ = [
     "callback_op",
     "console_io",
     "cpu",
+    "debugreg",
     "event_channel_op",
     "grant_table_op",
     "handled_hypercalls",
