@@ -161,21 +161,37 @@ def test_empty_result_passes() -> None:
     assert SuiteResult([], ["head"]).passed
 
 
-@pytest.mark.needs_gcc
-def test_a_broken_behaviour_turns_the_matrix_red(guest_build_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """xenpy answering -EINVAL instead of -ESRCH for a domid that names no domain (XENMEM_current_reservation)
-    fails the suite: the memory kernel's check of it FAILs, its cell is FAILURE, the matrix names the check."""
-    from xenpy.abi.errno import XenErrno
-    from xenpy.hypercall.handlers import memory_op
+#: Deliberately broken behaviours: (handler module, its errno constant, the wrong errno), the suite test and
+#: its checks that must then FAIL.
+BREAKAGES = [
+    ("vcpu_op", "_ENOENT", "EINVAL", "vcpu-lifecycle", {"bad-vcpuid", "bad-vcpuid-huge", "bad-vcpuid-unknown-cmd"}),
+    ("memory_op", "_ESRCH", "EINVAL", "memory", {"cur-no-such-domain"}),
+]
 
-    tests = [t for t in load_suite() if t.name == "memory"]
+
+@pytest.mark.needs_gcc
+@pytest.mark.parametrize(("module", "name", "errno", "test", "failing"), BREAKAGES, ids=[b[1] for b in BREAKAGES])
+def test_a_broken_behaviour_turns_the_matrix_red(
+    guest_build_dir: Path, monkeypatch: pytest.MonkeyPatch, module: str, name: str, errno: str, test: str,
+    failing: set[str],
+) -> None:
+    """xenpy answering -EINVAL instead of -ENOENT for a bad vCPU id (spec 1.1), or instead of -ESRCH for a domid
+    that names no domain, fails the suite: the kernel's checks of it FAIL, its cell is FAILURE, the matrix
+    names each check, and the suite does not pass."""
+    import importlib
+
+    from xenpy.abi.errno import XenErrno
+
+    tests = [t for t in load_suite() if t.name == test]
     assert run_suite(tests, ["head"]).passed
-    monkeypatch.setattr(memory_op, "_ESRCH", -int(XenErrno.EINVAL))
+    monkeypatch.setattr(importlib.import_module(f"xenpy.hypercall.handlers.{module}"), name, -int(XenErrno[errno]))
     result = run_suite(tests, ["head"])
-    got = result.xenpy[("memory", "head")]
+    got = result.xenpy[(test, "head")]
     assert got.outcome == "FAILURE"
-    assert [c.id for c in got.failed] == ["cur-no-such-domain"]
+    assert {c.id for c in got.failed} >= failing
     assert not result.passed
     text = report.matrix_text(result)
-    assert text.splitlines()[1].split() == ["memory", "FAILURE"]
-    assert "FAIL memory [head] cur-no-such-domain: " in text and "got -22 want -3" in text
+    assert text.splitlines()[1].split() == [test, "FAILURE"]
+    for check in failing:
+        assert f"FAIL {test} [head] {check}: " in text
+    assert f"got -{int(XenErrno[errno])} want " in text

@@ -131,8 +131,7 @@ def arch_set_info_guest(v: Vcpu, c: dict[str, Any]) -> int:
     dr = [c[f"debugreg[{i}]"] for i in range(8)]
 
     # 1-2. Debug registers (>= 4.18, 15987cb03f; before it, step 13's set_debugreg drops a bad value).
-    # TODO: a profile field of its own; phys_areas (>= 4.18) has the same value in every profile.
-    if d.profile.phys_areas:
+    if d.profile.initialise_checks_debugregs:
         if not compat and (dr[6] >> 32 or dr[7] >> 32):
             return einval
         for i in range(4):

@@ -75,6 +75,13 @@ struct xen_profile {
      */
     bool phys_areas;
 
+    /*
+     * arch_set_info_guest (VCPUOP_initialise) refuses debugreg[6]/[7] wider than 32 bits and DR0-DR3 outside
+     * the guest's range with -EINVAL (>= 4.18, 15987cb03f); before it, set_debugreg's refusals are ignored
+     * and the context is accepted (spec 1.3 steps 1-2; seen on Xen 4.17.7).
+     */
+    bool initialise_checks_debugregs;
+
     /* VM assist types a PV64 domain may enable (XEN_RUNSTATE_UPDATE's type 5 since 4.8, 2529c850ea). */
     uint64_t vm_assist_valid_mask;
 
@@ -131,6 +138,7 @@ static const struct xen_profile xen_profiles[NR_XEN_PROFILES] = {
         .vcpu_info_time_refresh = true,
         .vcpu_info_kick = true,
         .phys_areas = true,
+        .initialise_checks_debugregs = true,
         .vm_assist_valid_mask = 0x10000003f,
         .varbuf_subops = true,
         .xenfeat_direct_mapped = true,
@@ -157,6 +165,7 @@ static const struct xen_profile xen_profiles[NR_XEN_PROFILES] = {
         .vcpu_info_time_refresh = true,
         .vcpu_info_kick = true,
         .phys_areas = true,
+        .initialise_checks_debugregs = true,
         .vm_assist_valid_mask = 0x10000003f,
         .varbuf_subops = true,
         .xenfeat_direct_mapped = true,
@@ -183,6 +192,7 @@ static const struct xen_profile xen_profiles[NR_XEN_PROFILES] = {
         .vcpu_info_time_refresh = true,
         .vcpu_info_kick = true,
         .phys_areas = false,
+        .initialise_checks_debugregs = false,
         .vm_assist_valid_mask = 0x10000003f,
         .varbuf_subops = false,
         .xenfeat_direct_mapped = true,
@@ -209,6 +219,7 @@ static const struct xen_profile xen_profiles[NR_XEN_PROFILES] = {
         .vcpu_info_time_refresh = true,
         .vcpu_info_kick = true,
         .phys_areas = false,
+        .initialise_checks_debugregs = false,
         .vm_assist_valid_mask = 0x10000003f,
         .varbuf_subops = false,
         .xenfeat_direct_mapped = true,
@@ -235,6 +246,7 @@ static const struct xen_profile xen_profiles[NR_XEN_PROFILES] = {
         .vcpu_info_time_refresh = true,
         .vcpu_info_kick = true,
         .phys_areas = false,
+        .initialise_checks_debugregs = false,
         .vm_assist_valid_mask = 0x10000003f,
         .varbuf_subops = false,
         .xenfeat_direct_mapped = true,
@@ -261,6 +273,7 @@ static const struct xen_profile xen_profiles[NR_XEN_PROFILES] = {
         .vcpu_info_time_refresh = false,
         .vcpu_info_kick = false,
         .phys_areas = false,
+        .initialise_checks_debugregs = false,
         .vm_assist_valid_mask = 0x10000003f,
         .varbuf_subops = false,
         .xenfeat_direct_mapped = false,

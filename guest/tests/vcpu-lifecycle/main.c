@@ -110,13 +110,8 @@ static void check_initialise_errors(void)
           HYPERVISOR_vcpu_op(VCPUOP_initialise, 1, (void *)NON_CANONICAL),
           -XEN_EFAULT, "VCPUOP_initialise with a non-canonical context pointer");
 
-    /*
-     * TODO: profile field for "arch_set_info_guest rejects bad debug
-     * registers" (>= 4.18, 15987cb03f; 4.17 ignores set_debugreg's errors
-     * and accepts the context). phys_areas has the same value in every
-     * profile.
-     */
-    if ( test_profile()->phys_areas )
+    /* Bad debug registers: -EINVAL from 4.18; 4.17 accepts the context. */
+    if ( test_profile()->initialise_checks_debugregs )
     {
         BAD_CONTEXT("init-dr6-wide", "debugreg[6] = 1 << 32",
                     ctxt.debugreg[6] |= 1UL << 32);

@@ -48,6 +48,10 @@ class XenProfile:
             kick (4.4, 4.10).
         phys_areas: VCPUOP_register_runstate_phys_area / register_vcpu_time_phys_area exist and XENFEAT 18 and
             19 are reported (>= 4.18); otherwise the commands return -ENOSYS.
+        initialise_checks_debugregs: arch_set_info_guest (VCPUOP_initialise) refuses debugreg[6]/[7] wider
+            than 32 bits and DR0-DR3 outside the guest's range with -EINVAL (>= 4.18, 15987cb03f); before it,
+            set_debugreg's refusals are ignored and the context is accepted (spec 1.3 steps 1-2; seen on Xen
+            4.17.7).
         vm_assist_valid_mask: VM assist types a PV64 domain may enable (XEN_RUNSTATE_UPDATE's type 5 since
             4.8, 2529c850ea). A mask of the bits.
         varbuf_subops: XENVER_extraversion2 .. XENVER_commandline2 (11-14) exist and XENVER_build_id goes
@@ -80,6 +84,7 @@ class XenProfile:
     vcpu_info_time_refresh: bool
     vcpu_info_kick: bool
     phys_areas: bool
+    initialise_checks_debugregs: bool
     vm_assist_valid_mask: int
     varbuf_subops: bool
     xenfeat_direct_mapped: bool
@@ -114,6 +119,7 @@ HEAD = XenProfile(
     vcpu_info_time_refresh=True,
     vcpu_info_kick=True,
     phys_areas=True,
+    initialise_checks_debugregs=True,
     vm_assist_valid_mask=0x10000003f,  # bits 0, 1, 2, 3, 4, 5, 32
     varbuf_subops=True,
     xenfeat_direct_mapped=True,
@@ -146,6 +152,7 @@ XEN_4_20 = XenProfile(
     vcpu_info_time_refresh=True,
     vcpu_info_kick=True,
     phys_areas=True,
+    initialise_checks_debugregs=True,
     vm_assist_valid_mask=0x10000003f,  # bits 0, 1, 2, 3, 4, 5, 32
     varbuf_subops=True,
     xenfeat_direct_mapped=True,
@@ -175,6 +182,7 @@ XEN_4_17_7 = XenProfile(
     vcpu_info_time_refresh=True,
     vcpu_info_kick=True,
     phys_areas=False,
+    initialise_checks_debugregs=False,
     vm_assist_valid_mask=0x10000003f,  # bits 0, 1, 2, 3, 4, 5, 32
     varbuf_subops=False,
     xenfeat_direct_mapped=True,
@@ -204,6 +212,7 @@ XEN_4_17_3 = XenProfile(
     vcpu_info_time_refresh=True,
     vcpu_info_kick=True,
     phys_areas=False,
+    initialise_checks_debugregs=False,
     vm_assist_valid_mask=0x10000003f,  # bits 0, 1, 2, 3, 4, 5, 32
     varbuf_subops=False,
     xenfeat_direct_mapped=True,
@@ -233,6 +242,7 @@ XEN_4_17 = XenProfile(
     vcpu_info_time_refresh=True,
     vcpu_info_kick=True,
     phys_areas=False,
+    initialise_checks_debugregs=False,
     vm_assist_valid_mask=0x10000003f,  # bits 0, 1, 2, 3, 4, 5, 32
     varbuf_subops=False,
     xenfeat_direct_mapped=True,
@@ -262,6 +272,7 @@ XEN_4_10 = XenProfile(
     vcpu_info_time_refresh=False,
     vcpu_info_kick=False,
     phys_areas=False,
+    initialise_checks_debugregs=False,
     vm_assist_valid_mask=0x10000003f,  # bits 0, 1, 2, 3, 4, 5, 32
     varbuf_subops=False,
     xenfeat_direct_mapped=False,
