@@ -139,7 +139,7 @@ def _copy_tables(tmp_path: Path) -> Path:
         ("sched_op.toml", 'name = "SCHEDOP_poll"', 'name = "SCHED_poll"', "must start with 'SCHEDOP_'"),
         ("sched_op.toml", '"4.17.3" = ["EFAULT"]', '"4.17.3" = ["EFAULT", "EFAULT"]', "lists an errno twice"),
         ("hypercalls.toml", 'name = "vcpu_op"', 'name = "vcpu_opx"', "sub-op families for unknown"),
-        ("profiles.toml", 'phys_areas = false\nvm_assist', 'vm_assist', "missing field 'phys_areas'"),
+        ("profiles.toml", 'phys_areas = false\ninitialise', 'initialise', "missing field 'phys_areas'"),
         ("profiles.toml", 'phys_areas = true', 'phys_areas = 1', "phys_areas must be of TOML type bool"),
         ("profiles.toml", 'vcpu_info_offset_errno = "EINVAL"', 'vcpu_info_offset_errno = "X"', "not an errno"),
         ("profiles.toml", '[profile."4.17"]', '[profile."4.9"]', "profiles must be listed newest first"),
