@@ -14,6 +14,7 @@ from xenpy.abi.event_channel import (
 )
 from xenpy.abi.generated.hypercalls import EvtchnOp, Hypercall
 from xenpy.abi.xen import DOMID_SELF, VIRQ_ARGO, VIRQ_CONSOLE, VIRQ_DEBUG, VIRQ_TIMER
+from xenpy.core.event_channel import ECS_IPI
 from xenpy.core.runstate import RUNSTATE_blocked, RUNSTATE_running
 
 from .conftest import ALL_PROFILES, UNMAPPED_GVA, Guest
@@ -130,18 +131,40 @@ def test_every_op_copies_argument_first(guest: Guest, cmd):
     assert guest.evtchn_op(cmd, UNMAPPED_GVA) == EFAULT
 
 
+def test_expand_array_without_fifo(guest: Guest):
+    """spec 3.5: a 2-level domain has no FIFO control block: EVTCHNOP_expand_array -> -EOPNOTSUPP."""
+    arg = guest.put("evtchn_expand_array", array_gfn=0)
+    assert guest.evtchn_op(EvtchnOp.EVTCHNOP_expand_array, arg) == -XenErrno.EOPNOTSUPP
+
+
+@pytest.mark.parametrize("profile", ALL_PROFILES)
+def test_set_priority_on_2l(make_guest, profile):
+    """spec 3.5 (evtchn_port_set_priority): -EINVAL for a bad port, -ENOSYS for a valid one (no 2-level
+    set_priority); never -EOPNOTSUPP."""
+    g = make_guest(profile)
+    port = bind_ipi(g)
+    for p, rc in ((port, -XenErrno.ENOSYS), (0, -XenErrno.ENOSYS), (4096, EINVAL), (64, EINVAL)):
+        arg = g.put("evtchn_set_priority", port=p, priority=7)
+        assert g.evtchn_op(EvtchnOp.EVTCHNOP_set_priority, arg) == rc
+
+
 @pytest.mark.parametrize(
-    ("cmd", "struct"),
+    ("vcpu", "offset", "rc"),
     [
-        (EvtchnOp.EVTCHNOP_init_control, "evtchn_init_control"),
-        (EvtchnOp.EVTCHNOP_expand_array, "evtchn_expand_array"),
-        (EvtchnOp.EVTCHNOP_set_priority, "evtchn_set_priority"),
+        (1000, 0, ENOENT),
+        (0, 4096 - 72 + 1, EINVAL),
+        (0, 4095, EINVAL),
+        (0, 4, EINVAL),
+        (0, 4096 - 72, -XenErrno.EOPNOTSUPP),
+        (0, 0, -XenErrno.EOPNOTSUPP),
     ],
 )
-def test_fifo_ops_not_supported(guest: Guest, cmd, struct):
-    """spec 3.5: FIFO ops (11, 12, 13) return -EOPNOTSUPP (2-level only)."""
-    arg = guest.dom.alloc_guest(getattr(guest.dom.abi, struct).sizeof(), 8)
-    assert guest.evtchn_op(cmd, arg) == -XenErrno.EOPNOTSUPP
+def test_init_control_checks_then_declines(guest: Guest, vcpu, offset, rc):
+    """spec 3.5: evtchn_fifo_init_control's checks (-ENOENT bad vcpu; -EINVAL control block past the page or
+    misaligned), then -EOPNOTSUPP (2-level only); link_bits is not written back."""
+    arg = guest.put("evtchn_init_control", control_gfn=0, offset=offset, vcpu=vcpu, link_bits=0, _pad=bytes(7))
+    assert guest.evtchn_op(EvtchnOp.EVTCHNOP_init_control, arg) == rc
+    assert guest.get("evtchn_init_control", arg).link_bits == 0
 
 
 # ------------------------------------------------------------------------------------------ bind_virq
@@ -531,6 +554,54 @@ def test_reset(make_guest):
     assert a.evtchn_op(EvtchnOp.EVTCHNOP_reset, a.put("evtchn_reset", dom=DOMID_SELF)) == 0
     assert a.dom.evtchn.in_use() == [a.dom.evtchn.ports[0]]
     assert a.v[0].virq_to_evtchn[VIRQ_TIMER] == 0
+
+
+def test_reset_cont_without_reset_in_progress(make_guest):
+    """spec 3.5 (evtchn_reset(d, true), d->next_evtchn == 0): EVTCHNOP_reset_cont -> -EBUSY, nothing closed; the
+    domain checks (-ESRCH, -EPERM) come first."""
+    a = make_guest()
+    b = make_guest()
+    port = bind_ipi(a)
+    reset_cont = EvtchnOp.EVTCHNOP_reset_cont
+    assert a.evtchn_op(reset_cont, a.put("evtchn_reset", dom=DOMID_SELF)) == -XenErrno.EBUSY
+    assert a.dom.evtchn.ports[port].state == ECS_IPI
+    assert a.evtchn_op(reset_cont, a.put("evtchn_reset", dom=999)) == -XenErrno.ESRCH
+    assert a.evtchn_op(reset_cont, a.put("evtchn_reset", dom=b.dom.domid)) == -XenErrno.EPERM
+    assert a.evtchn_op(EvtchnOp.EVTCHNOP_reset, a.put("evtchn_reset", dom=DOMID_SELF)) == 0
+    assert a.evtchn_op(reset_cont, a.put("evtchn_reset", dom=DOMID_SELF)) == -XenErrno.EBUSY
+
+
+def _status_patterned(g: Guest, port: int) -> tuple[int, bytes]:
+    """EVTCHNOP_status of ``port`` with the 24-byte structure filled with 0xa5 around dom and port."""
+    gva = g.dom.alloc_guest(24, 8)
+    g.dom.write_guest(gva, DOMID_SELF.to_bytes(2, "little") + b"\xa5\xa5" + port.to_bytes(4, "little") + b"\xa5" * 16)
+    rc = g.evtchn_op(EvtchnOp.EVTCHNOP_status, gva)
+    return rc, bytes(g.dom.read_guest(gva, 24))
+
+
+def test_status_leaves_unwritten_bytes(guest: Guest):
+    """spec 3.5 (evtchn_status copies the guest structure in and back): only status, vcpu and the state's union
+    member change; the padding after dom and the rest of the union keep the guest's bytes."""
+    ipi = bind_ipi(guest, 1)
+    virq = guest.bind_virq(VIRQ_TIMER)
+    _, unbound = alloc_unbound(guest)
+    pad = b"\xa5\xa5"
+    rc, raw = _status_patterned(guest, ipi)
+    assert rc == 0 and raw[2:4] == pad
+    assert raw[8:16] == (EVTCHNSTAT_ipi).to_bytes(4, "little") + (1).to_bytes(4, "little")
+    assert raw[16:] == b"\xa5" * 8
+    rc, raw = _status_patterned(guest, virq)
+    assert rc == 0 and raw[16:] == VIRQ_TIMER.to_bytes(4, "little") + b"\xa5" * 4
+    rc, raw = _status_patterned(guest, unbound)
+    assert rc == 0 and raw[16:18] == guest.dom.domid.to_bytes(2, "little") and raw[18:] == b"\xa5" * 6
+    rc, raw = _status_patterned(guest, 0)
+    assert rc == 0 and raw[8:12] == bytes(4) and raw[16:] == b"\xa5" * 8
+    arg = guest.put("evtchn_bind_interdomain", remote_dom=DOMID_SELF, remote_port=unbound, local_port=0)
+    assert guest.evtchn_op(EvtchnOp.EVTCHNOP_bind_interdomain, arg) == 0
+    local = guest.get("evtchn_bind_interdomain", arg).local_port
+    rc, raw = _status_patterned(guest, local)
+    assert rc == 0 and raw[16:18] == guest.dom.domid.to_bytes(2, "little") and raw[18:20] == pad
+    assert raw[20:24] == unbound.to_bytes(4, "little")
 
 
 # ------------------------------------------------------------------------------------------ legacy hypercall 16

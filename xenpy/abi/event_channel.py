@@ -8,6 +8,8 @@ from xenpy.abi.generated.hypercalls import EvtchnOp
 EVTCHN_2L_NR_CHANNELS_X86_64 = 4096
 EVTCHN_2L_NR_CHANNELS_X86_32 = 1024
 EVTCHN_FIFO_NR_CHANNELS = 1 << 17
+#: ``sizeof(struct evtchn_fifo_control_block)``: ``ready``, ``_rsvd`` and 16 ``event_word_t`` queue heads.
+EVTCHN_FIFO_CONTROL_BLOCK_SIZE = 4 + 4 + 16 * 4
 
 
 class EVTCHNSTAT(IntEnum):

@@ -486,11 +486,15 @@ class EventChannels:
             return -XenErrno.EINVAL
         return -XenErrno.EPERM
 
-    def reset(self, caller: Domain) -> int:
-        """``evtchn_reset``: close every port (ports stay allocated). -EINVAL for a foreign, running domain."""
+    def reset(self, caller: Domain, *, resuming: bool = False) -> int:
+        """``evtchn_reset(d, resuming)``: close every port (ports stay allocated). -EINVAL for a foreign, running
+        domain. A reset here always completes in one call (never -ERESTART), so no reset is ever in progress
+        (``d->next_evtchn == 0``): the continuation (``resuming``) is -EBUSY and closes nothing."""
         d = self.domain
         if d is not caller and not d.controller_pause_count:
             return -XenErrno.EINVAL
+        if resuming:
+            return -XenErrno.EBUSY
         for port in range(1, len(self.ports)):
             self.evtchn_close(port, guest=True)
         return 0

@@ -2048,17 +2048,19 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         profile_flag=None,
         errors=MappingProxyType(
             {
-                "head": ("EFAULT", "EOPNOTSUPP"),
-                "4.20": ("EFAULT", "EOPNOTSUPP"),
-                "4.17.7": ("EFAULT", "EOPNOTSUPP"),
-                "4.17.3": ("EFAULT", "EOPNOTSUPP"),
-                "4.17": ("EFAULT", "EOPNOTSUPP"),
-                "4.10": ("EFAULT", "EOPNOTSUPP"),
+                "head": ("EFAULT", "ENOENT", "EINVAL", "EOPNOTSUPP"),
+                "4.20": ("EFAULT", "ENOENT", "EINVAL", "EOPNOTSUPP"),
+                "4.17.7": ("EFAULT", "ENOENT", "EINVAL", "EOPNOTSUPP"),
+                "4.17.3": ("EFAULT", "ENOENT", "EINVAL", "EOPNOTSUPP"),
+                "4.17": ("EFAULT", "ENOENT", "EINVAL", "EOPNOTSUPP"),
+                "4.10": ("EFAULT", "ENOENT", "EINVAL", "EOPNOTSUPP"),
             }
         ),
         doc=(
-            "Switch to the FIFO ABI. The errors listed are those of a Xen built without the FIFO ABI, which "
-            "returns -EOPNOTSUPP (spec 3.5)."
+            "Switch to the FIFO ABI. xenpy has only the 2-level ABI: it makes the argument checks of "
+            "evtchn_fifo_init_control (-ENOENT for a bad vcpu; -EINVAL if the control block would cross the "
+            "page or offset is not 8-byte aligned), then returns -EOPNOTSUPP, as a Xen built without the "
+            "FIFO ABI does (spec 3.5)."
         ),
     ),
     SubOp(
@@ -2077,7 +2079,10 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "4.10": ("EFAULT", "EOPNOTSUPP"),
             }
         ),
-        doc="FIFO ABI: add an event array page. Without the FIFO ABI: -EOPNOTSUPP (spec 3.5).",
+        doc=(
+            "FIFO ABI: add an event array page. A 2-level domain has no FIFO control block: -EOPNOTSUPP "
+            "(spec 3.5)."
+        ),
     ),
     SubOp(
         name="EVTCHNOP_set_priority",
@@ -2087,15 +2092,18 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         profile_flag=None,
         errors=MappingProxyType(
             {
-                "head": ("EFAULT", "EOPNOTSUPP"),
-                "4.20": ("EFAULT", "EOPNOTSUPP"),
-                "4.17.7": ("EFAULT", "EOPNOTSUPP"),
-                "4.17.3": ("EFAULT", "EOPNOTSUPP"),
-                "4.17": ("EFAULT", "EOPNOTSUPP"),
-                "4.10": ("EFAULT", "EOPNOTSUPP"),
+                "head": ("EFAULT", "EINVAL", "ENOSYS"),
+                "4.20": ("EFAULT", "EINVAL", "ENOSYS"),
+                "4.17.7": ("EFAULT", "EINVAL", "ENOSYS"),
+                "4.17.3": ("EFAULT", "EINVAL", "ENOSYS"),
+                "4.17": ("EFAULT", "EINVAL", "ENOSYS"),
+                "4.10": ("EFAULT", "EINVAL", "ENOSYS"),
             }
         ),
-        doc="FIFO ABI: set a port's priority. Without the FIFO ABI: -EOPNOTSUPP (spec 3.5).",
+        doc=(
+            "FIFO ABI: set a port's priority. On a 2-level domain: -EINVAL for a bad port, else -ENOSYS (the"
+            " 2-level port ops have no set_priority; spec 3.5)."
+        ),
     ),
     SubOp(
         name="EVTCHNOP_reset_cont",
@@ -2105,18 +2113,19 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         profile_flag=None,
         errors=MappingProxyType(
             {
-                "head": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
-                "4.20": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
-                "4.17.7": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
-                "4.17.3": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
-                "4.17": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
-                "4.10": ("EFAULT", "ESRCH", "EPERM", "EINVAL"),
+                "head": ("EFAULT", "ESRCH", "EPERM", "EINVAL", "EBUSY"),
+                "4.20": ("EFAULT", "ESRCH", "EPERM", "EINVAL", "EBUSY"),
+                "4.17.7": ("EFAULT", "ESRCH", "EPERM", "EINVAL", "EBUSY"),
+                "4.17.3": ("EFAULT", "ESRCH", "EPERM", "EINVAL", "EBUSY"),
+                "4.17": ("EFAULT", "ESRCH", "EPERM", "EINVAL", "EBUSY"),
+                "4.10": ("EFAULT", "ESRCH", "EPERM", "EINVAL", "EBUSY"),
             }
         ),
         internal=True,
         doc=(
             "Xen-internal (#ifdef __XEN__ in the public header): the continuation of a preempted "
-            "EVTCHNOP_reset, handled exactly like it."
+            "EVTCHNOP_reset: the same checks, then -EBUSY (closing nothing) when no reset is in progress "
+            "(spec 3.5)."
         ),
     ),
 )

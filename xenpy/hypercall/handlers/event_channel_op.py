@@ -6,8 +6,10 @@ Implements ``xen/common/event_channel.c:do_event_channel_op`` and ``do_event_cha
 
 Guest-visible contract (``cmd``, ``arg``): the argument struct is copied in first (-EFAULT); the
 operation's errors are those of spec 3.5; operations with an OUT field copy the whole struct back (-EFAULT if
-that fails, after the operation took effect). FIFO operations (init_control, expand_array, set_priority)
-return -EOPNOTSUPP: only the 2-level ABI exists. Unknown commands return -ENOSYS.
+that fails, after the operation took effect). Only the 2-level ABI exists: EVTCHNOP_init_control checks its
+arguments as ``evtchn_fifo_init_control`` does (-ENOENT, -EINVAL) and then declines the switch (-EOPNOTSUPP);
+EVTCHNOP_expand_array is -EOPNOTSUPP (no FIFO control block) and EVTCHNOP_set_priority -EINVAL for a bad port,
+else -ENOSYS (the 2-level port ops have no set_priority). Unknown commands return -ENOSYS.
 
 Hypercall 16 copies the 28-byte ``evtchn_op`` (``{cmd, union}``) and forwards the legacy commands 0-9 to
 hypercall 32 with the union as argument; others return -ENOSYS.
@@ -20,8 +22,9 @@ from typing import TYPE_CHECKING
 
 from xenpy.abi.cstruct import fast_codec
 from xenpy.abi.errno import XenErrno
-from xenpy.abi.event_channel import EVTCHNSTAT
+from xenpy.abi.event_channel import EVTCHN_FIFO_CONTROL_BLOCK_SIZE, EVTCHNSTAT
 from xenpy.abi.generated.hypercalls import EvtchnOp, Hypercall
+from xenpy.abi.x86 import PAGE_SIZE
 from xenpy.hypercall.registry import Effect, hypercall_handler
 
 if TYPE_CHECKING:
@@ -112,21 +115,30 @@ def evtchnop_send(ctx: HypercallContext, arg: int) -> int:
     return ctx.domain.evtchn.evtchn_send(b["port"])
 
 
-#: ``evtchn_status.u``: the union member each status fills (closed and ipi: none, written as a zero virq).
-_STATUS_UNION_MEMBER: dict[int, str] = {
-    EVTCHNSTAT.EVTCHNSTAT_closed: "virq",
-    EVTCHNSTAT.EVTCHNSTAT_unbound: "unbound",
-    EVTCHNSTAT.EVTCHNSTAT_interdomain: "interdomain",
-    EVTCHNSTAT.EVTCHNSTAT_pirq: "pirq",
-    EVTCHNSTAT.EVTCHNSTAT_virq: "virq",
-    EVTCHNSTAT.EVTCHNSTAT_ipi: "virq",
+#: ``evtchn_status.u``: the union member each status fills and the member paths it writes (closed and ipi: none,
+#: read through the virq view). Xen copies the guest's structure in, sets ``status``, ``vcpu`` and these paths,
+#: and copies the whole structure back: every other byte (the padding after ``dom``, the union bytes the member
+#: does not cover) is the guest's own.
+_STATUS_UNION: dict[int, tuple[str, tuple[str, ...]]] = {
+    EVTCHNSTAT.EVTCHNSTAT_closed: ("virq", ()),
+    EVTCHNSTAT.EVTCHNSTAT_unbound: ("unbound", ("u.unbound.dom",)),
+    EVTCHNSTAT.EVTCHNSTAT_interdomain: ("interdomain", ("u.interdomain.dom", "u.interdomain.port")),
+    EVTCHNSTAT.EVTCHNSTAT_pirq: ("pirq", ("u.pirq",)),
+    EVTCHNSTAT.EVTCHNSTAT_virq: ("virq", ("u.virq",)),
+    EVTCHNSTAT.EVTCHNSTAT_ipi: ("virq", ()),
 }
 
 
 @_op(EvtchnOp.EVTCHNOP_status)
 def evtchnop_status(ctx: HypercallContext, arg: int) -> int:
-    """``{dom, port, OUT status, vcpu, u}``: -ESRCH, -EINVAL (bad port), -EPERM (not our domain)."""
-    b = ctx.read_struct(arg, "evtchn_status")
+    """``{dom, port, OUT status, vcpu, u}``: -ESRCH, -EINVAL (bad port), -EPERM (not our domain).
+
+    Writes back the guest's own structure with only ``status``, ``vcpu`` and the state's union member changed.
+    """
+    layout = ctx.abi.evtchn_status
+    data = bytearray(ctx.copy_from_guest(arg, layout.sizeof()))
+    plain = fast_codec(layout)
+    b = dict(zip(plain.names, plain.unpack(data), strict=True))
     d = ctx.domain
     target = ctx.domain_by_id(b["dom"])
     if target is None:
@@ -138,10 +150,14 @@ def evtchnop_status(ctx: HypercallContext, arg: int) -> int:
     result = target.evtchn.status(b["port"])
     assert isinstance(result, tuple)
     status, vcpu, u_lo, u_hi = result
-    member = _STATUS_UNION_MEMBER[status]
+    member, paths = _STATUS_UNION[status]
     u_values = (u_lo, u_hi) if member == "interdomain" else (u_lo,)  # the core's words: 0 where none
-    codec = fast_codec(ctx.abi.evtchn_status, {"u": member})  # union bytes the member leaves are zero
-    ctx.copy_to_guest(arg, codec.pack(b["dom"], b["port"], status, vcpu, *u_values))
+    packed = fast_codec(layout, {"u": member}).pack(b["dom"], b["port"], status, vcpu, *u_values)
+    for path in ("status", "vcpu", *paths):  # only the members Xen sets; the rest stays the guest's
+        offset = layout.offset_of(path)
+        end = offset + layout.type_of(path).size
+        data[offset:end] = packed[offset:end]
+    ctx.copy_to_guest(arg, data)
     return 0
 
 
@@ -185,7 +201,7 @@ def evtchnop_unmask(ctx: HypercallContext, arg: int) -> int:
     return ctx.domain.evtchn.unmask(b["port"])
 
 
-def _reset(ctx: HypercallContext, arg: int) -> int:
+def _reset(ctx: HypercallContext, arg: int, *, resuming: bool) -> int:
     b = ctx.read_struct(arg, "evtchn_reset")
     d = ctx.domain
     target = ctx.domain_by_id(b["dom"])
@@ -193,40 +209,50 @@ def _reset(ctx: HypercallContext, arg: int) -> int:
         return -XenErrno.ESRCH
     if not _xsm_target(d, target):
         return -XenErrno.EPERM
-    return target.evtchn.reset(d)
+    return target.evtchn.reset(d, resuming=resuming)
 
 
 @_op(EvtchnOp.EVTCHNOP_reset)
 def evtchnop_reset(ctx: HypercallContext, arg: int) -> int:
     """``{dom}``: -ESRCH, -EPERM, -EINVAL (another domain that is not paused); closes every port."""
-    return _reset(ctx, arg)
+    return _reset(ctx, arg, resuming=False)
 
 
 @_op(EvtchnOp.EVTCHNOP_reset_cont)
 def evtchnop_reset_cont(ctx: HypercallContext, arg: int) -> int:
-    """Continuation of EVTCHNOP_reset (never needed here: a reset completes at once)."""
-    return _reset(ctx, arg)
+    """Continuation of a preempted EVTCHNOP_reset: the same checks, then -EBUSY, closing nothing, since a reset
+    here always completes in one call (``evtchn_reset(d, true)`` with ``d->next_evtchn == 0``)."""
+    return _reset(ctx, arg, resuming=True)
 
 
 @_op(EvtchnOp.EVTCHNOP_init_control)
 def evtchnop_init_control(ctx: HypercallContext, arg: int) -> int:
-    """FIFO ABI: -EFAULT (copy), else -EOPNOTSUPP."""
-    ctx.read_struct(arg, "evtchn_init_control")
+    """``{control_gfn, offset, vcpu, OUT link_bits}``: the argument checks of ``evtchn_fifo_init_control`` -
+    -ENOENT (bad vcpu), -EINVAL (the control block crosses the page, or offset not 8-byte aligned) - then
+    -EOPNOTSUPP: the domain stays on the 2-level ABI. Nothing is written back on failure."""
+    b = ctx.read_struct(arg, "evtchn_init_control")
+    if ctx.domain.vcpu(b["vcpu"]) is None:
+        return -XenErrno.ENOENT
+    if b["offset"] > PAGE_SIZE - EVTCHN_FIFO_CONTROL_BLOCK_SIZE or b["offset"] & 7:
+        return -XenErrno.EINVAL
     return -XenErrno.EOPNOTSUPP
 
 
 @_op(EvtchnOp.EVTCHNOP_expand_array)
 def evtchnop_expand_array(ctx: HypercallContext, arg: int) -> int:
-    """FIFO ABI: -EFAULT (copy), else -EOPNOTSUPP."""
+    """``{array_gfn}``: -EOPNOTSUPP, as ``evtchn_fifo_expand_array`` for a domain without a FIFO control block."""
     ctx.read_struct(arg, "evtchn_expand_array")
     return -XenErrno.EOPNOTSUPP
 
 
 @_op(EvtchnOp.EVTCHNOP_set_priority)
 def evtchnop_set_priority(ctx: HypercallContext, arg: int) -> int:
-    """FIFO ABI: -EFAULT (copy), else -EOPNOTSUPP."""
-    ctx.read_struct(arg, "evtchn_set_priority")
-    return -XenErrno.EOPNOTSUPP
+    """``{port, priority}``: -EINVAL for a bad port, else -ENOSYS (``evtchn_port_set_priority``: the 2-level
+    port ops have no ``set_priority``)."""
+    b = ctx.read_struct(arg, "evtchn_set_priority")
+    if not ctx.domain.evtchn.port_is_valid(b["port"]):
+        return -XenErrno.EINVAL
+    return -XenErrno.ENOSYS
 
 
 _LEGACY_CMDS = frozenset(range(int(EvtchnOp.EVTCHNOP_unmask) + 1))
