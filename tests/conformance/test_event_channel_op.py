@@ -571,6 +571,15 @@ def test_reset_cont_without_reset_in_progress(make_guest):
     assert a.evtchn_op(reset_cont, a.put("evtchn_reset", dom=DOMID_SELF)) == -XenErrno.EBUSY
 
 
+def test_reset_cont_absent_from_4_10(make_guest):
+    """spec 3.5, profiles.toml evtchn_reset_cont: Xen 4.10.0 has no EVTCHNOP_reset_cont: -ENOSYS, nothing closed."""
+    a = make_guest(profile="4.10")
+    port = bind_ipi(a)
+    reset_cont = EvtchnOp.EVTCHNOP_reset_cont
+    assert a.evtchn_op(reset_cont, a.put("evtchn_reset", dom=DOMID_SELF)) == -XenErrno.ENOSYS
+    assert a.dom.evtchn.ports[port].state == ECS_IPI
+
+
 def _status_patterned(g: Guest, port: int) -> tuple[int, bytes]:
     """EVTCHNOP_status of ``port`` with the 24-byte structure filled with 0xa5 around dom and port."""
     gva = g.dom.alloc_guest(24, 8)

@@ -82,6 +82,12 @@ struct xen_profile {
      */
     bool initialise_checks_debugregs;
 
+    /*
+     * EVTCHNOP_reset_cont (14), the continuation of a preemptible EVTCHNOP_reset, exists (later releases;
+     * absent from 4.10.0, where it returns -ENOSYS).
+     */
+    bool evtchn_reset_cont;
+
     /* VM assist types a PV64 domain may enable (XEN_RUNSTATE_UPDATE's type 5 since 4.8, 2529c850ea). */
     uint64_t vm_assist_valid_mask;
 
@@ -139,6 +145,7 @@ static const struct xen_profile xen_profiles[NR_XEN_PROFILES] = {
         .vcpu_info_kick = true,
         .phys_areas = true,
         .initialise_checks_debugregs = true,
+        .evtchn_reset_cont = true,
         .vm_assist_valid_mask = 0x10000003f,
         .varbuf_subops = true,
         .xenfeat_direct_mapped = true,
@@ -166,6 +173,7 @@ static const struct xen_profile xen_profiles[NR_XEN_PROFILES] = {
         .vcpu_info_kick = true,
         .phys_areas = true,
         .initialise_checks_debugregs = true,
+        .evtchn_reset_cont = true,
         .vm_assist_valid_mask = 0x10000003f,
         .varbuf_subops = true,
         .xenfeat_direct_mapped = true,
@@ -193,6 +201,7 @@ static const struct xen_profile xen_profiles[NR_XEN_PROFILES] = {
         .vcpu_info_kick = true,
         .phys_areas = false,
         .initialise_checks_debugregs = false,
+        .evtchn_reset_cont = true,
         .vm_assist_valid_mask = 0x10000003f,
         .varbuf_subops = false,
         .xenfeat_direct_mapped = true,
@@ -220,6 +229,7 @@ static const struct xen_profile xen_profiles[NR_XEN_PROFILES] = {
         .vcpu_info_kick = true,
         .phys_areas = false,
         .initialise_checks_debugregs = false,
+        .evtchn_reset_cont = true,
         .vm_assist_valid_mask = 0x10000003f,
         .varbuf_subops = false,
         .xenfeat_direct_mapped = true,
@@ -247,6 +257,7 @@ static const struct xen_profile xen_profiles[NR_XEN_PROFILES] = {
         .vcpu_info_kick = true,
         .phys_areas = false,
         .initialise_checks_debugregs = false,
+        .evtchn_reset_cont = true,
         .vm_assist_valid_mask = 0x10000003f,
         .varbuf_subops = false,
         .xenfeat_direct_mapped = true,
@@ -274,6 +285,7 @@ static const struct xen_profile xen_profiles[NR_XEN_PROFILES] = {
         .vcpu_info_kick = false,
         .phys_areas = false,
         .initialise_checks_debugregs = false,
+        .evtchn_reset_cont = false,
         .vm_assist_valid_mask = 0x10000003f,
         .varbuf_subops = false,
         .xenfeat_direct_mapped = false,

@@ -2110,7 +2110,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
         value=14,
         arg_struct="evtchn_reset",
         who=None,
-        profile_flag=None,
+        profile_flag="evtchn_reset_cont",
         errors=MappingProxyType(
             {
                 "head": ("EFAULT", "ESRCH", "EPERM", "EINVAL", "EBUSY"),
@@ -2118,7 +2118,7 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
                 "4.17.7": ("EFAULT", "ESRCH", "EPERM", "EINVAL", "EBUSY"),
                 "4.17.3": ("EFAULT", "ESRCH", "EPERM", "EINVAL", "EBUSY"),
                 "4.17": ("EFAULT", "ESRCH", "EPERM", "EINVAL", "EBUSY"),
-                "4.10": ("EFAULT", "ESRCH", "EPERM", "EINVAL", "EBUSY"),
+                "4.10": ("ENOSYS",),
             }
         ),
         internal=True,

@@ -52,6 +52,8 @@ class XenProfile:
             than 32 bits and DR0-DR3 outside the guest's range with -EINVAL (>= 4.18, 15987cb03f); before it,
             set_debugreg's refusals are ignored and the context is accepted (spec 1.3 steps 1-2; seen on Xen
             4.17.7).
+        evtchn_reset_cont: EVTCHNOP_reset_cont (14), the continuation of a preemptible EVTCHNOP_reset, exists
+            (later releases; absent from 4.10.0, where it returns -ENOSYS).
         vm_assist_valid_mask: VM assist types a PV64 domain may enable (XEN_RUNSTATE_UPDATE's type 5 since
             4.8, 2529c850ea). A mask of the bits.
         varbuf_subops: XENVER_extraversion2 .. XENVER_commandline2 (11-14) exist and XENVER_build_id goes
@@ -85,6 +87,7 @@ class XenProfile:
     vcpu_info_kick: bool
     phys_areas: bool
     initialise_checks_debugregs: bool
+    evtchn_reset_cont: bool
     vm_assist_valid_mask: int
     varbuf_subops: bool
     xenfeat_direct_mapped: bool
@@ -120,6 +123,7 @@ HEAD = XenProfile(
     vcpu_info_kick=True,
     phys_areas=True,
     initialise_checks_debugregs=True,
+    evtchn_reset_cont=True,
     vm_assist_valid_mask=0x10000003f,  # bits 0, 1, 2, 3, 4, 5, 32
     varbuf_subops=True,
     xenfeat_direct_mapped=True,
@@ -153,6 +157,7 @@ XEN_4_20 = XenProfile(
     vcpu_info_kick=True,
     phys_areas=True,
     initialise_checks_debugregs=True,
+    evtchn_reset_cont=True,
     vm_assist_valid_mask=0x10000003f,  # bits 0, 1, 2, 3, 4, 5, 32
     varbuf_subops=True,
     xenfeat_direct_mapped=True,
@@ -183,6 +188,7 @@ XEN_4_17_7 = XenProfile(
     vcpu_info_kick=True,
     phys_areas=False,
     initialise_checks_debugregs=False,
+    evtchn_reset_cont=True,
     vm_assist_valid_mask=0x10000003f,  # bits 0, 1, 2, 3, 4, 5, 32
     varbuf_subops=False,
     xenfeat_direct_mapped=True,
@@ -213,6 +219,7 @@ XEN_4_17_3 = XenProfile(
     vcpu_info_kick=True,
     phys_areas=False,
     initialise_checks_debugregs=False,
+    evtchn_reset_cont=True,
     vm_assist_valid_mask=0x10000003f,  # bits 0, 1, 2, 3, 4, 5, 32
     varbuf_subops=False,
     xenfeat_direct_mapped=True,
@@ -243,6 +250,7 @@ XEN_4_17 = XenProfile(
     vcpu_info_kick=True,
     phys_areas=False,
     initialise_checks_debugregs=False,
+    evtchn_reset_cont=True,
     vm_assist_valid_mask=0x10000003f,  # bits 0, 1, 2, 3, 4, 5, 32
     varbuf_subops=False,
     xenfeat_direct_mapped=True,
@@ -273,6 +281,7 @@ XEN_4_10 = XenProfile(
     vcpu_info_kick=False,
     phys_areas=False,
     initialise_checks_debugregs=False,
+    evtchn_reset_cont=False,
     vm_assist_valid_mask=0x10000003f,  # bits 0, 1, 2, 3, 4, 5, 32
     varbuf_subops=False,
     xenfeat_direct_mapped=False,

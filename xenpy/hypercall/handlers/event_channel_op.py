@@ -221,7 +221,10 @@ def evtchnop_reset(ctx: HypercallContext, arg: int) -> int:
 @_op(EvtchnOp.EVTCHNOP_reset_cont)
 def evtchnop_reset_cont(ctx: HypercallContext, arg: int) -> int:
     """Continuation of a preempted EVTCHNOP_reset: the same checks, then -EBUSY, closing nothing, since a reset
-    here always completes in one call (``evtchn_reset(d, true)`` with ``d->next_evtchn == 0``)."""
+    here always completes in one call (``evtchn_reset(d, true)`` with ``d->next_evtchn == 0``). -ENOSYS in a
+    release without it (the profile's ``evtchn_reset_cont``)."""
+    if not ctx.profile.evtchn_reset_cont:
+        return -XenErrno.ENOSYS
     return _reset(ctx, arg, resuming=True)
 
 
