@@ -35,6 +35,8 @@ const char test_title[] = "Runstate information and runstate areas";
 #define UNMAPPED_VA     0x1000UL
 /* The first address above the lower canonical half: fails __addr_ok (spec 1.2 cmd 5). */
 #define NOT_OKAY_VA     0x0000800000000000UL
+/* End of Xen's part of the upper canonical half: the first address __addr_ok accepts there. */
+#define XEN_RANGE_END   0xffff880000000000UL
 /* A machine address far above any RAM of the machine. */
 #define NOT_RAM_MADDR   (1UL << 44)
 #define PHYS_UNREGISTER (~0UL)
@@ -206,10 +208,35 @@ static bool area1_blocked(void)
     return READ_ONCE(area1.state) == RUNSTATE_blocked;
 }
 
-/* Block SLEEP_NS: vCPU 0 is switched out (blocked) and in again (running). */
+/*
+ * Block SLEEP_NS: the calling vCPU is switched out (blocked) and in again
+ * (running). A wake-up can come without any time blocked (the pvclock
+ * passing the deadline before the block, on an emulated TSC): sleep again
+ * until get_runstate_info shows time blocked, at most MAX_SLEEPS times.
+ */
+#define MAX_SLEEPS 10
+
 static void block_once(void)
 {
-    sleep_ns(SLEEP_NS);
+    unsigned int cpu = smp_processor_id();
+    vcpu_runstate_info_t before, after;
+
+    (void)get_runstate(cpu, &before);
+    for ( unsigned int i = 0; i < MAX_SLEEPS; i++ )
+    {
+        uint64_t t0 = now_ns(), t1;
+        unsigned long ev = timer_nr_events(cpu);
+
+        sleep_ns(SLEEP_NS);
+        t1 = now_ns();
+        (void)get_runstate(cpu, &after);
+        if ( after.time[RUNSTATE_blocked] > before.time[RUNSTATE_blocked] )
+            return;
+        printk("vCPU %u: slept %lu ns (%lu timer events) without blocking (+%lu %lu %lu %lu), again\n",
+               cpu, t1 - t0, timer_nr_events(cpu) - ev, after.time[0] - before.time[0],
+               after.time[1] - before.time[1], after.time[2] - before.time[2],
+               after.time[3] - before.time[3]);
+    }
 }
 
 /* vCPU 1 while offline, the area vCPU 0 registers for it, its bring-up. */
@@ -337,8 +364,19 @@ static void test_errors(unsigned int nr_vcpus)
           -XEN_EFAULT, "VCPUOP_register_runstate_memory_area with an unreadable argument");
     check("register-not-okay", "1.2", register_va(0, NOT_OKAY_VA), -XEN_EFAULT,
           "VCPUOP_register_runstate_memory_area at %#lx (not guest_handle_okay)", NOT_OKAY_VA);
+    check("register-xen-range-end", "1.2", register_va(0, XEN_RANGE_END - 8), -XEN_EFAULT,
+          "VCPUOP_register_runstate_memory_area at %#lx (Xen's range, not guest_handle_okay)",
+          XEN_RANGE_END - 8);
     check("register-null", "1.2", register_va(0, 0), 0,
           "VCPUOP_register_runstate_memory_area at NULL");
+    /* Only the start address is checked: these pass, and the faulting copy is ignored. */
+    check("register-kernel-range", "1.2", register_va(0, XEN_RANGE_END), 0,
+          "VCPUOP_register_runstate_memory_area at %#lx (guest kernel range, unmapped)", XEN_RANGE_END);
+    check("register-lower-half-end", "1.2", register_va(0, NOT_OKAY_VA - 8), 0,
+          "VCPUOP_register_runstate_memory_area at %#lx (running past the lower canonical half)",
+          NOT_OKAY_VA - 8);
+    check("register-okay-null", "1.2", register_va(0, 0), 0,
+          "VCPUOP_register_runstate_memory_area at NULL after the range checks");
     /* The copy at registration faults: ignored (spec 1.2 cmd 5); so do the later updates. */
     check("register-unmapped", "1.2", register_va(0, UNMAPPED_VA), 0,
           "VCPUOP_register_runstate_memory_area at an unmapped address %#lx", UNMAPPED_VA);
@@ -395,6 +433,18 @@ static void test_self(uint64_t *creation0)
           "VCPUOP_register_runstate_memory_area(self): area has sum(time) == state_entry_time - creation");
     check("area-self-monotonic", "2.2", monotonic(&a, &b), 1,
           "VCPUOP_register_runstate_memory_area(self): area totals do not decrease");
+
+    /*
+     * SCHEDOP_yield with no other vCPU runnable (vCPU 1 is still down): the
+     * scheduler picks vCPU 0 again, no context switch, no rewrite (spec 2.5).
+     */
+    read_area(&area0, &a);
+    (void)HYPERVISOR_sched_op(SCHEDOP_yield, NULL);
+    read_area(&area0, &b);
+    check("area-self-yield", "2.5", b.state_entry_time == a.state_entry_time &&
+          !memcmp(b.time, a.time, sizeof(a.time)), 1,
+          "VCPUOP_register_runstate_memory_area(self): area not rewritten by a SCHEDOP_yield that "
+          "continues running");
 
     /* Re-registration replaces the area. */
     poison(&area0_b);
@@ -529,6 +579,17 @@ static void test_update_flag(uint64_t creation0)
           READ_ONCE(edge_pages[2 * PAGE_SIZE + sizeof(vcpu_runstate_info_t) - AFTER_HOLE_OFFSET - 1]) ==
           POISON_BYTE, 1,
           "VCPUOP_register_runstate_memory_area(self) starting in an unmapped page: the rest not written");
+
+    /* Disabled again: one plain copy, which fails at once; the byte is not written. */
+    check("vmassist-disable", "6.6",
+          HYPERVISOR_vm_assist(VMASST_CMD_disable, VMASST_TYPE_runstate_update_flag), 0,
+          "VMASST_CMD_disable(VMASST_TYPE_runstate_update_flag)");
+    memset(edge_pages + 2 * PAGE_SIZE, POISON_BYTE, sizeof(vcpu_runstate_info_t));
+    wmb();
+    block_once();
+    check("vmassist-disabled-after-hole", "2.4", after_hole_untouched(), 1,
+          "VCPUOP_register_runstate_memory_area(self) starting in an unmapped page: nothing written "
+          "after VMASST_CMD_disable(VMASST_TYPE_runstate_update_flag)");
     check("vmassist-after-hole-null", "1.2", register_va(0, 0), 0,
           "VCPUOP_register_runstate_memory_area(self) at NULL after an area starting in an unmapped page");
 }
@@ -553,6 +614,8 @@ static void test_phys(uint64_t creation0)
         return;
     }
     check("phys-self", "1.2", rc, 0, "VCPUOP_register_runstate_phys_area(self): rc");
+    check("phys-bad-vcpuid", "1.1", register_phys(2, maddr), -XEN_ENOENT,
+          "VCPUOP_register_runstate_phys_area of vCPU 2 (no such vCPU)");
     check("phys-self-copied", "1.2", written(p), 1,
           "VCPUOP_register_runstate_phys_area(self): area written at registration");
     read_area(p, &a);
@@ -585,6 +648,8 @@ static void test_phys(uint64_t creation0)
           "VCPUOP_register_runstate_phys_area(vCPU 1): area written at registration");
     check("phys-remote-unregister", "1.2", register_phys(1, PHYS_UNREGISTER), 0,
           "VCPUOP_register_runstate_phys_area(vCPU 1) at ~0 (unregister): rc");
+    check("phys-remote-unregister-again", "1.2", register_phys(1, PHYS_UNREGISTER), 0,
+          "VCPUOP_register_runstate_phys_area(vCPU 1) at ~0 with nothing registered: rc");
 
     /* Re-registration replaces the mapping. */
     poison(r2);
@@ -614,12 +679,19 @@ static void test_phys(uint64_t creation0)
           "VCPUOP_register_runstate_phys_area in the shared_info page: state in the copy");
     check("phys-cross-page", "1.2", register_phys(0, maddr + PAGE_SIZE - 8), -XEN_ENXIO,
           "VCPUOP_register_runstate_phys_area crossing a page");
+    check("phys-cross-page-by-8", "1.2",
+          register_phys(0, maddr + PAGE_SIZE - sizeof(vcpu_runstate_info_t) + 8), -XEN_ENXIO,
+          "VCPUOP_register_runstate_phys_area with its last 8 bytes in the next page");
     check("phys-misaligned", "1.2", register_phys(0, maddr + 4), -XEN_ENXIO,
           "VCPUOP_register_runstate_phys_area misaligned (offset 4)");
     check("phys-not-ram", "1.2", register_phys(0, NOT_RAM_MADDR), -XEN_EINVAL,
           "VCPUOP_register_runstate_phys_area at %#lx (not RAM)", NOT_RAM_MADDR);
     check("phys-pagetable", "1.2", register_phys(0, l4), -XEN_EACCES,
           "VCPUOP_register_runstate_phys_area on the L4 page table (not writable)");
+
+    /* The last 48 bytes of a page fit. */
+    check("phys-page-end", "1.2", register_phys(0, maddr + PAGE_SIZE - sizeof(vcpu_runstate_info_t)), 0,
+          "VCPUOP_register_runstate_phys_area in the last %zu bytes of a page", sizeof(vcpu_runstate_info_t));
 
     /* ~0 unregisters: the VA area is written again. */
     check("phys-unregister", "1.2", register_phys(0, PHYS_UNREGISTER), 0,
