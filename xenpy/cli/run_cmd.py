@@ -24,7 +24,7 @@ from xenpy.toolstack.trace import HypercallTracer
 
 #: Machine memory beyond the guest's own, for shared_info and the hypervisor's own frames (MiB).
 HYPERVISOR_MEMORY_MIB = 8
-MAX_VCPUS = 32
+MAX_VCPUS = 64
 #: Largest guest memory the command line accepts (MiB).
 MAX_MEMORY_MIB = 4096
 
