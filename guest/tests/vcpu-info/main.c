@@ -7,7 +7,8 @@
  *
  * All three vcpu_infos go into one page, 64 bytes apart. What differs between
  * releases comes from the profile: vcpu_info_map_guest_area (the >= 4.18
- * checks and errnos), vcpu_info_offset_errno, vcpu_info_misaligned_errno.
+ * checks and errnos), vcpu_info_offset_errno, vcpu_info_misaligned_errno,
+ * phys_areas. The secondary time records (cmds 13 and 15) are checked too.
  */
 
 #include <xenpy-guest.h>
@@ -20,6 +21,9 @@ const char test_title[] = "VCPUOP_register_vcpu_info: checks, copied contents, t
 
 static uint8_t vi_page[PAGE_SIZE] __page_aligned_bss;
 static volatile bool release_ap;
+/* Secondary time records (VCPUOP_register_vcpu_time_memory_area and the phys form). */
+static vcpu_time_info_t time_va __aligned(64);
+static vcpu_time_info_t time_phys __aligned(64);
 
 static long register_vi(unsigned int vcpu, unsigned long mfn, unsigned int offset)
 {
@@ -70,6 +74,39 @@ static void test_errors(const struct xen_profile *p)
           "VCPUOP_register_vcpu_info in the L4 page-table page");
 }
 
+static long register_time(unsigned int cmd, uint64_t addr)
+{
+    vcpu_register_time_memory_area_t r = { .addr.p = addr };
+
+    return HYPERVISOR_vcpu_op(cmd, 0, &r);
+}
+
+/* VCPUOP_register_vcpu_time_memory_area (13) and _phys_area (15): checks, and the copy written at once. */
+static void test_time_areas(const struct xen_profile *p)
+{
+    uint32_t mul = READ_ONCE(this_vcpu_info()->time.tsc_to_system_mul);
+    unsigned long phys = (mfn_of(&time_phys) << PAGE_SHIFT) | ((unsigned long)&time_phys & (PAGE_SIZE - 1));
+    long rc;
+
+    check("time-fault", "1.2",
+          HYPERVISOR_vcpu_op(VCPUOP_register_vcpu_time_memory_area, 0, (void *)UNMAPPED_VA), -XEN_EFAULT,
+          "VCPUOP_register_vcpu_time_memory_area with an unmapped argument");
+    check("time-bad-address", "1.2",
+          register_time(VCPUOP_register_vcpu_time_memory_area, 0x0000800000000000UL), -XEN_EFAULT,
+          "VCPUOP_register_vcpu_time_memory_area at a non-canonical address");
+    check("time-va", "1.2", register_time(VCPUOP_register_vcpu_time_memory_area, (unsigned long)&time_va), 0,
+          "VCPUOP_register_vcpu_time_memory_area");
+    check("time-va-written", "3.6", READ_ONCE(time_va.tsc_to_system_mul) == mul && !(time_va.version & 1), 1,
+          "VCPUOP_register_vcpu_time_memory_area: the copy is written at once (vcpu_info's mul, even version)");
+
+    rc = register_time(VCPUOP_register_vcpu_time_phys_area, phys);
+    check("time-phys", "1.2", rc, p->phys_areas ? 0 : -XEN_ENOSYS, "VCPUOP_register_vcpu_time_phys_area");
+    if ( rc == 0 )
+        check("time-phys-written", "3.6",
+              READ_ONCE(time_phys.tsc_to_system_mul) == mul && !(time_phys.version & 1), 1,
+              "VCPUOP_register_vcpu_time_phys_area: the copy is written at once (vcpu_info's mul, even version)");
+}
+
 /* The effects every registration has (spec 4.1): the spurious event, the copied mask, a time record. */
 static void check_effects(const char *who, unsigned int vcpu, uint8_t old_mask)
 {
@@ -101,6 +138,7 @@ void test_main(void)
         return;
     }
     test_errors(p);
+    test_time_areas(p);
 
     /* vCPU 2, down (never initialised): any release accepts it. */
     old_mask = READ_ONCE(vcpu_info_of(2)->evtchn_upcall_mask);
