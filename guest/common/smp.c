@@ -63,7 +63,7 @@ static unsigned long current_cr3(void)
     return virt_to_mfn((const void *)start_info->pt_base) << PAGE_SHIFT;
 }
 
-static void build_ap_context(struct vcpu_guest_context *c, unsigned int id)
+void smp_build_context(struct vcpu_guest_context *c, unsigned int id)
 {
     memset(c, 0, sizeof(*c));
 
@@ -109,7 +109,7 @@ int smp_bring_up(unsigned int nr, ap_fn_t fn)
 
     for ( unsigned int id = 1; id < nr; id++ )
     {
-        build_ap_context(&ap_ctxt, id);
+        smp_build_context(&ap_ctxt, id);
 
         rc = HYPERVISOR_vcpu_op(VCPUOP_initialise, id, &ap_ctxt);
         if ( rc )

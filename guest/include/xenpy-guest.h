@@ -11,6 +11,7 @@
 #include <xenpy-guest/smp.h>
 #include <xenpy-guest/events.h>
 #include <xenpy-guest/time.h>
+#include <xenpy-guest/runstate.h>
 #include <xenpy-guest/traps.h>
 #include <xenpy-guest/test.h>
 #include <xenpy-guest/check.h>

@@ -45,6 +45,13 @@ static inline unsigned long cpu_stack_top(unsigned int cpu)
  */
 unsigned int smp_nr_vcpus(void);
 
+/*
+ * The vcpu_guest_context smp_bring_up() gives vCPU id: kernel mode at
+ * ap_entry on the vCPU's own stack, this kernel's trap table, callbacks and
+ * page tables, Xen's reset values of DR6/DR7. VCPUOP_initialise accepts it.
+ */
+void smp_build_context(struct vcpu_guest_context *c, unsigned int id);
+
 /* Code run by a secondary vCPU once it is up; it may return (the vCPU then idles). */
 typedef void (*ap_fn_t)(unsigned int vcpu_id);
 

@@ -137,28 +137,6 @@ static bool written(const vcpu_runstate_info_t *area)
     return READ_ONCE(area->state) != POISON_STATE;
 }
 
-/*
- * Copy an area with the guest reader protocol (spec 2.4): wait while
- * XEN_RUNSTATE_UPDATE is set, copy, retry if state_entry_time moved.
- */
-static void read_area(const void *p, vcpu_runstate_info_t *out)
-{
-    const volatile vcpu_runstate_info_t *a = p;
-    uint64_t entry;
-
-    do {
-        do {
-            entry = a->state_entry_time;
-        } while ( entry & XEN_RUNSTATE_UPDATE );
-        rmb();
-        out->state = a->state;
-        for ( unsigned int i = 0; i < 4; i++ )
-            out->time[i] = a->time[i];
-        out->state_entry_time = entry;
-        rmb();
-    } while ( a->state_entry_time != entry );
-}
-
 static long get_runstate(unsigned int id, void *out)
 {
     return HYPERVISOR_vcpu_op(VCPUOP_get_runstate_info, id, out);
@@ -181,9 +159,9 @@ static long register_phys(unsigned int id, uint64_t maddr)
 /* Runs on vCPU 1 once it is up. */
 static void ap_fn(unsigned int id)
 {
-    read_area(&area1_remote, &ap_remote_seen);
+    runstate_read_area(&area1_remote, &ap_remote_seen);
     ap_rc_register = register_va(id, (unsigned long)&area1);
-    read_area(&area1, &ap_first);
+    runstate_read_area(&area1, &ap_first);
     __atomic_store_n(&ap_done, 1, __ATOMIC_SEQ_CST);
 }
 
@@ -267,7 +245,7 @@ static bool test_remote(uint64_t *creation1)
     n2 = now_ns();
     check("register-remote", "1.2", rc, 0,
           "VCPUOP_register_runstate_memory_area(vCPU 1): rc");
-    read_area(&area1_remote, &copy);
+    runstate_read_area(&area1_remote, &copy);
     check("register-remote-copied", "1.2", written(&area1_remote), 1,
           "VCPUOP_register_runstate_memory_area(vCPU 1): area written at registration");
     check("register-remote-state", "2.3", copy.state, RUNSTATE_offline,
@@ -314,7 +292,7 @@ static bool test_remote(uint64_t *creation1)
     /* vCPU 1 goes idle: switched out blocked, its new area is written (spec 2.4). */
     check("area-remote-blocked", "2.4", wait_for(area1_blocked), 1,
           "VCPUOP_register_runstate_memory_area(vCPU 1): area says blocked once it is idle");
-    read_area(&area1, &copy);
+    runstate_read_area(&area1, &copy);
     check("area-remote-blocked-sum", "2.2", creation_of(&copy) == *creation1, 1,
           "VCPUOP_register_runstate_memory_area(vCPU 1): area at switch-out has sum(time) == "
           "state_entry_time - creation");
@@ -405,7 +383,7 @@ static void test_self(uint64_t *creation0)
     check("register-self", "1.2", rc, 0, "VCPUOP_register_runstate_memory_area(self): rc");
     check("register-self-copied", "1.2", written(&area0), 1,
           "VCPUOP_register_runstate_memory_area(self): area written at registration");
-    read_area(&area0, &a);
+    runstate_read_area(&area0, &a);
     rc = get_runstate(0, &g2);
     n3 = now_ns();
     *creation0 = creation_of(&a);
@@ -422,7 +400,7 @@ static void test_self(uint64_t *creation0)
 
     /* Written at the switch out (blocked) and in (running) of a block (spec 2.4). */
     block_once();
-    read_area(&area0, &b);
+    runstate_read_area(&area0, &b);
     check("area-self-updated", "2.4", b.state_entry_time > a.state_entry_time, 1,
           "VCPUOP_register_runstate_memory_area(self): area rewritten after a block and wake");
     check("area-self-state", "2.4", b.state, RUNSTATE_running,
@@ -438,9 +416,9 @@ static void test_self(uint64_t *creation0)
      * SCHEDOP_yield with no other vCPU runnable (vCPU 1 is still down): the
      * scheduler picks vCPU 0 again, no context switch, no rewrite (spec 2.5).
      */
-    read_area(&area0, &a);
+    runstate_read_area(&area0, &a);
     (void)HYPERVISOR_sched_op(SCHEDOP_yield, NULL);
-    read_area(&area0, &b);
+    runstate_read_area(&area0, &b);
     check("area-self-yield", "2.5", b.state_entry_time == a.state_entry_time &&
           !memcmp(b.time, a.time, sizeof(a.time)), 1,
           "VCPUOP_register_runstate_memory_area(self): area not rewritten by a SCHEDOP_yield that "
@@ -454,7 +432,7 @@ static void test_self(uint64_t *creation0)
     block_once();
     check("register-self-replaced", "1.2", written(&area0), 0,
           "VCPUOP_register_runstate_memory_area(self): the replaced area is not written");
-    read_area(&area0_b, &b);
+    runstate_read_area(&area0_b, &b);
     check("register-self-new-written", "2.4", written(&area0_b) && b.state == RUNSTATE_running, 1,
           "VCPUOP_register_runstate_memory_area(self): the new area is written");
     check("register-self-new-sum", "2.2", creation_of(&b) == *creation0, 1,
@@ -543,7 +521,7 @@ static void test_update_flag(uint64_t creation0)
           "VCPUOP_register_runstate_memory_area(self) with XEN_RUNSTATE_UPDATE: rc");
     check_hex("vmassist-register-flag", "2.4", READ_ONCE(area0.state_entry_time) & XEN_RUNSTATE_UPDATE, 0,
               "VCPUOP_register_runstate_memory_area(self): XEN_RUNSTATE_UPDATE in the copy");
-    read_area(&area0, &a);
+    runstate_read_area(&area0, &a);
     block_once();
     /* vCPU 0 runs: no update of its own area is under way. */
     raw = READ_ONCE(area0.state_entry_time);
@@ -551,7 +529,7 @@ static void test_update_flag(uint64_t creation0)
               "VCPUOP_register_runstate_memory_area(self): XEN_RUNSTATE_UPDATE after an update");
     check("vmassist-updated", "2.4", raw > a.state_entry_time, 1,
           "VCPUOP_register_runstate_memory_area(self): area rewritten after a block with XEN_RUNSTATE_UPDATE");
-    read_area(&area0, &a);
+    runstate_read_area(&area0, &a);
     check("vmassist-sum", "2.2", a.state == RUNSTATE_running && creation_of(&a) == creation0, 1,
           "VCPUOP_register_runstate_memory_area(self): area has sum(time) == state_entry_time - creation "
           "with XEN_RUNSTATE_UPDATE");
@@ -618,7 +596,7 @@ static void test_phys(uint64_t creation0)
           "VCPUOP_register_runstate_phys_area of vCPU 2 (no such vCPU)");
     check("phys-self-copied", "1.2", written(p), 1,
           "VCPUOP_register_runstate_phys_area(self): area written at registration");
-    read_area(p, &a);
+    runstate_read_area(p, &a);
     check("phys-self-state", "1.2", a.state, RUNSTATE_running,
           "VCPUOP_register_runstate_phys_area(self): state in the copy");
     check("phys-self-sum", "2.2", creation_of(&a) == creation0, 1,
@@ -634,7 +612,7 @@ static void test_phys(uint64_t creation0)
           "VCPUOP_register_runstate_phys_area area is registered");
     check_hex("phys-update-flag", "2.4", READ_ONCE(p->state_entry_time) & XEN_RUNSTATE_UPDATE, 0,
               "VCPUOP_register_runstate_phys_area(self): XEN_RUNSTATE_UPDATE after an update");
-    read_area(p, &b);
+    runstate_read_area(p, &b);
     check("phys-self-updated", "2.4", b.state_entry_time > a.state_entry_time && b.state == RUNSTATE_running, 1,
           "VCPUOP_register_runstate_phys_area(self): area rewritten after a block and wake");
     check("phys-self-updated-sum", "2.2", creation_of(&b) == creation0, 1,
@@ -661,7 +639,7 @@ static void test_phys(uint64_t creation0)
     block_once();
     check("phys-self-replaced", "1.2", written(p), 0,
           "VCPUOP_register_runstate_phys_area(self): the replaced area is not written");
-    read_area(r2, &b);
+    runstate_read_area(r2, &b);
     check("phys-self-again-updated", "2.4", b.state == RUNSTATE_running && creation_of(&b) == creation0, 1,
           "VCPUOP_register_runstate_phys_area(self): the new area is written, sum(time) == "
           "state_entry_time - creation");
@@ -701,7 +679,7 @@ static void test_phys(uint64_t creation0)
     block_once();
     check("phys-unregistered-not-written", "2.4", written(r2), 0,
           "VCPUOP_register_runstate_phys_area: area not written once unregistered");
-    read_area(&area0, &b);
+    runstate_read_area(&area0, &b);
     check("phys-unregistered-va-written", "2.4", written(&area0) && b.state == RUNSTATE_running, 1,
           "VCPUOP_register_runstate_memory_area: VA area written again after "
           "VCPUOP_register_runstate_phys_area at ~0");

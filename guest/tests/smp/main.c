@@ -67,28 +67,6 @@ static uint64_t creation_of(const vcpu_runstate_info_t *r)
     return r->state_entry_time - time_sum(r);
 }
 
-/*
- * Copy a registered area with the guest reader protocol (spec 2.4): wait
- * while XEN_RUNSTATE_UPDATE is set, copy, retry if state_entry_time moved.
- */
-static void read_area(unsigned int id, vcpu_runstate_info_t *out)
-{
-    const volatile vcpu_runstate_info_t *a = &areas[id];
-    uint64_t entry;
-
-    do {
-        do {
-            entry = a->state_entry_time;
-        } while ( entry & XEN_RUNSTATE_UPDATE );
-        rmb();
-        out->state = a->state;
-        for ( unsigned int i = 0; i < 4; i++ )
-            out->time[i] = a->time[i];
-        out->state_entry_time = entry;
-        rmb();
-    } while ( a->state_entry_time != entry );
-}
-
 static long register_area(unsigned int id)
 {
     struct vcpu_register_runstate_memory_area reg = { .addr.v = &areas[id] };
@@ -128,7 +106,7 @@ static void ap_report(unsigned int id)
     size_t len = 0;
 
     r->rc_register = register_area(id);
-    read_area(id, &r->area);
+    runstate_read_area(&areas[id], &r->area);
     r->rc_get = get_runstate(id, &r->self);
     r->now = now_ns();
 
@@ -236,12 +214,12 @@ static void check_idle(unsigned int id)
 
     if ( !wait_for(area_blocked, id) )
     {
-        read_area(id, &area);
+        runstate_read_area(&areas[id], &area);
         xtf_failure("Fail: vCPU %u: area still says %s, expected blocked once idle\n",
                     id, state_name(area.state));
         return;
     }
-    read_area(id, &area);
+    runstate_read_area(&areas[id], &area);
 
     if ( creation_of(&area) != creation )
         xtf_failure("Fail: vCPU %u: area sum(time) - state_entry_time changed: creation %lu, then %lu\n",
@@ -295,7 +273,7 @@ static void check_self(const vcpu_runstate_info_t *first)
 {
     vcpu_runstate_info_t now;
 
-    read_area(0, &now);
+    runstate_read_area(&areas[0], &now);
     print_runstate("vCPU 0 area", &now);
 
     if ( now.state != RUNSTATE_running )
@@ -329,7 +307,7 @@ void test_main(void)
         xtf_failure("Fail: VCPUOP_register_runstate_memory_area(vCPU 0) failed: %ld\n", rc);
         return;
     }
-    read_area(0, &first);
+    runstate_read_area(&areas[0], &first);
     print_runstate("vCPU 0 area", &first);
     if ( first.state != RUNSTATE_running )
         xtf_failure("Fail: vCPU 0: its own area says %s, expected running\n", state_name(first.state));

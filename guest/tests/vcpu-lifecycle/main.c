@@ -33,38 +33,6 @@ static unsigned int ap_go_down;
 static unsigned int ap_down_returned;
 static long ap_down_rc;
 
-static unsigned long current_cr3(void)
-{
-    return virt_to_mfn((const void *)start_info->pt_base) << PAGE_SHIFT;
-}
-
-/* A context that VCPUOP_initialise accepts for vCPU id (as smp_bring_up's). */
-static void good_context(struct vcpu_guest_context *c, unsigned int id)
-{
-    memset(c, 0, sizeof(*c));
-    c->flags = VGCF_in_kernel | VGCF_failsafe_disables_events |
-               VGCF_syscall_disables_events;
-    c->user_regs.rip = (unsigned long)ap_entry;
-    c->user_regs.rsp = cpu_stack_top(id);
-    c->user_regs.rdi = id;
-    c->user_regs.cs = FLAT_KERNEL_CS;
-    c->user_regs.ss = FLAT_KERNEL_SS;
-    c->user_regs.ds = FLAT_KERNEL_DS;
-    c->user_regs.es = FLAT_KERNEL_DS;
-    c->user_regs.fs = FLAT_KERNEL_DS;
-    c->user_regs.gs = FLAT_KERNEL_DS;
-    c->user_regs.rflags = 0x202;
-    traps_fill_context(c->trap_ctxt);
-    c->kernel_ss = FLAT_KERNEL_SS;
-    c->kernel_sp = cpu_stack_top(id);
-    c->ctrlreg[3] = current_cr3();
-    c->debugreg[6] = 0xffff0ff0UL;
-    c->debugreg[7] = 0x00000400UL;
-    c->event_callback_eip = (unsigned long)entry_hypervisor_callback;
-    c->failsafe_callback_eip = (unsigned long)entry_failsafe_callback;
-    c->syscall_callback_eip = (unsigned long)entry_syscall_callback;
-}
-
 static long initialise(unsigned int id, struct vcpu_guest_context *c)
 {
     return HYPERVISOR_vcpu_op(VCPUOP_initialise, id, c);
@@ -73,7 +41,7 @@ static long initialise(unsigned int id, struct vcpu_guest_context *c)
 /* One broken context for vCPU 1: VCPUOP_initialise must refuse it (-EINVAL). */
 #define BAD_CONTEXT(id_, what_, stmt_)                                  \
     do {                                                                \
-        good_context(&ctxt, 1);                                         \
+        smp_build_context(&ctxt, 1);                                         \
         stmt_;                                                          \
         check(id_, "1.3", initialise(1, &ctxt), -XEN_EINVAL,            \
               "VCPUOP_initialise with %s", what_);                      \
@@ -97,10 +65,10 @@ static void check_dispatch(unsigned int nr)
 
 static void check_initialise_errors(void)
 {
-    good_context(&ctxt, 0);
+    smp_build_context(&ctxt, 0);
     check("init-initialised", "1.2", initialise(0, &ctxt), -XEN_EEXIST,
           "VCPUOP_initialise of the initialised vCPU 0");
-    good_context(&ctxt, 0);
+    smp_build_context(&ctxt, 0);
     ctxt.vm_assist = 1UL << 20;
     check("init-initialised-bad-vmassist", "1.2", initialise(0, &ctxt), -XEN_EEXIST,
           "VCPUOP_initialise of vCPU 0 with a bad vm_assist (-EEXIST first)");
@@ -218,7 +186,7 @@ static void check_up_down(void)
           "VCPUOP_up of the up vCPU 1");
     check("up-self", "1.2", HYPERVISOR_vcpu_op(VCPUOP_up, 0, NULL), 0,
           "VCPUOP_up of vCPU 0 (itself)");
-    good_context(&ctxt, 1);
+    smp_build_context(&ctxt, 1);
     check("init-up-vcpu", "1.2", initialise(1, &ctxt), -XEN_EEXIST,
           "VCPUOP_initialise of the up vCPU 1");
 
