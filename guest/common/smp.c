@@ -23,6 +23,7 @@
 #define BRING_UP_TIMEOUT_NS (10 * NSEC_PER_SEC)
 
 static unsigned int nr_online = 1;      /* vCPU 0 */
+vcpu_info_t *vcpu_info_area[MAX_VCPUS];
 static ap_fn_t ap_fn;
 
 /* Only vCPU 0 brings vCPUs up, one at a time: one context suffices. */

@@ -6,6 +6,7 @@ import pytest
 
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import EvtchnOp, SchedOp, VcpuOp
+from xenpy.cli.main import build_parser
 from xenpy.core.runstate import RUNSTATE_blocked, RUNSTATE_offline, RUNSTATE_running
 
 from .conftest import HOLE_GVA, UNMAPPED_GVA, Guest
@@ -274,3 +275,35 @@ def test_register_time_phys_area(guest: Guest):
     assert copy.tsc_to_system_mul == guest.hv.tsc_scale[0]
     assert guest.vcpu_op(cmd, 0, guest.put_u64(ALL_ONES)) == 0
     assert guest.v[0].time_phys_maddr is None
+
+
+# ------------------------------------------------------------------------------------------ vCPUs >= 32
+
+
+@pytest.mark.parametrize(("vcpus", "accepted"), [(32, True), (33, True), (8192, True), (8193, False)])
+def test_run_accepts_vcpus_beyond_the_shared_info_slots(capsys, vcpus, accepted):
+    """spec 1.2 cmd 0 (1), 4.1: a PV domain may have more vCPUs than the 32 vcpu_info slots of shared_info
+    (those use the dummy vcpu_info until one is registered); x86 Xen allows MAX_VIRT_CPUS = 8192
+    (``GDT_LDT_MBYTES << (20 - GDT_LDT_VCPU_VA_SHIFT)``), and so does ``xenpy run --vcpus``."""
+    parser = build_parser()
+    argv = ["run", "img", "--vcpus", str(vcpus)]
+    if accepted:
+        assert parser.parse_args(argv).vcpus == vcpus
+    else:
+        with pytest.raises(SystemExit):
+            parser.parse_args(argv)
+        assert "between 1 and 8192" in capsys.readouterr().err
+
+
+def test_vcpu_32_of_a_33_vcpu_domain_needs_a_registered_vcpu_info(make_guest):
+    """spec 1.2 cmd 0 (1), 4.1 populate: in a 33-vCPU domain vCPU 32 cannot be initialised (-EINVAL, before
+    the context is read) until its vcpu_info is registered; registering it while it is down is allowed in
+    every profile (as on Xen 4.20 and 4.17.7: guest test vcpu-info-32)."""
+    for profile in ("head", "4.17.7"):
+        g = make_guest(max_vcpus=33, profile=profile)
+        assert g.vcpu_op(VcpuOp.VCPUOP_initialise, 32, UNMAPPED_GVA) == EINVAL
+        assert g.vcpu_op(VcpuOp.VCPUOP_initialise, 31, UNMAPPED_GVA) == EFAULT
+        mfn = g.mfn_of(g.page())
+        assert register(g, 32, mfn, 0) == 0
+        assert g.vcpu_op(VcpuOp.VCPUOP_initialise, 32, UNMAPPED_GVA) == EFAULT
+        assert g.vcpu_op(VcpuOp.VCPUOP_is_up, 32) == 0

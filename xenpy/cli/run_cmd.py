@@ -24,7 +24,10 @@ from xenpy.toolstack.trace import HypercallTracer
 
 #: Machine memory beyond the guest's own, for shared_info and the hypervisor's own frames (MiB).
 HYPERVISOR_MEMORY_MIB = 8
-MAX_VCPUS = 64
+#: Most vCPUs of a PV domain: x86 Xen's MAX_VIRT_CPUS (one 32-page GDT/LDT slot per vCPU in a 1 GiB
+#: per-domain area: GDT_LDT_MBYTES << (20 - GDT_LDT_VCPU_VA_SHIFT) = 8192). vCPUs >= 32
+#: (XEN_LEGACY_MAX_VCPUS) have no shared_info slot and need VCPUOP_register_vcpu_info (spec 1.2, 4.1).
+MAX_VCPUS = 8192
 #: Largest guest memory the command line accepts (MiB).
 MAX_MEMORY_MIB = 4096
 

@@ -29,7 +29,8 @@
  * Per-vCPU stacks: MAX_VCPUS stacks of STACK_SIZE bytes, each aligned to
  * STACK_SIZE, so that the stack pointer identifies the vCPU (smp_processor_id).
  * MAX_VCPUS is the number of vcpu_info slots in shared_info
- * (XEN_LEGACY_MAX_VCPUS): this kernel does not register vcpu_info elsewhere.
+ * (XEN_LEGACY_MAX_VCPUS): a vCPU beyond them has no vcpu_info until one is
+ * registered (VCPUOP_register_vcpu_info), and this kernel runs none of them.
  */
 #define STACK_SHIFT     14
 #define STACK_SIZE      (1 << STACK_SHIFT)

@@ -6,6 +6,7 @@
 #define XENPY_GUEST_SMP_H
 
 #include <arch/processor.h>
+#include <xenpy-guest/compiler.h>
 #include <xenpy-guest/hypervisor.h>
 #include <xenpy-guest/layout.h>
 
@@ -22,10 +23,28 @@ static inline unsigned int smp_processor_id(void)
     return (unsigned int)((read_rsp() - (unsigned long)cpu_stacks) >> STACK_SHIFT);
 }
 
-/* vcpu_info of a vCPU: its slot in shared_info (no vcpu_info is registered). */
+/*
+ * Where each vCPU's vcpu_info is, once registered with
+ * VCPUOP_register_vcpu_info (spec 4.1); NULL: its slot in shared_info.
+ */
+extern vcpu_info_t *vcpu_info_area[MAX_VCPUS];
+
+/* vcpu_info of a vCPU: the registered area, or its slot in shared_info. */
 static inline vcpu_info_t *vcpu_info_of(unsigned int cpu)
 {
-    return &shared_info->vcpu_info[cpu];
+    vcpu_info_t *vi = READ_ONCE(vcpu_info_area[cpu]);
+
+    return vi ? vi : &shared_info->vcpu_info[cpu];
+}
+
+/*
+ * Tell the runtime that vCPU cpu's vcpu_info is now vi (NULL: the
+ * shared_info slot again). Xen writes only the registered area after a
+ * successful VCPUOP_register_vcpu_info.
+ */
+static inline void set_vcpu_info_area(unsigned int cpu, vcpu_info_t *vi)
+{
+    __atomic_store_n(&vcpu_info_area[cpu], vi, __ATOMIC_SEQ_CST);
 }
 
 static inline vcpu_info_t *this_vcpu_info(void)
