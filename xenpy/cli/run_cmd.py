@@ -18,12 +18,10 @@ from xenpy.core.profiles import PROFILES
 from xenpy.engine import DEFAULT_ENGINE, available_engines, create_engine
 from xenpy.hypervisor import Hypervisor
 from xenpy.loader import LoaderError
-from xenpy.toolstack.boot import boot_pv_image
+from xenpy.toolstack.boot import DEFAULT_MEMORY_MIB, HYPERVISOR_MEMORY_MIB, boot_pv_image
 from xenpy.toolstack.run import Outcome, RunReport, run_domain
 from xenpy.toolstack.trace import HypercallTracer
 
-#: Machine memory beyond the guest's own, for shared_info and the hypervisor's own frames (MiB).
-HYPERVISOR_MEMORY_MIB = 8
 #: Most vCPUs of a PV domain: x86 Xen's MAX_VIRT_CPUS (one 32-page GDT/LDT slot per vCPU in a 1 GiB
 #: per-domain area: GDT_LDT_MBYTES << (20 - GDT_LDT_VCPU_VA_SHIFT) = 8192). vCPUs >= 32
 #: (XEN_LEGACY_MAX_VCPUS) have no shared_info slot and need VCPUOP_register_vcpu_info (spec 1.2, 4.1).
@@ -45,8 +43,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                      help=f"vCPUs of the guest (1-{MAX_VCPUS}, default 1)")
     run.add_argument("--pcpus", type=_int_range(1, 64), default=1, metavar="N",
                      help="simulated physical CPUs (default 1)")
-    run.add_argument("--memory", type=_int_range(4, MAX_MEMORY_MIB), default=32, metavar="MiB",
-                     help="guest memory in MiB (default 32)")
+    run.add_argument("--memory", type=_int_range(4, MAX_MEMORY_MIB), default=DEFAULT_MEMORY_MIB,
+                     metavar="MiB", help=f"guest memory in MiB (default {DEFAULT_MEMORY_MIB})")
     engines = available_engines()
     run.add_argument("--engine", type=_engine_name, default=DEFAULT_ENGINE, metavar="NAME",
                      help="the CPU engine that runs the guest's code: "

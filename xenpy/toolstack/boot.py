@@ -22,6 +22,10 @@ from xenpy.toolstack.console import ConsoleRingBackend
 
 #: The domain that runs the xenstore and console backends (dom0 in a Xen system).
 BACKEND_DOMID = 0
+#: A guest's memory when none is given (MiB).
+DEFAULT_MEMORY_MIB = 32
+#: Machine memory beyond a guest's own, for shared_info and the hypervisor's own frames (MiB).
+HYPERVISOR_MEMORY_MIB = 8
 
 
 @dataclass
@@ -47,7 +51,7 @@ def boot_pv_image(
     image: bytes,
     *,
     max_vcpus: int = 1,
-    memory_mib: int = 32,
+    memory_mib: int = DEFAULT_MEMORY_MIB,
     cmdline: str = "",
     profile: str = "head",
     name: str = "",

@@ -25,6 +25,18 @@ const char test_title[] = "set_debugreg and get_debugreg";
 /* A data word a DR0 breakpoint (execute, so never hit) points at. */
 static unsigned long bp_target;
 
+/* A #GP from an emulated mov to DRn: skip the 3-byte instruction. */
+static unsigned int nr_gp;
+
+static bool gp_hook(struct exception_frame *f)
+{
+    if ( f->entry_vector != X86_EXC_GP )
+        return false;
+    nr_gp++;
+    f->rip += 3;
+    return true;
+}
+
 static long set(int reg, unsigned long value)
 {
     return HYPERVISOR_set_debugreg(reg, value);
@@ -102,6 +114,26 @@ void test_main(void)
     check("set-dr-neg", "1.3", set(-1, 0), -XEN_ENODEV, "HYPERVISOR_set_debugreg(-1)");
     check("get-dr8", "1.3", get(8), -XEN_ENODEV, "HYPERVISOR_get_debugreg(8)");
     check("get-dr-neg", "1.3", get(-1), -XEN_ENODEV, "HYPERVISOR_get_debugreg(-1)");
+
+    /* The same rules for the kernel's own mov to and from DRn, which Xen emulates (a refusal is #GP). */
+    {
+        unsigned long v = bp, got = 0;
+
+        set_exception_hook(gp_hook);
+        __asm__ __volatile__ ("mov %0, %%db0" :: "r"(v));
+        __asm__ __volatile__ ("mov %%db0, %0" : "=r"(got));
+        check_hex("mov-dr0", "1.3", got, bp, "mov to and from %%db0 (as HYPERVISOR_set_debugreg(0))");
+        v = XEN_RANGE_ADDR;
+        __asm__ __volatile__ ("mov %0, %%db1" :: "r"(v));
+        check("mov-dr1-xen-gp", "1.3", nr_gp, 1, "mov to %%db1 of an address in Xen's range: #GP");
+        v = 1UL << 32;
+        __asm__ __volatile__ ("mov %0, %%db7" :: "r"(v));
+        check("mov-dr7-wide-gp", "1.3", nr_gp, 2, "mov to %%db7 of a value wider than 32 bits: #GP");
+        __asm__ __volatile__ ("mov %%db7, %0" : "=r"(got));
+        check_hex("mov-dr7-read", "1.3", got & ~DR7_CPU_BITS, get(7) & ~DR7_CPU_BITS,
+                  "mov from %%db7 reads what HYPERVISOR_get_debugreg(7) does");
+        set_exception_hook(NULL);
+    }
 
     (void)set(0, 0);
 

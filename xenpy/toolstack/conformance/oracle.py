@@ -154,29 +154,3 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
     if proc.stdout is not None:
         proc.stdout.close()
-
-
-def main() -> int:
-    """``python -m xenpy.toolstack.conformance.oracle XEN IMAGE [CMDLINE] [--vcpus N] [--log]``."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Boot a PV64 kernel as dom0 of a real Xen under QEMU.")
-    parser.add_argument("xen", type=Path)
-    parser.add_argument("image", type=Path)
-    parser.add_argument("cmdline", nargs="?", default="")
-    parser.add_argument("--vcpus", type=int, default=1)
-    parser.add_argument("--timeout", type=float, default=120.0)
-    parser.add_argument("--log", action="store_true", help="print the whole serial log, Xen's lines included")
-    args = parser.parse_args()
-    try:
-        boot = boot_on_xen(args.xen, args.image, args.cmdline, vcpus=args.vcpus, timeout_s=args.timeout)
-    except OracleError as exc:
-        print(f"oracle: error: {exc}")
-        return 2
-    print(boot.log if args.log else boot.console, end="")
-    print(f"[Xen {boot.xen_version}: dom0 {boot.ending} after {boot.seconds:.1f} s]")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -21,7 +21,7 @@ from xenpy.core.profiles import PROFILES
 from xenpy.engine import DEFAULT_ENGINE, create_engine
 from xenpy.hypervisor import Hypervisor
 from xenpy.loader import LoaderError
-from xenpy.toolstack.boot import boot_pv_image
+from xenpy.toolstack.boot import DEFAULT_MEMORY_MIB, HYPERVISOR_MEMORY_MIB, boot_pv_image
 from xenpy.toolstack.conformance.checks import GuestResult, parse_console
 from xenpy.toolstack.conformance.oracle import OracleError, XenBoot, boot_on_xen
 from xenpy.toolstack.run import run_domain
@@ -29,8 +29,6 @@ from xenpy.toolstack.run import run_domain
 #: The repository's guest/ directory (the in-guest tests and their Makefile).
 GUEST_DIR = Path(__file__).resolve().parents[3] / "guest"
 SUITE_TABLE = Path("tests") / "suite.toml"
-GUEST_MEMORY_MIB = 32
-HYPERVISOR_MEMORY_MIB = 8
 
 
 class ConformanceError(Exception):
@@ -156,9 +154,9 @@ def run_on_xenpy(test: SuiteTest, profile: str, guest_dir: Path = GUEST_DIR, *,
         image = image_path.read_bytes()
     except OSError as exc:
         raise ConformanceError(f"{image_path}: {exc.strerror}") from None
-    hv = Hypervisor(nr_pcpus=test.pcpus, memory_mib=GUEST_MEMORY_MIB + HYPERVISOR_MEMORY_MIB)
+    hv = Hypervisor(nr_pcpus=test.pcpus, memory_mib=DEFAULT_MEMORY_MIB + HYPERVISOR_MEMORY_MIB)
     try:
-        booted = boot_pv_image(hv, image, max_vcpus=test.vcpus, memory_mib=GUEST_MEMORY_MIB,
+        booted = boot_pv_image(hv, image, max_vcpus=test.vcpus, memory_mib=DEFAULT_MEMORY_MIB,
                                cmdline=f"profile={profile}", profile=profile, name=f"test-pv64-{test.name}")
     except LoaderError as exc:
         raise ConformanceError(f"{image_path}: {exc}") from None  # fmt: skip
