@@ -272,6 +272,29 @@ def test_poll_timeout_is_absolute(guest: Guest):
     assert guest.dom.poll_mask == 0
 
 
+def test_poll_timeout_stays_armed_after_an_early_wake(guest: Guest):
+    """spec 3.4 poll (8): nothing stops the poll timer when an event ends the poll early, so it wakes a later
+    poll without a timeout at the first poll's timeout (as real Xen 4.17.7 and 4.20 do: conformance test
+    timers, poll-timer-left-armed)."""
+    guest.bring_up(1)
+    port = ipi_port(guest, 0)
+    mask(guest, port)
+    other = ipi_port(guest, 0)
+    assert poll(guest, [port], timeout=40 * MS) == 0
+    guest.hv.run_for(5 * MS)
+    assert send(guest, other, vcpu=1) == 0  # unmasked: the upcall kick ends the poll
+    assert guest.v[0].runstate.state == RUNSTATE_running
+    assert guest.v[0].poll_timer.active
+    guest.dom.evtchn.clear_pending(guest.dom.evtchn.ports[other])
+    guest.v[0].vcpu_info_mv[0] = 0
+    assert poll(guest, [port]) == 0
+    guest.hv.run_for(40 * MS - guest.hv.now_ns())
+    assert guest.v[0].runstate.state == RUNSTATE_blocked
+    guest.hv.run_for(1)
+    assert guest.v[0].runstate.state == RUNSTATE_running
+    assert guest.dom.poll_mask == 0
+
+
 def test_poll_without_timeout_sleeps(guest: Guest):
     """spec 3.4 poll (8): timeout 0 sets no timer."""
     port = ipi_port(guest, 1)

@@ -248,6 +248,22 @@ def test_time_skipped_unless_changed(guest1: Guest):
     assert g.v[0].vcpu_info().time.system_time == 1_000 * MS
 
 
+def test_time_refreshed_at_calibration_while_running(guest: Guest):
+    """spec 3.6: time calibration (once a second) rewrites the running vCPU's record with the new stamp, with
+    no context switch; a descheduled vCPU keeps its record until it is next switched in."""
+    running, down = guest.v[0], guest.v[1]
+    assert running.is_running
+    entry = running.runstate.state_entry_time
+    before = running.vcpu_info().time
+    guest.hv.run_for(999 * MS)
+    assert running.vcpu_info().time.version == before.version
+    guest.hv.run_for(1 * MS + 1)
+    after = running.vcpu_info().time
+    assert (after.version, after.system_time) == (before.version + 2, 1_000 * MS)
+    assert running.runstate.state_entry_time == entry
+    assert down.vcpu_info().time.system_time == 0
+
+
 def test_register_time_memory_area(guest: Guest, hv):
     """spec 1.2 cmd 13, 3.6: -EFAULT (arg, handle); the secondary copy is written at once (even version)."""
     assert guest.vcpu_op(VcpuOp.VCPUOP_register_vcpu_time_memory_area, 0, UNMAPPED_GVA) == EFAULT

@@ -80,6 +80,20 @@ def test_negative_deadline_fires_at_once():
     assert q.fire_expired(0) == 1
 
 
+def test_arming_an_expired_timer_raises_the_softirq():
+    """spec 3.2: a timer armed in the past raises TIMER_SOFTIRQ (it fires before the return to the guest)."""
+    now = [100]
+    raised = []
+    q = TimerQueue(now_ns=lambda: now[0], raise_softirq=lambda: raised.append(now[0]))
+    t = q.timer(lambda _: None, None)
+    t.set(100)
+    t.set(200)
+    assert raised == []
+    t.set(99)
+    t.set(s_time(2**63))
+    assert raised == [100, 100]
+
+
 def test_callback_may_arm_expired_timer():
     q = TimerQueue()
     fired = []

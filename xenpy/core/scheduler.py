@@ -146,6 +146,10 @@ class Scheduler:
 
     # ------------------------------------------------------------------ wake / sleep
 
+    def raise_timer_softirq(self) -> None:
+        """TIMER_SOFTIRQ: expired timers fire at the next :meth:`do_softirqs` (before the return to a guest)."""
+        self.softirq_pending = True
+
     def vcpu_wake(self, v: Vcpu) -> None:
         """``vcpu_wake``: make a runnable vCPU eligible to run (spec 2.5)."""
         if v.runnable:
@@ -207,7 +211,11 @@ class Scheduler:
                 self.vcpu_wake(v)
 
     def vcpu_unblock(self, v: Vcpu) -> None:
-        """``vcpu_unblock``: clear ``_VPF_blocked``, cancel any poll, and wake ``v``."""
+        """``vcpu_unblock``: clear ``_VPF_blocked``, end any poll, and wake ``v``.
+
+        The poll's timeout stays armed (Xen stops it nowhere): it wakes a later poll of ``v`` that is still
+        going when it fires (spec 3.4).
+        """
         if not v.pause_flags & _VPF_BLOCKED:
             return
         v.pause_flags &= ~_VPF_BLOCKED
@@ -216,7 +224,6 @@ class Scheduler:
         if d.poll_mask & bit:
             d.poll_mask &= ~bit
             v.poll_evtchn = 0
-            v.poll_timer.stop()
         self.vcpu_wake(v)
 
     def vcpu_kick(self, v: Vcpu) -> None:

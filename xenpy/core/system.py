@@ -23,6 +23,7 @@ from xenpy.core.domain import Domain, DomainState, Vcpu
 from xenpy.core.memory import DomainMemory, MachineMemory
 from xenpy.core.profiles import XenProfile, get_profile
 from xenpy.core.scheduler import DEFAULT_TIME_SLICE_NS, Pcpu, Scheduler
+from xenpy.core.systime import init_time_calibration
 from xenpy.core.timers import PERIODIC_DEFAULT_NS, TimerQueue, kill_vcpu_timers
 
 
@@ -128,6 +129,9 @@ class System:
         self.switch_hooks: list[Callable[[Pcpu, Vcpu | None, Vcpu | None], None]] = []
         self.kick_hooks: list[Callable[[Vcpu], None]] = []
         self.scheduler = Scheduler(self, nr_pcpus, time_slice_ns)
+        self.timers.now_ns = self.clock.now_ns
+        self.timers.raise_softirq = self.scheduler.raise_timer_softirq
+        self.calibration_timer = init_time_calibration(self)
         self.domains: dict[int, Domain] = {}
         self.current: Vcpu | None = None
         self.dummy_vcpu_info = memoryview(bytearray(64))

@@ -20,6 +20,8 @@ from xenpy.core.clock import NSEC_PER_SEC
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Vcpu
+    from xenpy.core.system import System
+    from xenpy.core.timers import Timer
 
 #: Time calibration period (Xen's ``EPOCH``).
 CALIBRATION_EPOCH_NS = NSEC_PER_SEC
@@ -72,6 +74,29 @@ def update_vcpu_system_time(v: Vcpu, force: bool = False) -> None:
     _write_u32(vi, 32, version_update_end(version))
     if not update_secondary_system_time(v, record) and not v.domain.is_compat and not v.in_kernel_mode:
         v.pending_system_time = record
+
+
+def init_time_calibration(system: System) -> Timer:
+    """Arm Xen's calibration timer: at every ``CALIBRATION_EPOCH_NS`` of system time, each pCPU's running vCPU
+    gets its time record refreshed (``time_calibration`` -> ``local_time_calibration`` ->
+    ``update_vcpu_system_time(current)``, spec 3.6), so a vCPU that runs for seconds without a context switch
+    still sees a new stamp each second. A descheduled vCPU gets the new stamp at its next switch-in.
+    """
+
+    def calibrate(_data: object) -> None:
+        for pcpu in system.scheduler.pcpus:
+            if pcpu.curr is not None:
+                update_vcpu_system_time(pcpu.curr)
+        arm()
+
+    def arm() -> None:
+        now = system.clock.now_ns()
+        # Fires at the next epoch boundary (a timer fires once NOW() > expires).
+        timer.set(now - now % CALIBRATION_EPOCH_NS + CALIBRATION_EPOCH_NS - 1)
+
+    timer = system.timers.timer(calibrate, None, "time-calibration", housekeeping=True)
+    arm()
+    return timer
 
 
 def force_update_vcpu_system_time(v: Vcpu) -> None:

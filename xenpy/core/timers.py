@@ -44,17 +44,21 @@ class Timer:
         fn: called as ``fn(data)`` when the timer fires.
         data: the callback's argument.
         name: label for tracing.
+        housekeeping: the hypervisor's own timer (time calibration), which never wakes or stops a guest.
         expires: deadline in system time (signed ns; meaningful while ``active``).
         cpu: pCPU the timer is bound to (``migrate_timer``); informational.
     """
 
-    __slots__ = ("_gen", "_queue", "active", "cpu", "data", "expires", "fn", "name")
+    __slots__ = ("_gen", "_queue", "active", "cpu", "data", "expires", "fn", "housekeeping", "name")
 
-    def __init__(self, queue: TimerQueue, fn: Callable[[Any], None], data: Any, name: str = "") -> None:
+    def __init__(
+        self, queue: TimerQueue, fn: Callable[[Any], None], data: Any, name: str = "", *, housekeeping: bool = False
+    ) -> None:
         self._queue = queue
         self.fn = fn
         self.data = data
         self.name = name
+        self.housekeeping = housekeeping
         self.expires = 0
         self.active = False
         self.cpu = 0
@@ -76,16 +80,29 @@ class Timer:
 
 
 class TimerQueue:
-    """All timers of a hypervisor, ordered by deadline then by arming order."""
+    """All timers of a hypervisor, ordered by deadline then by arming order.
 
-    def __init__(self) -> None:
+    Args:
+        now_ns: the system time (NOW()); with ``raise_softirq``, lets an already expired timer fire at once.
+        raise_softirq: called when a timer is armed with a deadline already past. Xen's ``set_timer`` raises
+            TIMER_SOFTIRQ when the timer becomes the earliest, and softirqs run before the return to the guest,
+            so such a timer fires before the hypercall that armed it returns (spec 3.2).
+    """
+
+    def __init__(
+        self,
+        now_ns: Callable[[], int] | None = None,
+        raise_softirq: Callable[[], None] | None = None,
+    ) -> None:
         self._heap: list[tuple[int, int, int, Timer]] = []
         self._seq = 0
         self.nr_fired = 0
+        self.now_ns = now_ns
+        self.raise_softirq = raise_softirq
 
-    def timer(self, fn: Callable[[Any], None], data: Any, name: str = "") -> Timer:
+    def timer(self, fn: Callable[[Any], None], data: Any, name: str = "", *, housekeeping: bool = False) -> Timer:
         """A new, inactive timer on this queue."""
-        return Timer(self, fn, data, name)
+        return Timer(self, fn, data, name, housekeeping=housekeeping)
 
     def set_timer(self, timer: Timer, expires_ns: int) -> None:
         """Arm ``timer`` for ``expires_ns`` (a signed s_time_t; negative means already expired)."""
@@ -94,6 +111,8 @@ class TimerQueue:
         timer.active = True
         self._seq += 1
         heapq.heappush(self._heap, (expires_ns, self._seq, timer._gen, timer))
+        if self.raise_softirq is not None and self.now_ns is not None and expires_ns < self.now_ns():
+            self.raise_softirq()
 
     @staticmethod
     def stop_timer(timer: Timer) -> None:
@@ -117,6 +136,10 @@ class TimerQueue:
         """The earliest system time at which a timer fires (deadline + 1, strict compare), or None."""
         deadline = self.next_deadline()
         return None if deadline is None else deadline + 1
+
+    def has_guest_timers(self) -> bool:
+        """True if a timer other than a housekeeping one is armed (something may still wake or stop a guest)."""
+        return any(t.active and t._gen == gen and not t.housekeeping for _, _, gen, t in self._heap)
 
     def fire_expired(self, now_ns: int) -> int:
         """Run every timer whose deadline is ``< now_ns``, earliest first (``timer_softirq_action``).
@@ -160,6 +183,10 @@ PERIODIC_DEFAULT_NS = 10 * MILLISECS_1
 SET_TIMER_OP_SLACK_NS = 100 * MILLISECS_1
 #: ``NR_DOMAIN_WATCHDOG_TIMERS``.
 NR_DOMAIN_WATCHDOG_TIMERS = 2
+#: SCHEDOP_watchdog's result with both slots in use: ``id == NR ? -ENOSPC : id + 1`` with a ``uint32_t id``
+#: is an unsigned expression, so the guest gets ``(uint32_t)-ENOSPC`` zero-extended (measured on Xen 4.17.7
+#: and 4.20), not -ENOSPC.
+WATCHDOG_ENOSPC = -XenErrno.ENOSPC & 0xFFFF_FFFF
 
 
 def send_timer_event(v: Vcpu) -> None:
@@ -271,8 +298,8 @@ def domain_watchdog(d: Domain, wd_id: int, timeout_s: int) -> int:
     """``domain_watchdog`` (SCHEDOP_watchdog, spec 3.4): returns the hypercall result.
 
     ``id == 0`` allocates a free slot and arms it for ``NOW() + timeout`` seconds, returning ``slot + 1``
-    (or -ENOSPC); ``id > 2`` or an unused ``id`` gives -EINVAL; ``timeout == 0`` destroys the slot; otherwise
-    the slot is re-armed.
+    (or, with both slots in use, :data:`WATCHDOG_ENOSPC`); ``id > 2`` or an unused ``id`` gives -EINVAL;
+    ``timeout == 0`` destroys the slot; otherwise the slot is re-armed.
     """
     if wd_id > NR_DOMAIN_WATCHDOG_TIMERS:
         return -XenErrno.EINVAL
@@ -284,7 +311,7 @@ def domain_watchdog(d: Domain, wd_id: int, timeout_s: int) -> int:
             d.watchdog_inuse_map |= 1 << i
             d.watchdog_timers[i].set(now + SECONDS(timeout_s))
             return i + 1
-        return -XenErrno.ENOSPC
+        return WATCHDOG_ENOSPC
     slot = wd_id - 1
     if not d.watchdog_inuse_map & (1 << slot):
         return -XenErrno.EINVAL

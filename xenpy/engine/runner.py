@@ -94,7 +94,7 @@ def run_domain_until_stopped(
         if max_guest_ns is not None and hv.now_ns() - start_ns >= max_guest_ns:
             end = RunEnd.TIMED_OUT
             break
-        if not any(v.runnable or v.is_running for v in domain.vcpus) and hv.timers.next_fire_time() is None:
+        if not any(v.runnable or v.is_running for v in domain.vcpus) and not hv.timers.has_guest_timers():
             end = RunEnd.STALLED
             break
         step = STEP_NS if max_guest_ns is None else min(STEP_NS, start_ns + max_guest_ns - hv.now_ns())

@@ -1761,8 +1761,9 @@ _SCHED_OP_SUBOPS: tuple[SubOp, ...] = (
         ),
         doc=(
             "Create (id 0: returns the new id, 1 or 2), re-arm or (timeout 0) destroy a domain watchdog; on "
-            "expiry the domain shuts down with SHUTDOWN_watchdog. -EINVAL for id > 2 or an id not in use, "
-            "-ENOSPC when both slots are taken."
+            "expiry the domain shuts down with SHUTDOWN_watchdog. -EINVAL for id > 2 or an id not in use; "
+            "when both slots are taken, -ENOSPC as an unsigned 32-bit value (0xffffffe4, not sign-extended: "
+            "Xen's id is uint32_t)."
         ),
     ),
     SubOp(
