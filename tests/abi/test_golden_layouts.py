@@ -57,6 +57,7 @@ REQUIRED = (
     "mmuext_op",
     "multicall_entry",
     "xen_memory_reservation",
+    "xen_machphys_mapping",
     "gnttab_setup_table",
     "gnttab_query_size",
     "gnttab_get_version",

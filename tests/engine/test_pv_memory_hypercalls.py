@@ -280,3 +280,21 @@ def test_grant_get_version_and_unwritable_frame_list(env):
     assert struct.unpack_from("<h", dom.read_guest(setup + 8, 2))[0] == -5  # GNTST_bad_virt_addr
     first, second_low = struct.unpack("<QI", dom.read_guest(edge + 4096 - 12, 12))
     assert (first, second_low) == (dom.grant_frames[0], dom.grant_frames[1] & 0xFFFF_FFFF)
+
+
+@pytest.mark.parametrize("hardware_domain", [False, True])
+def test_machphys_mapping(hardware_domain):
+    """spec 6.9, 7.2: XENMEM_machphys_mapping names the read-only M2P range; max_mfn is the range's last entry,
+    or for the hardware domain the machine's last frame. An unwritable argument is -EFAULT; a start extent in
+    cmd makes it an unknown op."""
+    hv = Hypervisor(memory_mib=16)
+    dom = hv.create_domain(DomainConfig(memory_mib=2, hardware_domain=hardware_domain))
+    dom.unpause()
+    v = dom.vcpus[0]
+    gva = dom.alloc_guest(24, 8)
+    assert call(hv, v, Hypercall.memory_op, XenMem.XENMEM_machphys_mapping, gva) == 0
+    v_start, v_end, max_mfn = struct.unpack("<3Q", dom.read_guest(gva, 24))
+    assert (v_start, v_end) == (0xFFFF_8000_0000_0000, 0xFFFF_8040_0000_0000)
+    assert max_mfn == (hv.machine.nr_frames - 1 if hardware_domain else (v_end - v_start) // 8 - 1)
+    assert call(hv, v, Hypercall.memory_op, XenMem.XENMEM_machphys_mapping, 0x4000_0000_0000) == -14
+    assert call(hv, v, Hypercall.memory_op, XenMem.XENMEM_machphys_mapping | (1 << 6), gva) == ENOSYS

@@ -1,4 +1,4 @@
-"""``public/memory.h``: ``HYPERVISOR_memory_op`` reservation arguments.
+"""``public/memory.h``: ``HYPERVISOR_memory_op`` arguments (reservations, the M2P mapping).
 
 The ``XENMEM_*`` command values come from the generated hypercall table and are re-exported here.
 """
@@ -18,4 +18,10 @@ def define(w: Width, abi: dict) -> None:
         ("extent_order", w.unsigned_int),
         ("mem_flags", w.unsigned_int),
         ("domid", w.domid_t),
+    )
+    abi["xen_machphys_mapping"] = CStruct(
+        "xen_machphys_mapping",
+        ("v_start", w.xen_ulong_t),
+        ("v_end", w.xen_ulong_t),
+        ("max_mfn", w.xen_ulong_t),
     )

@@ -88,7 +88,8 @@ class MachineMemory:
         nr_frames: number of machine frames.
         nr_bytes: ``nr_frames * PAGE_SIZE``.
         buffer_address: host address of frame 0 (4096-aligned), for mapping into a CPU engine.
-        m2p: ``numpy.int64`` array, ``mfn -> pfn`` or ``INVALID_M2P_ENTRY``.
+        m2p: ``numpy.int64`` array, ``mfn -> pfn`` or ``INVALID_M2P_ENTRY``; a view of whole, page-aligned
+            pages at host address ``m2p_buffer_address`` (``m2p_nr_bytes`` long), never reallocated.
         mv_u8: memoryview (format ``B``) over the whole buffer, indexed by maddr. Fast path for the guest
             access helpers; bounds are the caller's business.
         mv_u64: memoryview (format ``Q``) over the whole buffer, indexed by ``maddr >> 3`` (page-table
@@ -113,7 +114,15 @@ class MachineMemory:
         self.mv_u8 = memoryview(flat)
         self.mv_u64 = self.mv_u8.cast("Q")
 
-        self.m2p: np.ndarray = np.full(nr_frames, INVALID_M2P_ENTRY, dtype=np.int64)
+        # The M2P in whole pages (the tail of the last page reads as INVALID_M2P_ENTRY), page-aligned, so an
+        # engine can map it read-only into guests as Xen's RO_MPT (spec 7.2).
+        self.m2p_nr_bytes = -(-nr_frames * 8 // PAGE_SIZE) * PAGE_SIZE
+        self._m2p_raw = np.full((self.m2p_nr_bytes + PAGE_SIZE) // 8, INVALID_M2P_ENTRY, dtype=np.int64)
+        skip = (-self._m2p_raw.ctypes.data) % PAGE_SIZE // 8
+        m2p_pages = self._m2p_raw[skip : skip + self.m2p_nr_bytes // 8]
+        self.m2p_buffer_address: int = m2p_pages.ctypes.data
+        assert self.m2p_buffer_address % PAGE_SIZE == 0
+        self.m2p: np.ndarray = m2p_pages[:nr_frames]
         self._owner = np.full(nr_frames, _NO_OWNER, dtype=np.int32)
         self.mv_owner = memoryview(self._owner)
         self._type = np.zeros(nr_frames, dtype=np.uint8)

@@ -18,8 +18,10 @@ from xenpy.abi.x86 import (
     GDT_ENTRIES_PER_PAGE,
     PAGE_ACCESSED,
     PAGE_DIRTY,
+    PAGE_NX,
     PAGE_PRESENT,
     PAGE_RW,
+    PAGE_USER,
     PERDOMAIN_VIRT_START,
 )
 from xenpy.core.memory import PAGE_SHIFT, PAGE_SIZE
@@ -128,3 +130,53 @@ class HypervisorArea:
         base = self.page_stack * PAGE_SIZE + offset
         self.buffer[base : base + len(data)] = np.frombuffer(data, np.uint8)
         return offset
+
+
+#: Bytes of the largest :class:`HypervisorArea` (512 L1 tables): what engines leave free after ``phys_base``.
+MAX_AREA_BYTES = (2 + 512 + 4) * PAGE_SIZE
+#: Xen's read-only machine-to-phys table (``RO_MPT_VIRT_START`` = ``MACH2PHYS_VIRT_START``): L4 slot 256.
+RO_MPT_L4_SLOT = 256
+#: Entries of the read-only M2P mapping: present, user, accessed, never writable (Xen's
+#: ``__PAGE_HYPERVISOR_RO | _PAGE_USER``), so a guest kernel (at CPL3, as on Xen) reads it and a write faults;
+#: the leaves are also no-execute.
+M2P_PTE = PAGE_PRESENT | PAGE_USER | PAGE_ACCESSED
+
+
+class ReadOnlyM2P:
+    """The machine-wide read-only M2P mapping every PV64 guest sees at ``MACH2PHYS_VIRT_START`` (L4 slot 256).
+
+    Its page tables (one L3, then L2 and L1 tables as the table needs) live in a buffer engines map at
+    ``tables_phys``; the L1 entries point at the machine's M2P pages (``MachineMemory.m2p``, mapped at
+    ``data_phys``), so the guest reads the hypervisor's M2P as it changes. Addresses past the table's last page
+    are not mapped (a read there is a #PF, as on Xen past ``max_page``).
+
+    Args:
+        tables_phys: physical address where engines map :attr:`buffer` (4 KiB aligned).
+        data_phys: physical address where engines map the machine's M2P pages.
+        m2p_nr_bytes: size of those pages (a multiple of 4 KiB, at most 1 GiB).
+    """
+
+    def __init__(self, tables_phys: int, data_phys: int, m2p_nr_bytes: int) -> None:
+        nr_data = m2p_nr_bytes // PAGE_SIZE
+        nr_l1 = -(-nr_data // 512)
+        if nr_l1 > 512:
+            raise ValueError("machine too large for one M2P L2 table")
+        self.tables_phys = tables_phys
+        self.data_phys = data_phys
+        self.nr_pages = 2 + nr_l1
+        self._raw = np.zeros((self.nr_pages + 1) * PAGE_SIZE, dtype=np.uint8)
+        skip = (-self._raw.ctypes.data) % PAGE_SIZE
+        self.buffer = self._raw[skip : skip + self.nr_pages * PAGE_SIZE]
+        self.buffer_address: int = self.buffer.ctypes.data
+        self.nr_bytes = self.nr_pages * PAGE_SIZE
+        q = memoryview(self.buffer).cast("Q")
+        q[0] = (tables_phys + PAGE_SIZE) | M2P_PTE  # L3[0] -> L2
+        for i in range(nr_l1):
+            q[512 + i] = (tables_phys + (2 + i) * PAGE_SIZE) | M2P_PTE  # L2[i] -> L1 i
+        for page in range(nr_data):
+            q[1024 + page] = (data_phys + page * PAGE_SIZE) | M2P_PTE | PAGE_NX
+
+    @property
+    def l4_entry(self) -> int:
+        """The L4 entry of slot 256 (user, read-only)."""
+        return self.tables_phys | M2P_PTE

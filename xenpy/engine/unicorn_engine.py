@@ -49,8 +49,11 @@ Modules: this one holds the vCPU context (:class:`UnicornVcpu`) and the engine (
 :mod:`xenpy.engine.unicorn_area` the hypervisor area and the CPU state a vCPU enters with;
 :mod:`xenpy.engine.unicorn_lib` the direct calls into Unicorn's library, the hook plumbing and the calibration.
 
-Known limits: 32-bit (compat) user code segments, LDTs, ``update_descriptor``, the read-only M2P at slot 256
-and cross-vCPU self-modifying code (each ``Uc`` has its own translation cache) are not supported.
+Slot 256 holds Xen's read-only M2P (:class:`ReadOnlyM2P`): user-readable, never writable, over the machine's own
+M2P pages, so every guest reads ``m2p[mfn]`` at ``MACH2PHYS_VIRT_START`` as on Xen.
+
+Known limits: 32-bit (compat) user code segments, LDTs, ``update_descriptor`` and cross-vCPU self-modifying
+code (each ``Uc`` has its own translation cache) are not supported.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from unicorn import UC_ARCH_X86, UC_MODE_64, UC_PROT_ALL, Uc, UcError
+from unicorn import UC_ARCH_X86, UC_MODE_64, UC_PROT_ALL, UC_PROT_READ, Uc, UcError
 from unicorn import x86_const as ux
 from unicorn.unicorn_const import UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_INSN, UC_HOOK_INSN_INVALID, UC_HOOK_INTR
 
@@ -89,9 +92,12 @@ from xenpy.engine.unicorn_area import (
     CPU_EFER,
     GDT_GUEST_PAGES,
     GDT_LIMIT,
+    MAX_AREA_BYTES,
     PAGE_STACK,
     PAGE_TRAMPOLINE,
+    RO_MPT_L4_SLOT,
     HypervisorArea,
+    ReadOnlyM2P,
 )
 from xenpy.engine.unicorn_lib import (
     CODE_CB,
@@ -142,6 +148,10 @@ _EXIT_ERROR = 5
 _IO_SAVED = ("rip", "rax", "rcx", "rsi", "rdi")
 
 
+def _align_2m(address: int) -> int:
+    return (address + (2 << 20) - 1) & ~((2 << 20) - 1)
+
+
 class UnicornVcpu(Pv64Context):
     """One vCPU on its own ``Uc``.
 
@@ -165,6 +175,9 @@ class UnicornVcpu(Pv64Context):
         machine = self.hv.machine
         self.uc.mem_map_ptr(0, machine.nr_bytes, UC_PROT_ALL, machine.buffer_address)
         self.uc.mem_map_ptr(self.area.phys_base, self.area.nr_bytes, UC_PROT_ALL, self.area.buffer_address)
+        m2p = engine.m2p
+        self.uc.mem_map_ptr(m2p.tables_phys, m2p.nr_bytes, UC_PROT_ALL, m2p.buffer_address)
+        self.uc.mem_map_ptr(m2p.data_phys, machine.m2p_nr_bytes, UC_PROT_READ, machine.m2p_buffer_address)
         self.instructions_total = 0
         self.last_result: RunResult | None = None
         self._batches: dict[tuple[str, ...], RegBatch] = {}
@@ -337,9 +350,9 @@ class UnicornVcpu(Pv64Context):
             raise ValueError(f"cr3 {cr3:#x} outside machine memory")
         table = machine.mv_u64
         base = mfn << 9
-        l4e = self.area.l4_entry
+        xen_slots = {PERDOMAIN_L4_SLOT: self.area.l4_entry, RO_MPT_L4_SLOT: self.engine.m2p.l4_entry}
         for slot in XEN_L4_SLOTS:
-            table[base + slot] = l4e if slot == PERDOMAIN_L4_SLOT else 0
+            table[base + slot] = xen_slots.get(slot, 0)
         self._reg1.value = mfn << PAGE_SHIFT
         lib.uc_reg_write(self._uch, ux.UC_X86_REG_CR3, ctypes.byref(self._reg1))
         self._loaded_cr3 = cr3
@@ -897,7 +910,9 @@ class UnicornEngine(Engine):
         self.effects = EffectTables.from_registry()
         self._contexts: dict[Vcpu, UnicornVcpu] = {}
         self._areas: dict[int, HypervisorArea] = {}
-        self._phys_base = (hv.machine.nr_bytes + (2 << 20) - 1) & ~((2 << 20) - 1)
+        self._phys_base = _align_2m(hv.machine.nr_bytes)
+        m2p_tables = _align_2m(self._phys_base + MAX_AREA_BYTES)
+        self.m2p = ReadOnlyM2P(m2p_tables, _align_2m(m2p_tables + (2 << 20)), hv.machine.m2p_nr_bytes)
         self.running: UnicornVcpu | None = None
         hv.scheduler.executor = self
 

@@ -25,6 +25,14 @@ struct xen_memory_reservation {
 typedef struct xen_memory_reservation xen_memory_reservation_t;
 DEFINE_XEN_GUEST_HANDLE(xen_memory_reservation_t);
 
+/* XENMEM_machphys_mapping: where the read-only M2P table is mapped. */
+struct xen_machphys_mapping {
+    xen_ulong_t v_start, v_end;     /* start and end of the virtual range */
+    xen_ulong_t max_mfn;            /* largest mfn the mapping covers */
+};
+typedef struct xen_machphys_mapping xen_machphys_mapping_t;
+DEFINE_XEN_GUEST_HANDLE(xen_machphys_mapping_t);
+
 #endif /* !__ASSEMBLY__ */
 
 #endif /* __XEN_PUBLIC_MEMORY_H__ */

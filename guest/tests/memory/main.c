@@ -10,7 +10,9 @@
  *     (XENMEM_populate_physmap), map it, use it;
  *   - HYPERVISOR_update_va_mapping of addresses the guest may not map;
  *   - HYPERVISOR_mmuext_op: a local flush, an unknown command;
- *   - GNTTABOP_query_size, get_version, setup_table.
+ *   - GNTTABOP_query_size, get_version, setup_table;
+ *   - XENMEM_machphys_mapping and the read-only M2P table it names: the
+ *     guest's own frames read back as its pfns, a write is a #PF.
  */
 
 #include <xenpy-guest.h>
@@ -158,6 +160,55 @@ static void test_grant_table(void)
           "HYPERVISOR_grant_table_op(cmd %d)", GNTTABOP_BAD_CMD);
 }
 
+/* A #PF from the test's write to the M2P: note it and skip the 3-byte `mov %rbx, (%rax)`. */
+static unsigned int nr_m2p_faults;
+static uint32_t m2p_fault_error;
+static unsigned long m2p_fault_cr2;
+
+static bool m2p_write_hook(struct exception_frame *f)
+{
+    if ( f->entry_vector != X86_EXC_PF )
+        return false;
+    nr_m2p_faults++;
+    m2p_fault_error = f->error_code;
+    m2p_fault_cr2 = read_cr2();
+    f->rip += 3;
+    return true;
+}
+
+static void test_m2p(void)
+{
+    struct xen_machphys_mapping map = { 0 };
+    const unsigned long *m2p = (const unsigned long *)MACH2PHYS_VIRT_START;
+    long ram = HYPERVISOR_memory_op(XENMEM_maximum_ram_page, NULL);
+    unsigned long pfn = virt_to_pfn(balloon_page), last = start_info->nr_pages - 1;
+    unsigned long *target = (unsigned long *)&m2p[pfn_to_mfn(pfn)];
+
+    check("machphys-mapping", "6.9", HYPERVISOR_memory_op(XENMEM_machphys_mapping, &map), 0,
+          "XENMEM_machphys_mapping");
+    check_hex("machphys-v-start", "6.9", map.v_start, MACH2PHYS_VIRT_START, "XENMEM_machphys_mapping: v_start");
+    check_hex("machphys-v-end", "6.9", map.v_end, MACH2PHYS_VIRT_END, "XENMEM_machphys_mapping: v_end");
+    check("machphys-max-mfn", "6.9", map.max_mfn >= (unsigned long)ram - 1, 1,
+          "XENMEM_machphys_mapping: max_mfn covers XENMEM_maximum_ram_page (%#lx, %#lx)", map.max_mfn, ram);
+    check("machphys-mapping-efault", "6.9", HYPERVISOR_memory_op(XENMEM_machphys_mapping, (void *)UNMAPPED_VA),
+          -XEN_EFAULT, "XENMEM_machphys_mapping with an unmapped argument");
+
+    check("m2p-own-frame", "7.2", m2p[pfn_to_mfn(pfn)] == pfn, 1,
+          "read-only M2P: m2p[p2m[pfn]] == pfn for a kernel page");
+    check("m2p-pfn-0", "7.2", m2p[pfn_to_mfn(0)], 0, "read-only M2P: the entry of pfn 0's frame");
+    check("m2p-last-pfn", "7.2", m2p[pfn_to_mfn(last)] == last, 1, "read-only M2P: the entry of the last pfn");
+
+    set_exception_hook(m2p_write_hook);
+    __asm__ __volatile__ ("mov %%rbx, (%%rax)" :: "a"(target), "b"(0UL) : "memory");
+    set_exception_hook(NULL);
+    check("m2p-write-faults", "7.2", nr_m2p_faults, 1, "a write to the read-only M2P: #PF");
+    check("m2p-write-cr2", "7.2", m2p_fault_cr2 == (unsigned long)target, 1,
+          "a write to the read-only M2P: %%cr2 is the address written");
+    check_hex("m2p-write-error", "7.2", m2p_fault_error, X86_PFEC_PRESENT | X86_PFEC_WRITE,
+              "a write to the read-only M2P: #PF error code present|write (a kernel access: no user bit)");
+    check("m2p-unchanged", "7.2", m2p[pfn_to_mfn(pfn)] == pfn, 1, "read-only M2P: entry unchanged by the write");
+}
+
 void test_main(void)
 {
     test_profile();
@@ -166,6 +217,7 @@ void test_main(void)
     test_update_va_mapping();
     test_mmuext();
     test_grant_table();
+    test_m2p();
 
     if ( xtf_ok() )
         xtf_success(NULL);

@@ -10,6 +10,10 @@ Implemented sub-ops (the low 6 bits of ``cmd``; the upper bits are a continuatio
 * XENMEM_current_reservation (3) / XENMEM_maximum_reservation (4): ``arg`` is a ``domid_t``; the domain's
   pages (``tot_pages``) / its limit (``max_pages``). -EFAULT, -ESRCH (unknown domain), -EPERM (another domain
   without privilege).
+* XENMEM_machphys_mapping (12): writes ``xen_machphys_mapping {v_start, v_end, max_mfn}``, where the read-only
+  M2P table is mapped: PV64 ``MACH2PHYS_VIRT_START``/``_END`` and the entries that range holds, less one
+  (the hardware domain: ``max_page - 1``); PV32 the compat range from ``HYPERVISOR_COMPAT_VIRT_START`` to
+  0xFFE00000, 4-byte entries. -EFAULT if it cannot be written.
 * anything else: -ENOSYS.
 
 Balloon model (PV: guest frame numbers are machine frame numbers). A decreased frame leaves the domain's
@@ -26,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from xenpy.abi.arch_x86 import HYPERVISOR_COMPAT_VIRT_START, MACH2PHYS_VIRT_END, MACH2PHYS_VIRT_START
 from xenpy.abi.cstruct import fast_codec
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import Hypercall, XenMem
@@ -51,6 +56,8 @@ _EINVAL = -int(XenErrno.EINVAL)
 _ESRCH = -int(XenErrno.ESRCH)
 _EPERM = -int(XenErrno.EPERM)
 _UINT_MAX = 0xFFFF_FFFF
+#: ``MACH2PHYS_COMPAT_VIRT_END``: the end of a PV32 guest's read-only M2P.
+MACH2PHYS_COMPAT_VIRT_END = 0xFFE0_0000
 
 
 def _target(ctx: HypercallContext, domid: int) -> Domain | int:
@@ -198,4 +205,23 @@ def do_memory_op(ctx: HypercallContext, cmd: int, arg: int) -> int:
         if isinstance(target, int):
             return target
         return target.tot_pages if op == XenMem.XENMEM_current_reservation else target.max_pages
+    if cmd == XenMem.XENMEM_machphys_mapping:  # an arch op: Xen matches the whole cmd (no start extent)
+        return _machphys_mapping(ctx, arg)
     return _ENOSYS
+
+
+def _machphys_mapping(ctx: HypercallContext, arg: int) -> int:
+    d = ctx.domain
+    if d.is_compat:
+        v_start, v_end, entry_bytes = HYPERVISOR_COMPAT_VIRT_START, MACH2PHYS_COMPAT_VIRT_END, 4
+    else:
+        v_start, v_end, entry_bytes = MACH2PHYS_VIRT_START, MACH2PHYS_VIRT_END, 8
+    max_mfn = (v_end - v_start) // entry_bytes - 1
+    if d.is_hardware_domain:  # no memory hotplug: the hardware domain learns the machine's size
+        max_mfn = ctx.machine.nr_frames - 1
+    data = fast_codec(ctx.abi.xen_machphys_mapping).pack(v_start, v_end, max_mfn)
+    try:
+        ctx.copy_to_guest(arg, data)
+    except GuestFault:
+        return _EFAULT
+    return 0
