@@ -162,9 +162,19 @@ def test_set_priority_on_2l(make_guest, profile):
 def test_init_control_checks_then_declines(guest: Guest, vcpu, offset, rc):
     """spec 3.5: evtchn_fifo_init_control's checks (-ENOENT bad vcpu; -EINVAL control block past the page or
     misaligned), then -EOPNOTSUPP (2-level only); link_bits is not written back."""
-    arg = guest.put("evtchn_init_control", control_gfn=0, offset=offset, vcpu=vcpu, link_bits=0, _pad=bytes(7))
+    gfn = guest.mfn_of(guest.page())
+    arg = guest.put("evtchn_init_control", control_gfn=gfn, offset=offset, vcpu=vcpu, link_bits=0, _pad=bytes(7))
     assert guest.evtchn_op(EvtchnOp.EVTCHNOP_init_control, arg) == rc
     assert guest.get("evtchn_init_control", arg).link_bits == 0
+
+
+@pytest.mark.parametrize("which", ["no-such-frame", "frame-0", "page-table"])
+def test_init_control_bad_control_frame(guest: Guest, which):
+    """spec 3.5: map_guest_page of control_gfn fails (not a frame of the domain, or not typeable writable):
+    -EINVAL (XTF's XSA-188 test; Xen 4.17.7 and 4.20: conformance test evtchn, init-control-bad-gfn)."""
+    gfn = {"no-such-frame": 2**64 - 2, "frame-0": 0, "page-table": guest.dom.pagetables.l4_mfn}[which]
+    arg = guest.put("evtchn_init_control", control_gfn=gfn, offset=0, vcpu=0, link_bits=0, _pad=bytes(7))
+    assert guest.evtchn_op(EvtchnOp.EVTCHNOP_init_control, arg) == EINVAL
 
 
 # ------------------------------------------------------------------------------------------ bind_virq

@@ -298,3 +298,35 @@ def test_machphys_mapping(hardware_domain):
     assert max_mfn == (hv.machine.nr_frames - 1 if hardware_domain else (v_end - v_start) // 8 - 1)
     assert call(hv, v, Hypercall.memory_op, XenMem.XENMEM_machphys_mapping, 0x4000_0000_0000) == -14
     assert call(hv, v, Hypercall.memory_op, XenMem.XENMEM_machphys_mapping | (1 << 6), gva) == ENOSYS
+
+
+def test_linear_page_tables(env):
+    """Linear page tables (Xen's default pv-linear-pt, XTF's XSA-182 test): an L4 entry may map its own L4
+    read-only (holding nothing) but not writable; one may map another validated L4 read-only, taking a type
+    reference, and a table so mapped cannot itself hold linear entries."""
+    hv, dom, v = env
+    machine = hv.machine
+    l4 = dom.pagetables.l4_mfn
+    slot = lambda table, i: (table << 12) + i * 8  # noqa: E731
+    count = machine.type_count(l4)
+    assert _mmu(hv, dom, v, [(slot(l4, 300), (l4 << 12) | P | ACCESSED)]) == (0, 1)
+    assert machine.type_count(l4) == count and machine.linear_pt_count[l4] == 0
+    self_map = 0xFFFF_0000_0000_0000 | (300 << 39) | (300 << 30) | (300 << 21) | (300 << 12)
+    assert dom.read_guest(self_map + 300 * 8, 8) == machine.read(slot(l4, 300), 8)
+    assert _mmu(hv, dom, v, [(slot(l4, 300), (l4 << 12) | P | RW | ACCESSED)]) == (EINVAL, 0)
+    assert _mmu(hv, dom, v, [(slot(l4, 300), 0)]) == (0, 1)
+
+    other_va = dom.alloc_guest_page()
+    other = dom.gva_to_mfn(other_va)
+    assert call(hv, v, Hypercall.update_va_mapping, other_va, (other << 12) | P | ACCESSED, 0) == 0
+    ops = dom.alloc_guest(24, 8)
+    dom.write_guest(ops, struct.pack("<I4xQQ", MmuextCmd.MMUEXT_PIN_L4_TABLE, other, 0))
+    assert call(hv, v, Hypercall.mmuext_op, ops, 1, 0, DOMID_SELF) == 0
+    assert _mmu(hv, dom, v, [(slot(l4, 301), (other << 12) | P | RW)]) == (EINVAL, 0)
+    assert _mmu(hv, dom, v, [(slot(l4, 301), (other << 12) | P)]) == (0, 1)
+    assert machine.type_count(other) == 2
+    assert (machine.linear_pt_count[l4], machine.linear_pt_count[other]) == (1, -1)
+    assert _mmu(hv, dom, v, [(slot(other, 5), (l4 << 12) | P)]) == (EINVAL, 0)  # a target holds none
+    assert _mmu(hv, dom, v, [(slot(l4, 301), 0)]) == (0, 1)
+    assert machine.type_count(other) == 1
+    assert (machine.linear_pt_count[l4], machine.linear_pt_count[other]) == (0, 0)

@@ -127,6 +127,8 @@ class MachineMemory:
         self.mv_owner = memoryview(self._owner)
         self._type = np.zeros(nr_frames, dtype=np.uint8)
         self._type_count = np.zeros(nr_frames, dtype=np.int64)
+        #: Xen's ``linear_pt_count`` per frame (linear page-table entries held, or negative: uses as a target).
+        self.linear_pt_count = np.zeros(nr_frames, dtype=np.int32)
 
         rng = np.random.default_rng(seed)
         self._free_mfns: np.ndarray = rng.permutation(np.arange(1, nr_frames, dtype=np.int64))
@@ -212,6 +214,7 @@ class MachineMemory:
         self.m2p[mfns] = INVALID_M2P_ENTRY
         self._type[mfns] = PageType.none
         self._type_count[mfns] = 0
+        self.linear_pt_count[mfns] = 0
         self._free_mfns = np.concatenate([self._free_mfns, mfns])
         return len(mfns)
 

@@ -19,8 +19,14 @@ of :class:`~xenpy.core.memory.MachineMemory`:
 
 Entries are adjusted as Xen adjusts a PV64 guest's entries: _PAGE_USER is set at every level (the guest kernel
 runs in ring 3). Entry flags Xen refuses for a domU: at L1 PWT, PCD, PAT and bits 52-62 (``L1_DISALLOW_MASK``);
-at L2-L4 also GLOBAL and PSE (no superpages). Linear page tables (a root mapping itself) are not supported and
-are refused like any other wrong-type reference.
+at L2-L4 also GLOBAL and PSE (no superpages).
+
+Linear page tables (``get_lN_linear_pagetable``, allowed as with Xen's default ``pv-linear-pt``): an L2-L4
+entry that points at a table of its own level instead of the next one is accepted when it is read-only. An
+entry mapping its own table holds nothing; one mapping another table needs that table validated at the same
+level, takes a type reference on it, and counts in ``MachineMemory.linear_pt_count``: positive for a table
+holding that many such entries, negative for a table mapped that many times so; a table cannot be both (one
+level of recursion only).
 
 Every change to a page-table entry, and every flush a guest asks for, bumps ``Domain.mm_generation``
 (:func:`note_pagetable_change`): CPU engines cache translations and compare the generation before they run
@@ -163,21 +169,61 @@ def _table_slots(level: int) -> range | list[int]:
     return [s for s in range(512) if is_guest_l4_slot(s)] if level == 4 else range(512)
 
 
-def _get_entry_ref(d: Domain, entry: int, level: int) -> int:
+def _get_linear_pagetable(d: Domain, entry: int, table_mfn: int, level: int) -> bool:
+    """``get_lN_linear_pagetable``: accept ``entry`` of the level-``level`` table ``table_mfn`` as a linear
+    mapping of a table of the same level (see the module docstring); True if accepted (its reference taken)."""
+    if entry & _RW:
+        return False
+    target = pte_mfn(entry)
+    if target == table_mfn:
+        return True
+    machine = d.system.machine
+    counts = machine.linear_pt_count
+    if not _owned(machine, target, d) or counts[table_mfn] < 0 or counts[target] > 0:
+        return False
+    if machine.type_count(target) == 0 or int(machine.page_type(target)) != level:
+        return False
+    if not machine.get_page_type(target, _LEVEL_TYPES[level]):
+        return False
+    counts[table_mfn] += 1
+    counts[target] -= 1
+    return True
+
+
+def _get_table_ref(d: Domain, entry: int, table_mfn: int, level: int) -> int:
+    """The reference a present entry of a level-``level`` table (2-4) holds: the next-level table, or a linear
+    mapping."""
+    target = pte_mfn(entry)
+    if target == table_mfn:  # only ever a linear self-mapping (the table is not of the next level)
+        return 0 if _get_linear_pagetable(d, entry, table_mfn, level) else _EINVAL
+    rc = get_page_and_type(d, target, level - 1)
+    if rc == _EINVAL and _get_linear_pagetable(d, entry, table_mfn, level):
+        return 0
+    return rc
+
+
+def _get_entry_ref(d: Domain, entry: int, table_mfn: int, level: int) -> int:
     if level == 1:
         return get_page_from_l1e(entry, d, d)
     if entry & LN_DISALLOW_MASK:
         return _EINVAL
-    return get_page_and_type(d, pte_mfn(entry), level - 1)
+    return _get_table_ref(d, entry, table_mfn, level)
 
 
-def _put_entry_ref(d: Domain, entry: int, level: int) -> None:
+def _put_entry_ref(d: Domain, entry: int, table_mfn: int, level: int) -> None:
     if not entry & _P:
         return
     if level == 1:
         put_page_from_l1e(entry, d)
-    else:
-        put_page_and_type(d, pte_mfn(entry))
+        return
+    target = pte_mfn(entry)
+    if target == table_mfn:
+        return
+    machine = d.system.machine
+    if target < machine.nr_frames and int(machine.page_type(target)) == level:  # a linear mapping
+        machine.linear_pt_count[table_mfn] -= 1
+        machine.linear_pt_count[target] += 1
+    put_page_and_type(d, target)
 
 
 def _alloc_table(d: Domain, mfn: int, level: int) -> int:
@@ -189,10 +235,10 @@ def _alloc_table(d: Domain, mfn: int, level: int) -> int:
         entry = table[base + slot]
         if not entry & _P:
             continue
-        rc = _get_entry_ref(d, entry, level)
+        rc = _get_entry_ref(d, entry, mfn, level)
         if rc:
             for prev in reversed(done):
-                _put_entry_ref(d, table[base + prev], level)
+                _put_entry_ref(d, table[base + prev], mfn, level)
             return rc
         table[base + slot] = entry | _USER
         done.append(slot)
@@ -206,7 +252,7 @@ def _free_table(d: Domain, mfn: int, level: int) -> None:
     table = d.system.machine.mv_u64
     base = mfn << 9
     for slot in _table_slots(level):
-        _put_entry_ref(d, table[base + slot], level)
+        _put_entry_ref(d, table[base + slot], mfn, level)
 
 
 # ------------------------------------------------------------------------------------------ entry updates
@@ -246,12 +292,12 @@ def mod_entry(
         elif pg_owner is not d:
             return _EINVAL
         else:
-            rc = get_page_and_type(d, pte_mfn(new), level - 1)
+            rc = _get_table_ref(d, new, table_mfn, level)
         if rc:
             return rc
         new |= _USER
     table[index] = new & _U64
-    _put_entry_ref(d, old, level)
+    _put_entry_ref(d, old, table_mfn, level)
     note_pagetable_change(d)
     return 0
 

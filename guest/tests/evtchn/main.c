@@ -466,6 +466,13 @@ static void test_fifo_ops(evtchn_port_t valid_port)
     ic.offset = 4;
     check("init-control-offset-misaligned", "3.5", evtchn_op(EVTCHNOP_init_control, &ic), -XEN_EINVAL,
           "EVTCHNOP_init_control offset 4 (not 8-byte aligned)");
+    ic.offset = 0;
+    ic.control_gfn = ~1UL;
+    check("init-control-bad-gfn", "3.5", evtchn_op(EVTCHNOP_init_control, &ic), -XEN_EINVAL,
+          "EVTCHNOP_init_control of control_gfn 2^64 - 2 (no such frame)");
+    ic.control_gfn = start_info->pt_base ? virt_to_mfn((void *)start_info->pt_base) : 0;
+    check("init-control-page-table-gfn", "3.5", evtchn_op(EVTCHNOP_init_control, &ic), -XEN_EINVAL,
+          "EVTCHNOP_init_control of the L4 page table's frame (not typeable writable)");
     check("init-control-no-writeback", "3.5", ic.link_bits, 0,
           "EVTCHNOP_init_control failing: link_bits not written back");
 }

@@ -12,7 +12,8 @@
  *   - HYPERVISOR_mmuext_op: a local flush, an unknown command;
  *   - GNTTABOP_query_size, get_version, setup_table;
  *   - XENMEM_machphys_mapping and the read-only M2P table it names: the
- *     guest's own frames read back as its pfns, a write is a #PF.
+ *     guest's own frames read back as its pfns, a write is a #PF;
+ *   - a linear (recursive) L4 entry, read-only and writable.
  */
 
 #include <xenpy-guest.h>
@@ -209,6 +210,32 @@ static void test_m2p(void)
     check("m2p-unchanged", "7.2", m2p[pfn_to_mfn(pfn)] == pfn, 1, "read-only M2P: entry unchanged by the write");
 }
 
+/* A linear (recursive) L4 entry: read-only accepted, writable refused (Xen's default pv-linear-pt). */
+static void test_linear_pagetable(void)
+{
+    const uint64_t *l4 = (const uint64_t *)start_info->pt_base;
+    uint64_t l4_maddr = virt_to_maddr(l4);
+    unsigned int slot;
+    mmu_update_t mu;
+
+    for ( slot = 1; slot < 256 && (l4[slot] & _PAGE_PRESENT); slot++ )
+        ;
+    mu.ptr = l4_maddr + slot * 8;
+    mu.val = l4_maddr | _PAGE_PRESENT | _PAGE_ACCESSED;
+    check("linear-l4-ro", "6.1", HYPERVISOR_mmu_update(&mu, 1, NULL, DOMID_SELF), 0,
+          "HYPERVISOR_mmu_update: an L4 entry mapping its own L4 read-only (a linear page table)");
+    check("linear-l4-ro-walk", "6.1",
+          ((const uint64_t *)(((unsigned long)slot << 39) | ((unsigned long)slot << 30) |
+                              ((unsigned long)slot << 21) | ((unsigned long)slot << 12)))[slot] == l4[slot], 1,
+          "the linear L4 entry reads back through its own recursive mapping");
+    mu.val |= _PAGE_RW;
+    check("linear-l4-rw", "6.1", HYPERVISOR_mmu_update(&mu, 1, NULL, DOMID_SELF), -XEN_EINVAL,
+          "HYPERVISOR_mmu_update: an L4 entry mapping its own L4 writable");
+    mu.val = 0;
+    check("linear-l4-clear", "6.1", HYPERVISOR_mmu_update(&mu, 1, NULL, DOMID_SELF), 0,
+          "HYPERVISOR_mmu_update: clearing the linear L4 entry");
+}
+
 void test_main(void)
 {
     test_profile();
@@ -218,6 +245,7 @@ void test_main(void)
     test_mmuext();
     test_grant_table();
     test_m2p();
+    test_linear_pagetable();
 
     if ( xtf_ok() )
         xtf_success(NULL);

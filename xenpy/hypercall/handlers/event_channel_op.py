@@ -7,7 +7,8 @@ Implements ``xen/common/event_channel.c:do_event_channel_op`` and ``do_event_cha
 Guest-visible contract (``cmd``, ``arg``): the argument struct is copied in first (-EFAULT); the
 operation's errors are those of spec 3.5; operations with an OUT field copy the whole struct back (-EFAULT if
 that fails, after the operation took effect). Only the 2-level ABI exists: EVTCHNOP_init_control checks its
-arguments as ``evtchn_fifo_init_control`` does (-ENOENT, -EINVAL) and then declines the switch (-EOPNOTSUPP);
+arguments as ``evtchn_fifo_init_control`` does (-ENOENT, -EINVAL, a bad control frame -EINVAL) and then
+declines the switch (-EOPNOTSUPP);
 EVTCHNOP_expand_array is -EOPNOTSUPP (no FIFO control block) and EVTCHNOP_set_priority -EINVAL for a bad port,
 else -ENOSYS (the 2-level port ops have no set_priority). Unknown commands return -ENOSYS.
 
@@ -25,6 +26,7 @@ from xenpy.abi.errno import XenErrno
 from xenpy.abi.event_channel import EVTCHN_FIFO_CONTROL_BLOCK_SIZE, EVTCHNSTAT
 from xenpy.abi.generated.hypercalls import EvtchnOp, Hypercall
 from xenpy.abi.x86 import PAGE_SIZE
+from xenpy.core.memory import PageType
 from xenpy.hypercall.registry import Effect, hypercall_handler
 
 if TYPE_CHECKING:
@@ -231,12 +233,21 @@ def evtchnop_reset_cont(ctx: HypercallContext, arg: int) -> int:
 @_op(EvtchnOp.EVTCHNOP_init_control)
 def evtchnop_init_control(ctx: HypercallContext, arg: int) -> int:
     """``{control_gfn, offset, vcpu, OUT link_bits}``: the argument checks of ``evtchn_fifo_init_control`` -
-    -ENOENT (bad vcpu), -EINVAL (the control block crosses the page, or offset not 8-byte aligned) - then
-    -EOPNOTSUPP: the domain stays on the 2-level ABI. Nothing is written back on failure."""
+    -ENOENT (bad vcpu), -EINVAL (the control block crosses the page, or offset not 8-byte aligned), then
+    ``map_guest_page``'s -EINVAL (``control_gfn`` is not a frame of the domain that can be typed writable) -
+    then -EOPNOTSUPP: xenpy has no FIFO ABI, the domain stays on the 2-level one. Nothing is written back on
+    failure."""
     b = ctx.read_struct(arg, "evtchn_init_control")
-    if ctx.domain.vcpu(b["vcpu"]) is None:
+    d = ctx.domain
+    if d.vcpu(b["vcpu"]) is None:
         return -XenErrno.ENOENT
     if b["offset"] > PAGE_SIZE - EVTCHN_FIFO_CONTROL_BLOCK_SIZE or b["offset"] & 7:
+        return -XenErrno.EINVAL
+    machine = ctx.machine
+    gfn = b["control_gfn"]
+    if not (0 < gfn < machine.nr_frames and machine.owner_of(gfn) == d.domid):
+        return -XenErrno.EINVAL
+    if machine.page_type(gfn) not in (PageType.none, PageType.writable):
         return -XenErrno.EINVAL
     return -XenErrno.EOPNOTSUPP
 
