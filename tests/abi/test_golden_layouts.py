@@ -61,6 +61,9 @@ REQUIRED = (
     "gnttab_setup_table",
     "gnttab_query_size",
     "gnttab_get_version",
+    "gnttab_map_grant_ref",
+    "gnttab_unmap_grant_ref",
+    "gnttab_unmap_and_replace",
 )
 X86_64_ONLY = ("iret_context",)
 

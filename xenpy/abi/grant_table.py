@@ -1,5 +1,5 @@
-"""``public/grant_table.h``: the ``GNTTABOP_setup_table``, ``GNTTABOP_query_size`` and ``GNTTABOP_get_version``
-arguments.
+"""``public/grant_table.h``: the arguments of ``GNTTABOP_setup_table``, ``query_size``, ``get_version``,
+``map_grant_ref``, ``unmap_grant_ref`` and ``unmap_and_replace``.
 
 The ``GNTTABOP_*`` command values come from the generated hypercall table and are re-exported here.
 """
@@ -31,4 +31,28 @@ def define(w: Width, abi: dict) -> None:
         ("dom", w.domid_t),
         ("pad", w.uint16_t),
         ("version", w.uint32_t),
+    )
+    abi["gnttab_map_grant_ref"] = CStruct(
+        "gnttab_map_grant_ref",
+        ("host_addr", w.uint64_t),
+        ("flags", w.uint32_t),
+        ("ref", w.uint32_t),
+        ("dom", w.domid_t),
+        ("status", w.int16_t),
+        ("handle", w.uint32_t),
+        ("dev_bus_addr", w.uint64_t),
+    )
+    abi["gnttab_unmap_grant_ref"] = CStruct(
+        "gnttab_unmap_grant_ref",
+        ("host_addr", w.uint64_t),
+        ("dev_bus_addr", w.uint64_t),
+        ("handle", w.uint32_t),
+        ("status", w.int16_t),
+    )
+    abi["gnttab_unmap_and_replace"] = CStruct(
+        "gnttab_unmap_and_replace",
+        ("host_addr", w.uint64_t),
+        ("new_addr", w.uint64_t),
+        ("handle", w.uint32_t),
+        ("status", w.int16_t),
     )

@@ -37,6 +37,7 @@ from xenpy.core.vcpu_context import ENTRY_RFLAGS, pack_vcpu_guest_context
 
 if TYPE_CHECKING:
     from xenpy.core.event_channel import EventChannels
+    from xenpy.core.grant_table import ActiveGrant, MaptrackEntry
     from xenpy.core.memory import DomainMemory
     from xenpy.core.pagetable import PageTableBuilder
     from xenpy.core.profiles import XenProfile
@@ -427,6 +428,9 @@ class Domain:
         self.max_pages = memory.nr_pages
         self.ballooned_mfns: dict[int, None] = {}
         self.grant_frames: list[int] = []
+        #: Active entries of this domain's grants (by ref), and this domain's grant mappings (by handle).
+        self.grant_active: dict[int, ActiveGrant] = {}
+        self.maptrack: list[MaptrackEntry | None] = []
         self._init_shared_info()
         self.evtchn: EventChannels = EventChannels(self, max_evtchn_port)
         self.vcpus: list[Vcpu] = [Vcpu(self, i) for i in range(max_vcpus)]

@@ -1,7 +1,8 @@
 """``HYPERVISOR_grant_table_op(cmd, uop, count)`` (hypercall 20; ``xen/common/grant_table.c:do_grant_table_op``).
 
-Implemented: GNTTABOP_setup_table (2), GNTTABOP_query_size (6), GNTTABOP_get_version (10); every other command
-returns -ENOSYS (xenpy has no grant mapping or copy yet).
+Implemented: GNTTABOP_map_grant_ref (0), GNTTABOP_unmap_grant_ref (1), GNTTABOP_setup_table (2),
+GNTTABOP_query_size (6), GNTTABOP_unmap_and_replace (7), GNTTABOP_get_version (10); every other command returns
+-ENOSYS (no version 2 tables, grant copies or transfers). The mapping rules are :mod:`xenpy.core.grant_table`'s.
 
 The grant table of a domain is a list of frames owned by the domain but not counted in its reservation (Xen's
 xenheap pages shared with the guest). It has ``INITIAL_NR_GRANT_FRAMES`` frames from the start, as Xen's
@@ -19,6 +20,15 @@ import numpy as np
 from xenpy.abi.cstruct import fast_codec
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import GnttabOp, Hypercall
+from xenpy.core.grant_table import (
+    GNTST_bad_domain,
+    GNTST_bad_virt_addr,
+    GNTST_general_error,
+    GNTST_okay,
+    GNTST_permission_denied,
+    map_grant_ref,
+    unmap_grant_ref,
+)
 from xenpy.core.memory import OutOfMachineMemory
 from xenpy.core.pagetable import GuestFault, guest_handle_okay
 from xenpy.hypercall.registry import Effect, hypercall_handler
@@ -32,11 +42,6 @@ if TYPE_CHECKING:
 MAX_GRANT_FRAMES = 64
 #: Frames every grant table has (``gnttab_grow_table``'s minimum).
 INITIAL_NR_GRANT_FRAMES = 1
-GNTST_okay = 0
-GNTST_general_error = -1
-GNTST_bad_domain = -2
-GNTST_bad_virt_addr = -5
-GNTST_permission_denied = -8
 #: An element of ``gnttab_setup_table.frame_list``: a ``xen_pfn_t`` of a PV64 guest.
 XEN_PFN = np.dtype("<u8")
 _EINVAL = -int(XenErrno.EINVAL)
@@ -125,6 +130,49 @@ def _get_version(ctx: HypercallContext, uop: int, count: int) -> int:
     return 0
 
 
+def _map_grant_ref(ctx: HypercallContext, uop: int, count: int) -> int:
+    codec = fast_codec(ctx.abi.gnttab_map_grant_ref)
+    for i in range(count):
+        at = uop + i * codec.size
+        try:
+            host_addr, flags, ref, dom, _status, _handle, dev_bus_addr = codec.unpack(
+                ctx.copy_from_guest(at, codec.size))
+        except GuestFault:
+            return _EFAULT
+        result = map_grant_ref(ctx.vcpu, ctx.domain_by_exact_id(dom), ref, flags, host_addr)
+        if result.status == GNTST_okay:
+            handle, dev_bus_addr = result.handle, result.dev_bus_addr
+        else:
+            handle = _handle
+        try:
+            ctx.copy_to_guest(at, codec.pack(host_addr, flags, ref, dom, result.status, handle, dev_bus_addr))
+        except GuestFault:
+            return _EFAULT
+    return 0
+
+
+def _unmap(ctx: HypercallContext, uop: int, count: int, *, replace: bool) -> int:
+    layout = ctx.abi.gnttab_unmap_and_replace if replace else ctx.abi.gnttab_unmap_grant_ref
+    codec = fast_codec(layout)
+    status_at = layout.offset_of("status")
+    status_size = layout.type_of("status").size
+    for i in range(count):
+        at = uop + i * codec.size
+        try:
+            host_addr, second, handle, _status = codec.unpack(ctx.copy_from_guest(at, codec.size))
+        except GuestFault:
+            return _EFAULT
+        if replace:
+            status = unmap_grant_ref(ctx.vcpu, handle, host_addr, 0, new_addr=second)
+        else:
+            status = unmap_grant_ref(ctx.vcpu, handle, host_addr, second)
+        try:
+            ctx.copy_to_guest(at + status_at, status.to_bytes(status_size, "little", signed=True))
+        except GuestFault:
+            return _EFAULT
+    return 0
+
+
 @hypercall_handler(Hypercall.grant_table_op, effects=Effect.PAGE_TABLES)
 def do_grant_table_op(ctx: HypercallContext, cmd: int, uop: int, count: int) -> int:
     """Grant-table operation ``cmd`` on ``count`` argument structs at ``uop``.
@@ -136,6 +184,10 @@ def do_grant_table_op(ctx: HypercallContext, cmd: int, uop: int, count: int) -> 
       be written). The frames' mfns are written to ``frame_list``. Returns 0.
     * GNTTABOP_query_size: ``{dom; nr_frames (out); max_nr_frames (out); status (out)}``; returns 0.
     * GNTTABOP_get_version: ``{dom; pad; version (out)}``: 1. -ESRCH / -EPERM for a bad ``dom``.
+    * GNTTABOP_map_grant_ref: ``count`` ``{host_addr, flags, ref, dom, status (out), handle (out),
+      dev_bus_addr (out)}``, each written back whole; GNTTABOP_unmap_grant_ref ``{host_addr, dev_bus_addr,
+      handle, status (out)}`` and GNTTABOP_unmap_and_replace ``{host_addr, new_addr, handle, status (out)}``:
+      the status of each (:mod:`xenpy.core.grant_table`). -EFAULT stops the batch. Returns 0.
     * others: -ENOSYS.
 
     A result that cannot be written back: -EFAULT.
@@ -146,4 +198,10 @@ def do_grant_table_op(ctx: HypercallContext, cmd: int, uop: int, count: int) -> 
         return _query_size(ctx, uop, count)
     if cmd == GnttabOp.GNTTABOP_get_version:
         return _get_version(ctx, uop, count)
+    if cmd == GnttabOp.GNTTABOP_map_grant_ref:
+        return _map_grant_ref(ctx, uop, count)
+    if cmd == GnttabOp.GNTTABOP_unmap_grant_ref:
+        return _unmap(ctx, uop, count, replace=False)
+    if cmd == GnttabOp.GNTTABOP_unmap_and_replace:
+        return _unmap(ctx, uop, count, replace=True)
     return _ENOSYS
