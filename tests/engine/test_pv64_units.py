@@ -28,6 +28,11 @@ def test_decode_privileged_instructions():
     assert decode_privileged(bytes.fromhex("0f31")).kind == "rdtsc"
     assert decode_privileged(bytes.fromhex("0f01f9")).length == 3
     assert decode_privileged(bytes.fromhex("e460")).kind == "io"
+    io = {code: decode_privileged(bytes.fromhex(code)) for code in ("e460", "66e5", "ed", "ee", "66ef", "6c", "e760")}
+    assert {c: (o.length, o.control, o.gpr) for c, o in io.items()} == {
+        "e460": (2, 1, "in"), "66e5": (3, 2, "in"), "ed": (1, 4, "in"), "ee": (1, 1, "out"), "66ef": (2, 2, "out"),
+        "6c": (1, 1, "string"), "e760": (2, 4, "out"),
+    }
     assert decode_privileged(bytes.fromhex("f4")).kind == "other"
     assert instruction_length_of_syscall(bytes.fromhex("0f05")) == 2
     assert instruction_length_of_syscall(bytes.fromhex("480f05")) == 3

@@ -330,3 +330,18 @@ def test_linear_page_tables(env):
     assert _mmu(hv, dom, v, [(slot(l4, 301), 0)]) == (0, 1)
     assert machine.type_count(other) == 1
     assert (machine.linear_pt_count[l4], machine.linear_pt_count[other]) == (0, 0)
+
+
+def test_physdev_set_iopl(env):
+    """PHYSDEVOP_set_iopl sets the calling vCPU's virtual IOPL (EFLAGS.IOPL position); iopl > 3 is -EINVAL,
+    an unreadable argument -EFAULT; other physdev commands are -ENOSYS (xenpy has no devices)."""
+    hv, dom, v = env
+    arg = dom.alloc_guest(4, 4)
+    for iopl in (3, 1, 0):
+        dom.write_guest(arg, struct.pack("<I", iopl))
+        assert call(hv, v, Hypercall.physdev_op, 6, arg) == 0
+        assert v.arch.iopl == iopl << 12
+    dom.write_guest(arg, struct.pack("<I", 4))
+    assert call(hv, v, Hypercall.physdev_op, 6, arg) == EINVAL and v.arch.iopl == 0
+    assert call(hv, v, Hypercall.physdev_op, 6, 0x4000_0000_0000) == -14
+    assert call(hv, v, Hypercall.physdev_op, 12, arg) == ENOSYS

@@ -172,7 +172,7 @@ def test_every_subop_enum_member_has_a_module_alias() -> None:
     enums = [
         v for v in vars(hc).values() if isinstance(v, type) and issubclass(v, IntEnum) and v is not IntEnum
     ]
-    assert len(enums) == 12  # Hypercall and 11 sub-op families
+    assert len(enums) == 13  # Hypercall and 12 sub-op families
     for enum in enums:
         if enum is Hypercall:
             continue
@@ -194,6 +194,7 @@ def test_subop_tables_agree_with_their_enums() -> None:
         "sched_op",
         "callback_op",
         "event_channel_op",
+        "physdev_op",
     }
     for defn in families.values():
         assert defn.subop_enum is not None

@@ -65,7 +65,6 @@ from xenpy.abi.x86 import (
     PAGE_OFFSET_MASK,
     X86_CR0_TS,
     X86_CR4_DE,
-    X86_CR4_FSGSBASE,
     X86_CR4_OSFXSR,
     X86_CR4_OSXMMEXCPT,
     X86_CR4_PAE,
@@ -122,8 +121,9 @@ GUEST_EFER = (1 << 0) | (1 << 8) | (1 << 10) | (1 << 11)
 #: CR0 as a PV64 guest reads it (PE MP ET NE WP AM PG), plus TS when the guest set it.
 GUEST_CR0 = 0x8005_0033
 #: CR4 bits a guest may keep in its virtual CR4 (``pv_fixup_guest_cr4``), over the fixed PAE|OSFXSR|OSXMMEXCPT.
+#: FSGSBASE is discarded, as Xen discards it for a policy without the feature (cpuid_policy's leaf 7 is empty).
 GUEST_CR4_FIXED = X86_CR4_PAE | X86_CR4_OSFXSR | X86_CR4_OSXMMEXCPT
-GUEST_CR4_MASK = X86_CR4_TSD | X86_CR4_DE | X86_CR4_PGE | X86_CR4_FSGSBASE
+GUEST_CR4_MASK = X86_CR4_TSD | X86_CR4_DE | X86_CR4_PGE
 
 _U64 = (1 << 64) - 1
 _IRET_CONTEXT = struct.Struct("<9Q")
@@ -264,8 +264,9 @@ class PrivilegedOp:
             ``"mov_from_dr"``, ``"mov_to_dr"``, ``"clts"``, ``"wbinvd"``, ``"cli"``, ``"sti"``, ``"io"``,
             ``"cpuid"`` or ``"other"``.
         length: instruction length in bytes.
-        control: control/debug register number (mov cr/dr).
-        gpr: general register name (mov cr/dr).
+        control: control/debug register number (mov cr/dr); for ``io`` the access size in bytes.
+        gpr: general register name (mov cr/dr); for ``io`` the direction: ``"in"``, ``"out"``, or ``"string"``
+            (``ins``/``outs``).
     """
 
     __slots__ = ("control", "gpr", "kind", "length")
@@ -287,10 +288,10 @@ def decode_privileged(code: bytes) -> PrivilegedOp:
         return PrivilegedOp("cli", i + 1)
     if op == 0xFB:
         return PrivilegedOp("sti", i + 1)
-    if op in (0xE4, 0xE5, 0xE6, 0xE7):
-        return PrivilegedOp("io", i + 2)
-    if op in (0xEC, 0xED, 0xEE, 0xEF, 0x6C, 0x6D, 0x6E, 0x6F):
-        return PrivilegedOp("io", i + 1)
+    if op in (0xE4, 0xE5, 0xE6, 0xE7, 0xEC, 0xED, 0xEE, 0xEF, 0x6C, 0x6D, 0x6E, 0x6F):
+        size = 1 if not op & 1 else (2 if 0x66 in code[:i] else 4)
+        direction = "string" if op < 0x70 else ("in" if op & 2 == 0 else "out")
+        return PrivilegedOp("io", i + (2 if 0xE4 <= op < 0xE8 else 1), size, direction)
     if op != 0x0F or i + 1 >= len(code):
         return PrivilegedOp("other", i + 1)
     op2 = code[i + 1]
@@ -615,7 +616,8 @@ class Pv64Context(VcpuContext, CpuPort):
         the kernel page table's ``ctrlreg[3]``), ``mov`` to CR0 (only TS may change), CR3 (as
         MMUEXT_NEW_BASEPTR) and CR4, ``mov`` from/to DR0-7, ``clts``, ``wbinvd`` (no effect), ``rdmsr`` of EFER,
         TSC, TSC_AUX and the FS/GS bases, ``wrmsr`` of the FS/GS bases; ``cli``/``sti`` when the virtual IOPL
-        allows them (they change nothing, as in Xen). Port I/O: a domU has no I/O ports, so #GP.
+        allows them (they change nothing, as in Xen). Port I/O (``in``/``out``, not the string forms) when the
+        virtual IOPL allows it: a domU has no I/O ports, so reads see all ones and writes are dropped; else #GP.
         Anything else: #GP(0) into the guest.
         """
         v = self.vcpu
@@ -633,6 +635,18 @@ class Pv64Context(VcpuContext, CpuPort):
             return True
         if kind in ("cli", "sti") and self._iopl_ok():
             self.write_registers({"rip": next_rip})
+            return True
+        if kind == "io" and op.gpr != "string" and self._iopl_ok():
+            # guest_io_read/write for a domU, which has no I/O ports: reads see all ones, writes are dropped.
+            if op.gpr == "in":
+                rax = self.read_registers(("rax",))["rax"]
+                if op.control == 4:
+                    rax = 0xFFFF_FFFF  # a 32-bit destination zero-extends
+                else:
+                    rax |= (1 << (8 * op.control)) - 1
+                self.write_registers({"rax": rax, "rip": next_rip})
+            else:
+                self.write_registers({"rip": next_rip})
             return True
         if kind == "cpuid":
             self.emulate_cpuid(next_rip)

@@ -216,6 +216,9 @@
 #define EVTCHNOP_expand_array     12
 #define EVTCHNOP_set_priority     13
 
+/* PHYSDEVOP_*: sub-ops of HYPERVISOR_physdev_op (public/physdev.h). */
+#define PHYSDEVOP_set_iopl 6
+
 #ifndef __ASSEMBLY__
 
 extern char hypercall_page[];

@@ -271,6 +271,12 @@ class EvtchnOp(IntEnum):
     EVTCHNOP_reset_cont = 14
 
 
+class PhysdevOp(IntEnum):
+    """``PHYSDEVOP_*``: sub-ops of ``HYPERVISOR_physdev_op`` (``public/physdev.h``)."""
+
+    PHYSDEVOP_set_iopl = 6
+
+
 # Every sub-op constant under its Xen name, as the C headers spell it.
 XENMEM_increase_reservation = XenMem.XENMEM_increase_reservation
 XENMEM_decrease_reservation = XenMem.XENMEM_decrease_reservation
@@ -395,6 +401,7 @@ EVTCHNOP_init_control = EvtchnOp.EVTCHNOP_init_control
 EVTCHNOP_expand_array = EvtchnOp.EVTCHNOP_expand_array
 EVTCHNOP_set_priority = EvtchnOp.EVTCHNOP_set_priority
 EVTCHNOP_reset_cont = EvtchnOp.EVTCHNOP_reset_cont
+PHYSDEVOP_set_iopl = PhysdevOp.PHYSDEVOP_set_iopl
 
 
 @dataclass(frozen=True)
@@ -2131,6 +2138,31 @@ _EVENT_CHANNEL_OP_SUBOPS: tuple[SubOp, ...] = (
     ),
 )
 
+_PHYSDEV_OP_SUBOPS: tuple[SubOp, ...] = (
+    SubOp(
+        name="PHYSDEVOP_set_iopl",
+        value=6,
+        arg_struct=None,
+        who=None,
+        profile_flag=None,
+        errors=MappingProxyType(
+            {
+                "head": ("EFAULT", "EINVAL"),
+                "4.20": ("EFAULT", "EINVAL"),
+                "4.17.7": ("EFAULT", "EINVAL"),
+                "4.17.3": ("EFAULT", "EINVAL"),
+                "4.17": ("EFAULT", "EINVAL"),
+                "4.10": ("EFAULT", "EINVAL"),
+            }
+        ),
+        doc=(
+            "arg -> struct physdev_set_iopl {uint32_t iopl}: the calling vCPU's virtual IOPL (0-3), which "
+            "lets its port I/O and cli/sti be emulated from a lower privilege. -EFAULT if arg cannot be "
+            "read, -EINVAL if iopl > 3."
+        ),
+    ),
+)
+
 #: Every hypercall number of the table, by number (read-only).
 HYPERCALLS: Mapping[int, HypercallDef] = MappingProxyType(
     {
@@ -2639,13 +2671,14 @@ HYPERCALLS: Mapping[int, HypercallDef] = MappingProxyType(
                 HypercallArg("cmd", "int", "in"),
                 HypercallArg("arg", "void *", "inout"),
             ),
-            subops=(),
-            subop_enum=None,
+            subops=_PHYSDEV_OP_SUBOPS,
+            subop_enum=PhysdevOp,
             implemented_as_enosys=False,
             doc=(
                 "Physical-device operations (PHYSDEVOP_*, public/physdev.h): IRQs, I/O privilege, PCI "
                 "devices."
             ),
+            unknown_subop_errno="ENOSYS",
         ),
         Hypercall.hvm_op: HypercallDef(
             number=34,

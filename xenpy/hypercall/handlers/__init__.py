@@ -27,6 +27,7 @@ from xenpy.hypercall.handlers import mmu_update as mmu_update
 from xenpy.hypercall.handlers import mmuext_op as mmuext_op
 from xenpy.hypercall.handlers import multicall as multicall
 from xenpy.hypercall.handlers import nmi_op as nmi_op
+from xenpy.hypercall.handlers import physdev_op as physdev_op
 from xenpy.hypercall.handlers import sched_op as sched_op
 from xenpy.hypercall.handlers import set_callbacks as set_callbacks
 from xenpy.hypercall.handlers import set_timer_op as set_timer_op
@@ -45,7 +46,6 @@ NOT_IMPLEMENTED: Mapping[int, str] = MappingProxyType(
         Hypercall.update_descriptor: "GDT/LDT descriptor writes need descriptor validation",
         Hypercall.physdev_op_compat: "physical devices and IRQs (xenpy has no devices)",
         Hypercall.xsm_op: "XSM/FLASK operations (a Xen without FLASK returns -ENOSYS too)",
-        Hypercall.physdev_op: "physical devices and IRQs (xenpy has no devices)",
         Hypercall.hvm_op: "HVM operations and parameters",
         Hypercall.sysctl: "toolstack operations (a domU gets -EPERM from Xen)",
         Hypercall.domctl: "toolstack operations (a domU gets -EPERM from Xen)",
