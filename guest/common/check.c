@@ -134,3 +134,5 @@ static bool report(const char *id, const char *section, bool ok, const char *got
 DEFINE_CHECK(check, long, "%ld", "")
 DEFINE_CHECK(check_hex, uint64_t, "%#lx", "")
 DEFINE_CHECK(check_sched, long, "%ld", " (scheduler-dependent)")
+DEFINE_CHECK(check_domain, long, "%ld", " (domain-dependent)")
+DEFINE_CHECK(check_domain_hex, uint64_t, "%#lx", " (domain-dependent)")

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xenpy.abi.errno import XenErrno
+from xenpy.abi.x86 import PAGE_GLOBAL, PAGE_GUEST_KERNEL
 from xenpy.core.memory import PAGE_SIZE, DomainMemory, MachineMemory, PageType
 from xenpy.core.pagetable import (
     _PAGE_ACCESSED,
@@ -434,15 +435,20 @@ def test_random_writes_read_back(writes):
 
 
 def test_builder_entry_flags(guest):
-    """L1: PRESENT|RW|ACCESSED (+USER, Xen's PV64 rule); upper: PRESENT|RW|ACCESSED|DIRTY|USER (spec 7.2)."""
+    """L1: PRESENT|RW|ACCESSED, as Xen validates a kernel mapping (+USER and bit 52, _PAGE_GUEST_KERNEL) or a user
+    mapping (+GLOBAL); upper: PRESENT|RW|ACCESSED|DIRTY|USER (spec 7.2)."""
     l1 = guest.builder.l1_entry(LOW_GVA)
-    assert l1 == (guest.domain.mfn_of(0) << 12) | _PAGE_PRESENT | _PAGE_RW | _PAGE_ACCESSED | _PAGE_USER
+    kernel = _PAGE_USER | PAGE_GUEST_KERNEL
+    assert l1 == (guest.domain.mfn_of(0) << 12) | _PAGE_PRESENT | _PAGE_RW | _PAGE_ACCESSED | kernel
     for level in (4, 3, 2):
         entry = guest.machine.read_u64(guest.builder.entry_maddr(LOW_GVA, level))
         assert entry & ~PTE_PFN_MASK == _PAGE_PRESENT | _PAGE_RW | _PAGE_ACCESSED | _PAGE_DIRTY | _PAGE_USER
-    guest.builder.map_page(LOW_GVA + 20 * PAGE_SIZE, 30, writable=False, user=False)
+    guest.builder.map_page(LOW_GVA + 20 * PAGE_SIZE, 30, writable=False)
     ro = guest.builder.l1_entry(LOW_GVA + 20 * PAGE_SIZE)
-    assert ro == (guest.domain.mfn_of(30) << 12) | _PAGE_PRESENT | _PAGE_ACCESSED
+    assert ro == (guest.domain.mfn_of(30) << 12) | _PAGE_PRESENT | _PAGE_ACCESSED | kernel
+    guest.builder.map_page(LOW_GVA + 21 * PAGE_SIZE, 31, writable=False, user=True)
+    user = guest.builder.l1_entry(LOW_GVA + 21 * PAGE_SIZE)
+    assert user == (guest.domain.mfn_of(31) << 12) | _PAGE_PRESENT | _PAGE_ACCESSED | _PAGE_USER | PAGE_GLOBAL
     assert guest.builder.l1_entry(1 << 40) is None
 
 

@@ -18,6 +18,7 @@ CLOCK_FREE = {
     H.set_trap_table, H.mmu_update, H.set_gdt, H.stack_switch, H.set_callbacks, H.fpu_taskswitch,
     H.memory_op, H.update_va_mapping, H.xen_version, H.console_io, H.grant_table_op, H.vm_assist, H.iret,
     H.set_segment_base, H.mmuext_op, H.nmi_op, H.callback_op, H.set_debugreg, H.get_debugreg, H.physdev_op,
+    H.update_descriptor,
 }  # fmt: skip
 
 

@@ -9,6 +9,7 @@ import struct
 import pytest
 
 from xenpy.abi.generated.hypercalls import GnttabOp, Hypercall, MmuextCmd, XenMem
+from xenpy.abi.x86 import PAGE_GUEST_KERNEL
 from xenpy.abi.xen import DOMID_SELF
 from xenpy.core.memory import PageType
 from xenpy.hypervisor import GUEST_VIRT_BASE, DomainConfig, Hypervisor
@@ -42,7 +43,7 @@ def test_update_va_mapping_maps_shared_info(env):
     assert hv.machine.type_count(old_mfn) == 1
     pte = (dom.shared_info_mfn << 12) | P | RW | ACCESSED
     assert call(hv, v, Hypercall.update_va_mapping, va, pte, 2) == 0  # UVMF_INVLPG
-    assert hv.machine.read_u64(l1_entry_maddr(dom, va)) == pte | USER
+    assert hv.machine.read_u64(l1_entry_maddr(dom, va)) == pte | USER | PAGE_GUEST_KERNEL
     assert dom.read_guest(va, 2) == b"\x00\x01"  # vcpu_info[0]: pending 0, mask 1
     assert hv.machine.type_count(old_mfn) == 0
     assert hv.machine.page_type(dom.shared_info_mfn) == PageType.writable

@@ -22,7 +22,8 @@ from .elfgen import HYPERCALL_PAGE, KSTART, VIRT_BASE, standard_image
 
 DOMID = 3
 PRESENT, RW, USER, ACCESSED, DIRTY = 1, 2, 4, 0x20, 0x40
-FLAGS_MASK = 0xFFF | (1 << 63)
+FLAGS_MASK = 0xFFF | (0xFFF << 52)
+GUEST_KERNEL = 1 << 52  # Xen's _PAGE_GUEST_KERNEL, on each validated kernel mapping
 STANDARD = read_pv_image(standard_image())
 
 
@@ -81,7 +82,8 @@ def test_region_is_mapped_one_to_one(standard: Built) -> None:
 
 
 def test_page_table_entry_flags() -> None:
-    """spec 7.2: L1 PRESENT|RW|ACCESSED (RW clear for table frames; USER added as Xen does for PV64);
+    """spec 7.2: L1 PRESENT|RW|ACCESSED (RW clear for table frames; USER and _PAGE_GUEST_KERNEL added as Xen
+    validates a PV64 kernel mapping);
     L2-L4 PRESENT|RW|ACCESSED|DIRTY|USER."""
     built = build(dirty=False)
     layout, tables = built.result.layout, built.result.pagetables
@@ -96,9 +98,9 @@ def test_page_table_entry_flags() -> None:
     ):
         entry = tables.l1_entry(VIRT_BASE + pfn * PAGE_SIZE)
         assert entry is not None
-        expected = PRESENT | ACCESSED | USER | (0 if pfn in table_pfns else RW)
+        expected = PRESENT | ACCESSED | USER | GUEST_KERNEL | (0 if pfn in table_pfns else RW)
         assert entry & FLAGS_MASK == expected, pfn
-        assert entry >> 12 == built.memory.mfn_of(pfn)
+        assert (entry & ~FLAGS_MASK) >> 12 == built.memory.mfn_of(pfn)
     for level in (4, 3, 2):
         maddr = tables.entry_maddr(KSTART, level)
         assert maddr is not None
@@ -106,7 +108,8 @@ def test_page_table_entry_flags() -> None:
 
 
 def test_page_types_and_pin(standard: Built) -> None:
-    """Table frames are typed L4..L1 at the layout's pfns (L4 first); the L4 is pinned (one more ref)."""
+    """Table frames are typed L4..L1 at the layout's pfns (L4 first); the L4's one reference is its pin (vCPU 0's
+    cr3 takes the next when the context is loaded)."""
     layout, machine, memory = standard.result.layout, standard.machine, standard.memory
     levels = layout.mappings[0].levels
     for lvl in levels:

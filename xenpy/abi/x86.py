@@ -35,8 +35,13 @@ PADDR_MASK = (1 << PADDR_BITS) - 1
 #: Frame bits of a page-table entry or cr3 (an mfn shifted left by 12, for a PV guest).
 PTE_PFN_MASK = PADDR_MASK & PAGE_MASK
 PTE_FLAGS_MASK = 0xFFFF_FFFF_FFFF_FFFF & ~PTE_PFN_MASK
-#: Bits 52-62: available to software in the hardware's eyes, refused by Xen in a PV guest's entries.
-PTE_HIGH_RESERVED = ((1 << 63) - 1) & ~PADDR_MASK
+#: Bits 52-62: available to software (Xen's ``_PAGE_AVAIL_HIGH``); a PV guest may set them, except bit 62 in an L1
+#: entry, which Xen keeps for its grant mappings (``_PAGE_GNTTAB``).
+PTE_AVAIL_HIGH = ((1 << 63) - 1) & ~PADDR_MASK
+PAGE_GNTTAB = 1 << 62
+#: Xen's ``_PAGE_GUEST_KERNEL``: bit 52 of a PV64 L1 entry, set on a kernel mapping (the guest kernel runs at
+#: CPL3, so _PAGE_USER alone does not tell kernel from user mappings).
+PAGE_GUEST_KERNEL = 1 << 52
 
 #: The L4 slots Xen reserves for itself in every PV64 L4 (``ROOT_PAGETABLE_FIRST_XEN_SLOT`` .. ``LAST``).
 XEN_L4_SLOTS = range(256, 272)
@@ -100,8 +105,13 @@ X86_EXC_GP = 13
 X86_EXC_PF = 14
 #: Vectors that push an error code (``X86_EXC_HAVE_EC``; spec 3.3): 8, 10-14, 17.
 X86_EXC_HAVE_EC = (1 << 8) | (0x1F << 10) | (1 << 17)
-#: #PF error-code bit for a user-mode access (``PFEC_user_mode``).
+#: #PF error-code bits (``PFEC_*``): the page was present, the access a write, from user mode, a reserved bit
+#: was set, an instruction fetch.
+PFEC_page_present = 1 << 0
+PFEC_write_access = 1 << 1
 PFEC_user_mode = 1 << 2
+PFEC_reserved_bit = 1 << 3
+PFEC_insn_fetch = 1 << 4
 #: Mnemonics of the exception vectors, for messages.
 EXCEPTION_NAMES = {
     0: "#DE", 1: "#DB", 2: "NMI", 3: "#BP", 4: "#OF", 5: "#BR", 6: "#UD", 7: "#NM", 8: "#DF", 9: "#CSO",

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from xenpy.abi import x86
 from xenpy.core.memory import PAGE_SHIFT, PageType
 from xenpy.core.mm import map_guest_l1e, note_pagetable_change, pte_mfn, put_page_from_l1e
+from xenpy.core.pagetable import adjust_guest_l1e
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Domain, Vcpu
@@ -60,9 +61,9 @@ ENTRIES_PER_FRAME_V1 = 4096 // 8
 #: The maptrack entries a domain may use (Xen's default ``max_maptrack_frames`` of 1024, 8-byte entries).
 MAX_MAPTRACK = 1024 * 4096 // 8
 
-#: PTE flags of a host mapping (``grant_to_pte_flags``): present, accessed, dirty, no-execute; RW unless
-#: read-only.
-_PTE_FLAGS = x86.PAGE_PRESENT | x86.PAGE_ACCESSED | x86.PAGE_DIRTY | x86.PAGE_NX | x86.PAGE_USER
+#: PTE flags of a host mapping (``grant_to_pte_flags``): present, accessed, dirty, no-execute, Xen's grant bit
+#: (62); RW unless read-only. The entry is then adjusted as a kernel mapping (``adjust_guest_l1e``).
+_PTE_FLAGS = x86.PAGE_PRESENT | x86.PAGE_ACCESSED | x86.PAGE_DIRTY | x86.PAGE_NX | x86.PAGE_GNTTAB
 _U64 = (1 << 64) - 1
 
 
@@ -212,7 +213,7 @@ def map_grant_ref(v: Vcpu, rd: Domain | None, ref: int, flags: int, host_addr: i
     if l1e_maddr is not None:
         table = machine.mv_u64
         old = table[l1e_maddr >> 3]
-        table[l1e_maddr >> 3] = ((frame << PAGE_SHIFT) | _PTE_FLAGS | (0 if readonly else x86.PAGE_RW)) & _U64
+        table[l1e_maddr >> 3] = adjust_guest_l1e((frame << PAGE_SHIFT) | _PTE_FLAGS | (0 if readonly else x86.PAGE_RW))
         put_page_from_l1e(old, ld)
         note_pagetable_change(ld)
     ld.maptrack[handle] = MaptrackEntry(rd.domid, ref, flags & (GNTMAP_device_map | GNTMAP_host_map |

@@ -18,8 +18,9 @@ of :class:`~xenpy.core.memory.MachineMemory`:
   ``arch.page_refs`` as :func:`~xenpy.core.vcpu_context.arch_set_info_guest` takes them.
 
 Entries are adjusted as Xen adjusts a PV64 guest's entries: _PAGE_USER is set at every level (the guest kernel
-runs in ring 3). Entry flags Xen refuses for a domU: at L1 PWT, PCD, PAT and bits 52-62 (``L1_DISALLOW_MASK``);
-at L2-L4 also GLOBAL and PSE (no superpages).
+runs in ring 3), and an L1 entry is marked as a kernel or a user mapping (:func:`adjust_guest_l1e`). Entry flags
+Xen refuses for a domU: at L1 PWT, PCD, PAT and bit 62 (``L1_DISALLOW_MASK``); at L2-L4 PWT, PCD, GLOBAL and
+PSE (no superpages). Bits 52-62 are otherwise the guest's.
 
 Linear page tables (``get_lN_linear_pagetable``, allowed as with Xen's default ``pv-linear-pt``): an L2-L4
 entry that points at a table of its own level instead of the next one is accepted when it is read-only. An
@@ -46,7 +47,7 @@ from xenpy.abi import x86
 from xenpy.abi.arch_x86 import HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START
 from xenpy.abi.errno import XenErrno
 from xenpy.core.memory import PAGE_SHIFT, MachineMemory, PageType
-from xenpy.core.pagetable import is_canonical
+from xenpy.core.pagetable import adjust_guest_l1e, is_canonical
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Domain, Vcpu
@@ -62,14 +63,15 @@ _PSE = x86.PAGE_PSE
 _PAT = x86.PAGE_PAT
 _GLOBAL = x86.PAGE_GLOBAL
 _NX = x86.PAGE_NX
-_HIGH_RESERVED = x86.PTE_HIGH_RESERVED
+_AVAIL_HIGH = x86.PTE_AVAIL_HIGH
+_GUEST_KERNEL = x86.PAGE_GUEST_KERNEL
 #: The frame bits of an entry (bits 12-51).
 PTE_MFN_MASK = x86.PTE_PFN_MASK
-L1_DISALLOW_MASK = _PWT | _PCD | _PAT | _HIGH_RESERVED
-#: L2-L4 (``BASE_DISALLOW_MASK``): also GLOBAL and PSE.
-LN_DISALLOW_MASK = _PWT | _PCD | _PSE | _GLOBAL | _HIGH_RESERVED
+L1_DISALLOW_MASK = _PWT | _PCD | _PAT | x86.PAGE_GNTTAB
+#: L2-L4 (``BASE_DISALLOW_MASK``): GLOBAL and PSE instead of PAT and bit 62.
+LN_DISALLOW_MASK = _PWT | _PCD | _PSE | _GLOBAL
 #: Flags that can change without re-validating an entry (``FASTPATH_FLAG_WHITELIST``).
-FASTPATH_FLAG_WHITELIST = _NX | _GLOBAL | _DIRTY | _ACCESSED | _USER | (0x7 << 9) | _HIGH_RESERVED
+FASTPATH_FLAG_WHITELIST = _NX | _GLOBAL | _DIRTY | _ACCESSED | _USER | (0x7 << 9) | _AVAIL_HIGH
 XEN_L4_SLOTS = x86.XEN_L4_SLOTS
 
 _EINVAL = -int(XenErrno.EINVAL)
@@ -87,6 +89,13 @@ def pte_mfn(entry: int) -> int:
 def is_guest_l4_slot(slot: int) -> bool:
     """A PV64 guest's own L4 slots: everything but Xen's (:data:`~xenpy.abi.x86.XEN_L4_SLOTS`)."""
     return slot not in XEN_L4_SLOTS
+
+
+def adjust_guest_entry(entry: int, level: int) -> int:
+    """The entry of a level-``level`` table as Xen stores it once validated (``adjust_guest_lNe``)."""
+    if level == 1:
+        return adjust_guest_l1e(entry)
+    return entry | _USER if entry & _P else entry
 
 
 def note_pagetable_change(d: Domain) -> None:
@@ -240,7 +249,7 @@ def _alloc_table(d: Domain, mfn: int, level: int) -> int:
             for prev in reversed(done):
                 _put_entry_ref(d, table[base + prev], mfn, level)
             return rc
-        table[base + slot] = entry | _USER
+        table[base + slot] = adjust_guest_entry(entry, level)
         done.append(slot)
     if level == 4:
         for slot in XEN_L4_SLOTS:
@@ -264,7 +273,8 @@ def mod_entry(
     """``mod_lN_entry``: replace entry ``slot`` of the validated table ``table_mfn``; 0 or ``-errno``.
 
     The table's type decides the level. A present new entry is checked and its reference taken (unless only
-    flags of ``FASTPATH_FLAG_WHITELIST`` change), _PAGE_USER is set, and the old entry's reference is dropped.
+    flags of ``FASTPATH_FLAG_WHITELIST`` change), it is adjusted (:func:`adjust_guest_entry`), and the old
+    entry's reference is dropped.
     With ``preserve_ad`` the old accessed/dirty bits are kept (MMU_PT_UPDATE_PRESERVE_AD).
 
     Errors: -EINVAL for an L4 update in Xen's slots, a bad flag, or a wrong/failed reference (see the module
@@ -284,7 +294,7 @@ def mod_entry(
         if new & (L1_DISALLOW_MASK if level == 1 else LN_DISALLOW_MASK):
             return _EINVAL
         if old & _P and not (old ^ new) & ~FASTPATH_FLAG_WHITELIST & _U64:
-            table[index] = new | _USER
+            table[index] = adjust_guest_entry(new, level)
             note_pagetable_change(d)
             return 0
         if level == 1:
@@ -295,7 +305,7 @@ def mod_entry(
             rc = _get_table_ref(d, new, table_mfn, level)
         if rc:
             return rc
-        new |= _USER
+        new = adjust_guest_entry(new, level)
     table[index] = new & _U64
     _put_entry_ref(d, old, table_mfn, level)
     note_pagetable_change(d)

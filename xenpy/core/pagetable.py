@@ -42,6 +42,8 @@ from xenpy.core.memory import PAGE_SHIFT, PAGE_SIZE, BytesLike, DomainMemory, Ma
 _PAGE_PRESENT = x86.PAGE_PRESENT
 _PAGE_RW = x86.PAGE_RW
 _PAGE_USER = x86.PAGE_USER
+_PAGE_GLOBAL = x86.PAGE_GLOBAL
+_PAGE_GUEST_KERNEL = x86.PAGE_GUEST_KERNEL
 _PAGE_PWT = x86.PAGE_PWT
 _PAGE_PCD = x86.PAGE_PCD
 _PAGE_ACCESSED = x86.PAGE_ACCESSED
@@ -100,6 +102,18 @@ def l4_table_offset(gva: int) -> int:
 
 
 _LEVEL_SHIFTS = {4: L4_PAGETABLE_SHIFT, 3: L3_PAGETABLE_SHIFT, 2: L2_PAGETABLE_SHIFT, 1: L1_PAGETABLE_SHIFT}
+
+
+def adjust_guest_l1e(entry: int) -> int:
+    """``adjust_guest_l1e`` for a PV64 guest: a present entry without _PAGE_USER is a kernel mapping and gets
+    _PAGE_USER and ``PAGE_GUEST_KERNEL`` (bit 52); one that is not marked as a kernel mapping gets _PAGE_GLOBAL (and
+    _PAGE_USER)."""
+    if entry & _PAGE_PRESENT:
+        if not entry & _PAGE_USER:
+            entry |= _PAGE_GUEST_KERNEL | _PAGE_USER
+        if not entry & _PAGE_GUEST_KERNEL:
+            entry |= _PAGE_GLOBAL | _PAGE_USER
+    return entry
 
 
 def is_canonical(gva: int) -> bool:
@@ -429,10 +443,11 @@ class PageTableBuilder:
     Table frames are taken, in order, from ``table_pfns`` when first needed (the L4 immediately). Each table
     frame is zeroed and typed (``PageType.l4``..``l1``, one type reference held while the builder lives).
     Upper-level entries are ``L2_PROT`` (PRESENT|RW|ACCESSED|DIRTY|USER); L1 entries are
-    PRESENT|ACCESSED, plus RW when writable and USER when ``user`` (Xen sets USER on every PV64 L1 entry it
-    validates, so ``user=True`` is what a guest sees). A writable mapping holds a ``PageType.writable``
-    reference on its frame, so a page-table frame can only be mapped read-only and a frame mapped writable
-    cannot become a page table: both raise ``ValueError``, as Xen would refuse them.
+    PRESENT|ACCESSED, plus RW when writable, as Xen leaves them once validated (:func:`adjust_guest_l1e`): a
+    kernel mapping (the default) with USER and ``PAGE_GUEST_KERNEL``, a ``user`` mapping with USER and GLOBAL. A
+    writable mapping holds a ``PageType.writable`` reference on its frame, so a page-table frame can only be mapped
+    read-only and a frame mapped writable cannot become a page table: both raise ``ValueError``, as Xen would refuse
+    them.
 
     All gvas must be page-aligned, canonical and outside Xen's hole; pfns must belong to the domain.
 
@@ -559,7 +574,7 @@ class PageTableBuilder:
             table_mfn = child
         return table_mfn
 
-    def map_page(self, gva: int, pfn: int, *, writable: bool = True, user: bool = True) -> None:
+    def map_page(self, gva: int, pfn: int, *, writable: bool = True, user: bool = False) -> None:
         """Map the page at ``gva`` to the frame of ``pfn``, creating tables as needed; replaces a mapping.
 
         Raises:
@@ -581,7 +596,7 @@ class PageTableBuilder:
         assert entry_maddr is not None
         self._drop_l1_entry(entry_maddr)
         flags = _PAGE_PRESENT | _PAGE_ACCESSED | (_PAGE_RW if writable else 0) | (_PAGE_USER if user else 0)
-        self.machine.write_u64(entry_maddr, (mfn << PAGE_SHIFT) | flags)
+        self.machine.write_u64(entry_maddr, adjust_guest_l1e((mfn << PAGE_SHIFT) | flags))
 
     def map_range(
         self,
@@ -590,7 +605,7 @@ class PageTableBuilder:
         nr_pages: int,
         *,
         writable: bool = True,
-        user: bool = True,
+        user: bool = False,
     ) -> None:
         """Map ``nr_pages`` consecutive pages from ``gva`` to pfns ``first_pfn..first_pfn+nr_pages-1``.
 

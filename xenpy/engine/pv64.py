@@ -63,6 +63,8 @@ from xenpy.abi.x86 import (
     MSR_TSC,
     MSR_TSC_AUX,
     PAGE_OFFSET_MASK,
+    PAGE_PRESENT,
+    PAGE_RW,
     X86_CR0_TS,
     X86_CR4_DE,
     X86_CR4_OSFXSR,
@@ -85,13 +87,17 @@ from xenpy.abi.x86 import (
     X86_EXC_PF,
     X86_EXC_UD,
     X86_FEATURE_HYPERVISOR,
+    PFEC_insn_fetch,
+    PFEC_page_present,
+    PFEC_reserved_bit,
     PFEC_user_mode,
+    PFEC_write_access,
 )
-from xenpy.abi.xen import VMASST_TYPE_architectural_iopl
+from xenpy.abi.xen import VMASST_TYPE_architectural_iopl, VMASST_TYPE_writable_pagetables
 from xenpy.core import mm
 from xenpy.core.debugreg import get_debugreg, set_debugreg
 from xenpy.core.domain import Vcpu
-from xenpy.core.memory import PAGE_SHIFT
+from xenpy.core.memory import PAGE_SHIFT, PAGE_SIZE, PageType
 from xenpy.core.pagetable import GuestFault, copy_from_guest, copy_to_guest, is_canonical
 from xenpy.engine.base import TrapBounce, TrapBounceFlags, VcpuContext
 from xenpy.hypercall.cpu import CpuPort
@@ -365,6 +371,19 @@ class Pv64Context(VcpuContext, CpuPort):
     def native_features(self) -> tuple[int, int, int, int]:
         """``(leaf1 ecx, leaf1 edx, ext1 ecx, ext1 edx)`` of the CPU features the engine can execute."""
 
+    @abstractmethod
+    def step_instruction(self) -> bool:
+        """Execute the one instruction at RIP with the current page tables (cached translations flushed first).
+
+        Returns:
+            True if it retired without an exception; False if it raised one, and then the vCPU's registers are
+            as before (memory it wrote before faulting is not restored).
+        """
+
+    @abstractmethod
+    def undo_step(self) -> None:
+        """Put the registers back as they were before the last successful :meth:`step_instruction`."""
+
     # ---------------------------------------------------------------- helpers
 
     def crash(self, message: str) -> None:
@@ -574,9 +593,74 @@ class Pv64Context(VcpuContext, CpuPort):
             return self.inject_exception(X86_EXC_GP, (vector << 3) | 2)
         if vector == X86_EXC_GP and error_code == 0:
             return self.emulate_privileged_op()
+        if vector == X86_EXC_PF and self.emulate_ptwr_write(error_code, cr2):
+            return True
         if vector == X86_EXC_UD:
             return self.emulate_invalid_op()
         return self.inject_exception(vector, error_code, cr2)
+
+    def emulate_ptwr_write(self, error_code: int, cr2: int) -> bool:
+        """Writable page tables (``ptwr_do_page_fault``): emulate a guest kernel's write to one of its L1 tables.
+
+        Taken when VMASST_TYPE_writable_pagetables is on, the #PF is a kernel-mode write to a present page
+        (no reserved-bit or fetch fault), and the kernel L1 entry of ``cr2`` maps, read-only, a frame of the
+        domain typed as an L1 table. The instruction then runs once with that mapping writable; the one
+        entry it changed is put back and updated as ``mod_l1_entry`` does (the new entry validated, _PAGE_USER
+        added, the old entry's reference dropped), and RIP moves on. If the instruction faults, changes more
+        than one entry, or the new entry is refused, nothing is kept and the #PF goes to the guest as Xen's
+        ``X86EMUL_UNHANDLEABLE`` does.
+
+        Returns:
+            True if the write was emulated.
+        """
+        v = self.vcpu
+        d = v.domain
+        wanted = PFEC_page_present | PFEC_write_access
+        if (
+            not v.arch.kernel_mode
+            or error_code & (wanted | PFEC_reserved_bit | PFEC_insn_fetch) != wanted
+            or not self._vm_assist(VMASST_TYPE_writable_pagetables)
+        ):
+            return False
+        pte_maddr = mm.map_guest_l1e(v, cr2)
+        if pte_maddr is None:
+            return False
+        machine = d.system.machine
+        pte = machine.read_u64(pte_maddr)
+        if pte & (PAGE_PRESENT | PAGE_RW) != PAGE_PRESENT:
+            return False
+        table_mfn = mm.pte_mfn(pte)
+        if (
+            table_mfn >= machine.nr_frames
+            or machine.owner_of(table_mfn) != d.domid
+            or machine.page_type(table_mfn) != PageType.l1
+            or not machine.type_count(table_mfn)
+        ):
+            return False
+        base = table_mfn << PAGE_SHIFT
+        before = machine.read(base, PAGE_SIZE)
+        machine.write_u64(pte_maddr, pte | PAGE_RW)
+        try:
+            stepped = self.step_instruction()
+        finally:
+            machine.write_u64(pte_maddr, pte)
+            mm.note_pagetable_change(d)  # the engine drops the writable translation before the guest runs
+        after = machine.read(base, PAGE_SIZE)
+        changed = [i for i in range(0, PAGE_SIZE, 8) if before[i : i + 8] != after[i : i + 8]] if stepped else []
+        if not stepped or len(changed) > 1:
+            machine.write(base, before)
+            if stepped:
+                self.undo_step()
+            return False
+        if not changed:
+            return True
+        offset = changed[0]
+        new = int.from_bytes(after[offset : offset + 8], "little")
+        machine.write(base + offset, before[offset : offset + 8])
+        if mm.mod_entry(v, table_mfn, offset >> 3, new, d):
+            self.undo_step()
+            return False
+        return True
 
     def emulate_invalid_op(self) -> bool:
         """``pv_emulate_invalid_op``: Xen's forced-emulation cpuid, else #UD into the guest."""

@@ -52,8 +52,12 @@ Modules: this one holds the vCPU context (:class:`UnicornVcpu`) and the engine (
 Slot 256 holds Xen's read-only M2P (:class:`ReadOnlyM2P`): user-readable, never writable, over the machine's own
 M2P pages, so every guest reads ``m2p[mfn]`` at ``MACH2PHYS_VIRT_START`` as on Xen.
 
-Known limits: 32-bit (compat) user code segments, LDTs, ``update_descriptor`` and cross-vCPU self-modifying
-code (each ``Uc`` has its own translation cache) are not supported.
+A guest kernel's write to one of its read-only L1 tables (writable page tables) runs once more as a single step
+with the mapping made writable (:meth:`UnicornVcpu.step_instruction`); :mod:`xenpy.engine.pv64` validates what it
+wrote.
+
+Known limits: 32-bit (compat) user code segments, LDTs and cross-vCPU self-modifying code (each ``Uc`` has its
+own translation cache) are not supported.
 """
 
 from __future__ import annotations
@@ -186,6 +190,7 @@ class UnicornVcpu(Pv64Context):
         self._ctx = VOIDP()
         if lib.uc_context_alloc(self._uch, ctypes.byref(self._ctx)):
             raise EngineUnavailable("uc_context_alloc failed")
+        self._step_ctx = VOIDP()  # the registers before step_instruction, allocated on first use
         self._entered = False
         self._loaded_regs: dict[str, int] | None = None
         self._loaded_cr3 = -1
@@ -409,6 +414,33 @@ class UnicornVcpu(Pv64Context):
         """Drop Unicorn's cached translations (``uc_ctl_flush_tlb``)."""
         lib.uc_ctl(self._uch, ctypes.c_int(UC_CTL_TLB_FLUSH))
         self._slen.clear()
+
+    def step_instruction(self) -> bool:
+        """See :meth:`Pv64Context.step_instruction`."""
+        saved = self._step_ctx
+        if not saved.value and lib.uc_context_alloc(self._uch, ctypes.byref(saved)):
+            raise EngineUnavailable("uc_context_alloc failed")
+        lib.uc_context_save(self._uch, saved)
+        self.flush_tlb()
+        self._exit = _EXIT_NONE
+        rip = self.read_registers(("rip",))["rip"]
+        counter = self._counter
+        limit, stopping = counter.limit, counter.stopping
+        counter.limit, counter.stopping = counter.count + 2, 0  # the budget must not stop this one instruction
+        try:
+            status = lib.uc_emu_start(self._uch, rip, NEVER, 0, 1)
+        finally:
+            counter.limit, counter.stopping = limit, stopping
+        if status == 0 and self._exit == _EXIT_NONE and self._hook_error is None:
+            return True
+        self._exit = _EXIT_NONE
+        lib.uc_context_restore(self._uch, saved)
+        self._clear_exception_in_flight()
+        return False
+
+    def undo_step(self) -> None:
+        """See :meth:`Pv64Context.undo_step`."""
+        lib.uc_context_restore(self._uch, self._step_ctx)
 
     def sync_mmu(self) -> None:
         """Apply page-table, cr3, GDT and CR0.TS changes made by hypercalls since the last sync."""
@@ -858,6 +890,9 @@ class UnicornVcpu(Pv64Context):
         if self._ctx.value:
             lib.uc_context_free(self._ctx)
             self._ctx = VOIDP()
+        if self._step_ctx.value:
+            lib.uc_context_free(self._step_ctx)
+            self._step_ctx = VOIDP()
 
 
 # ------------------------------------------------------------------------------------------- the engine

@@ -22,8 +22,8 @@ Invariants:
   console pages are zero (``xc_clear_domain_page``); the console ring's indices are therefore 0.
 * The page tables map ``[virt_base, virt_pgtab_end)`` 1:1 onto pfns (and an INIT_P2M list at its address);
   page-table frames are mapped read-only and typed ``PageType.l4``..``l1``; every other mapped frame is
-  writable and typed ``PageType.writable``; the L4 holds one extra type reference, the builder's pin
-  (MMUEXT_PIN_L4_TABLE).
+  writable and typed ``PageType.writable``; the L4's one type reference is the builder's pin
+  (MMUEXT_PIN_L4_TABLE), as every other table's is the entry that maps it.
 * The vCPU 0 context is returned, not loaded: the caller gives it to ``arch_set_info_guest`` (as the
   toolstack's DOMCTL_setvcpucontext does), which validates it and takes its own cr3 reference.
 """
@@ -350,8 +350,6 @@ def build_pv64_domain(
     )
     memory.write_pfn(layout.start_info_pfn, x86_64.start_info.build(start_info))
     hypercall_pfn = _setup_hypercall_page(memory, info)
-    if not memory.machine.get_page_type(builder.l4_mfn, PageType.l4):  # MMUEXT_PIN_L4_TABLE
-        raise AssertionError("the bootstrap L4 cannot be pinned")
     return BuiltDomain(
         info=info,
         layout=layout,

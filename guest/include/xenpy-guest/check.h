@@ -47,4 +47,15 @@ bool check_hex(const char *id, const char *section, uint64_t got, uint64_t want,
 bool check_sched(const char *id, const char *section, long got, long want,
                  const char *what, ...) __printf(5, 6);
 
+/*
+ * A check whose value depends on whether the kernel is domain 0 (as on
+ * real Xen under the oracle) or a domU (as on xenpy): its line ends with
+ * " (domain-dependent)" and is not compared either. What it wants is
+ * chosen from is_initial_domain().
+ */
+bool check_domain(const char *id, const char *section, long got, long want,
+                  const char *what, ...) __printf(5, 6);
+bool check_domain_hex(const char *id, const char *section, uint64_t got, uint64_t want,
+                      const char *what, ...) __printf(5, 6);
+
 #endif /* XENPY_GUEST_CHECK_H */

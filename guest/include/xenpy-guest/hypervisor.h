@@ -31,9 +31,16 @@
 #define _PAGE_USER     0x004UL
 #define _PAGE_ACCESSED 0x020UL
 #define _PAGE_DIRTY    0x040UL
+#define _PAGE_GLOBAL   0x100UL
 
 /* Set by kernel_main() before anything else runs. */
 extern start_info_t *start_info;
+
+/* Whether the kernel is domain 0 (SIF_INITDOMAIN): as on real Xen under the oracle, not on xenpy. */
+static inline bool is_initial_domain(void)
+{
+    return start_info->flags & SIF_INITDOMAIN;
+}
 
 /*
  * shared_info, mapped by kernel_main() over the page-aligned .bss page

@@ -43,7 +43,6 @@ from xenpy.hypercall.registry import registered_handlers
 NOT_IMPLEMENTED: Mapping[int, str] = MappingProxyType(
     {
         Hypercall.platform_op: "platform control for the hardware domain (a domU gets -EPERM from Xen)",
-        Hypercall.update_descriptor: "GDT/LDT descriptor writes need descriptor validation",
         Hypercall.physdev_op_compat: "physical devices and IRQs (xenpy has no devices)",
         Hypercall.xsm_op: "XSM/FLASK operations (a Xen without FLASK returns -ENOSYS too)",
         Hypercall.hvm_op: "HVM operations and parameters",

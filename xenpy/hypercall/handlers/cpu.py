@@ -1,4 +1,5 @@
-"""The hypercalls that act on the live CPU: iret, set_segment_base, set_gdt, fpu_taskswitch.
+"""The hypercalls that act on the live CPU (iret, set_segment_base, set_gdt, fpu_taskswitch) and on descriptor
+tables (update_descriptor).
 
 Each is a registered handler like any other (``needs_cpu=True``): it takes the caller's
 :class:`~xenpy.hypercall.context.HypercallContext` and the table-decoded arguments, and reaches the CPU only
@@ -11,12 +12,14 @@ one (``ctx.cpu`` is None) the dispatcher answers -ENOSYS and the handler is not 
 * ``HYPERVISOR_set_gdt`` (2; ``xen/arch/x86/pv/descriptor-tables.c:do_set_gdt`` / ``pv_set_gdt``, with
   ``check_descriptor`` from ``xen/arch/x86/x86_64/mm.c``).
 * ``HYPERVISOR_fpu_taskswitch`` (5; ``do_fpu_taskswitch``).
+* ``HYPERVISOR_update_descriptor`` (10; ``xen/arch/x86/pv/descriptor-tables.c:do_update_descriptor``): needs no
+  CPU; the engine maps GDT frames onto machine memory, so the next segment load sees the new descriptor.
 
 Declared effects: ``iret`` and ``set_segment_base`` change the CPU only through the port, live (the mode
 switch of an iret loads its page table there), so the engine has nothing to re-synchronise after them;
 ``set_gdt`` changes the vCPU's GDT frames (:attr:`~xenpy.hypercall.registry.Effect.GDT`), which the engine
 maps before the guest runs again; ``fpu_taskswitch`` changes CR0.TS (:attr:`~xenpy.hypercall.registry.Effect.CR0`).
-None of them reads the clock.
+``update_descriptor`` writes guest memory only. None of them reads the clock.
 """
 
 from __future__ import annotations
@@ -224,3 +227,30 @@ def do_iret(ctx: HypercallContext) -> int:
         cpu.request_stop()
         return 0
     return rax
+
+
+@hypercall_handler(Hypercall.update_descriptor, effects=Effect.NONE)
+def do_update_descriptor(ctx: HypercallContext, gaddr: int, desc: int) -> int:
+    """``HYPERVISOR_update_descriptor(gaddr, desc)``: write the descriptor ``desc`` at machine address ``gaddr``.
+
+    * -EINVAL: ``gaddr`` is not 8-byte aligned, or :func:`check_descriptor` refuses ``desc``;
+    * -EINVAL: the frame is not the caller's, or it is neither a descriptor page (one of a GDT or LDT) nor
+      free to be typed writable (it is a page table).
+
+    The descriptor is stored as :func:`check_descriptor` returns it (DPL raised to 3); returns 0.
+    """
+    if gaddr & 7:
+        return _EINVAL
+    checked = check_descriptor(desc & 0xFFFF_FFFF, desc >> 32)
+    if checked is None:
+        return _EINVAL
+    machine = ctx.machine
+    mfn = gaddr >> PAGE_SHIFT
+    if not (0 <= mfn < machine.nr_frames and machine.owner_of(mfn) == ctx.domain.domid):
+        return _EINVAL
+    in_use = machine.type_count(mfn) and machine.page_type(mfn) == PageType.seg_desc
+    if not machine.get_page_type(mfn, PageType.seg_desc if in_use else PageType.writable):
+        return _EINVAL
+    machine.write_u64(gaddr, checked[0] | checked[1] << 32)
+    machine.put_page_type(mfn)
+    return 0

@@ -2,7 +2,7 @@
 
 A check line::
 
-    check <id>: [<spec section>] <what>: got <X> want <Y> ok|FAIL[ (scheduler-dependent)]
+    check <id>: [<spec section>] <what>: got <X> want <Y> ok|FAIL[ (scheduler-dependent)| (domain-dependent)]
 
 the profile line ``Profile: <name> (<how chosen>)`` and the verdict ``Test result: <verdict>``, which is the
 last console line of a test that ran to its end.
@@ -18,7 +18,7 @@ OUTCOMES = ("SUCCESS", "SKIP", "ERROR", "FAILURE", "CRASH")
 
 _CHECK = re.compile(
     r"^check (?P<id>[A-Za-z0-9_.-]+): \[(?P<section>[^\]]*)\] (?P<what>.*): got (?P<got>\S+) want (?P<want>\S+)"
-    r" (?P<result>ok|FAIL)(?P<sched> \(scheduler-dependent\))?$"
+    r" (?P<result>ok|FAIL)(?: \((?P<dependent>scheduler|domain)-dependent\))?$"
 )
 _VERDICT = re.compile(r"^Test result: (?P<verdict>SUCCESS|SKIP|ERROR|FAILURE)$")
 _PROFILE = re.compile(r"^Profile: (?P<name>\S+) \(")
@@ -39,6 +39,8 @@ class Check:
         want: the value the test expects of its profile, as printed.
         ok: the test's own verdict on the check (``got == want``).
         scheduler_dependent: the value depends on scheduling; not compared between hypervisors.
+        domain_dependent: the value depends on whether the kernel runs as domain 0 (as on real Xen under the
+            oracle) or as a domU (as on xenpy); not compared between hypervisors.
     """
 
     id: str
@@ -48,6 +50,12 @@ class Check:
     want: str
     ok: bool
     scheduler_dependent: bool
+    domain_dependent: bool = False
+
+    @property
+    def compared(self) -> bool:
+        """Whether the value is compared with another hypervisor's."""
+        return not (self.scheduler_dependent or self.domain_dependent)
 
     @property
     def subops(self) -> tuple[str, ...]:
@@ -85,7 +93,10 @@ def parse_console(console: str) -> GuestResult:
         line = line.rstrip()
         if m := _CHECK.match(line):
             checks.append(
-                Check(m["id"], m["section"], m["what"], m["got"], m["want"], m["result"] == "ok", bool(m["sched"]))
+                Check(
+                    m["id"], m["section"], m["what"], m["got"], m["want"], m["result"] == "ok",
+                    scheduler_dependent=m["dependent"] == "scheduler", domain_dependent=m["dependent"] == "domain",
+                )
             )
         elif m := _VERDICT.match(line):
             outcome = m["verdict"]

@@ -52,7 +52,8 @@ def _result_json(got: GuestResult) -> dict[str, object]:
         "kernel_profile": got.profile,
         "checks": [
             {"id": c.id, "section": c.section, "what": c.what, "got": c.got, "want": c.want, "ok": c.ok,
-             "scheduler_dependent": c.scheduler_dependent}
+             "scheduler_dependent": c.scheduler_dependent,
+             "domain_dependent": c.domain_dependent}
             for c in got.checks
         ],
     }  # fmt: skip
