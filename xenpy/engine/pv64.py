@@ -59,6 +59,9 @@ from xenpy.abi.x86 import (
     MSR_EFER,
     MSR_FS_BASE,
     MSR_GS_BASE,
+    MSR_IA32_UCODE_REV,
+    MSR_INTEL_MISC_FEATURES_ENABLES,
+    MSR_INTEL_PLATFORM_INFO,
     MSR_SHADOW_GS_BASE,
     MSR_TSC,
     MSR_TSC_AUX,
@@ -699,7 +702,8 @@ class Pv64Context(VcpuContext, CpuPort):
         :meth:`guest_tsc`, TSC_AUX 0), and in guest kernel mode only: ``mov`` from CR0/CR2/CR3/CR4 (CR3 is
         the kernel page table's ``ctrlreg[3]``), ``mov`` to CR0 (only TS may change), CR3 (as
         MMUEXT_NEW_BASEPTR) and CR4, ``mov`` from/to DR0-7, ``clts``, ``wbinvd`` (no effect), ``rdmsr`` of EFER,
-        TSC, TSC_AUX and the FS/GS bases, ``wrmsr`` of the FS/GS bases; ``cli``/``sti`` when the virtual IOPL
+        TSC, TSC_AUX, the FS/GS bases, the microcode revision, PLATFORM_INFO and MISC_FEATURES_ENABLES (0: no CPUID
+        faulting), ``wrmsr`` of the FS/GS bases and of 0 to the microcode revision and MISC_FEATURES_ENABLES; ``cli``/``sti`` when the virtual IOPL
         allows them (they change nothing, as in Xen). Port I/O (``in``/``out``, not the string forms) when the
         virtual IOPL allows it: a domU has no I/O ports, so reads see all ones and writes are dropped; else #GP.
         Anything else: #GP(0) into the guest.
@@ -812,6 +816,10 @@ class Pv64Context(VcpuContext, CpuPort):
             value = self.read_registers(("gs_base",))["gs_base"]
         elif msr == MSR_SHADOW_GS_BASE:
             value = self.read_registers(("shadow_gs_base",))["shadow_gs_base"]
+        elif msr in (MSR_IA32_UCODE_REV, MSR_INTEL_PLATFORM_INFO, MSR_INTEL_MISC_FEATURES_ENABLES):
+            # No microcode revision to forward; the virtual CPU has no CPUID faulting, so Xen's policy offers
+            # none (platform_info.cpuid_faulting follows the host) and MISC_FEATURES_ENABLES stays 0.
+            value = 0
         else:
             return False
         del arch
@@ -822,6 +830,10 @@ class Pv64Context(VcpuContext, CpuPort):
         regs = self.read_registers(("rcx", "rax", "rdx"))
         msr = regs["rcx"] & 0xFFFF_FFFF
         value = ((regs["rdx"] & 0xFFFF_FFFF) << 32) | (regs["rax"] & 0xFFFF_FFFF)
+        if msr in (MSR_IA32_UCODE_REV, MSR_INTEL_MISC_FEATURES_ENABLES):
+            # UCODE_REV: an (Intel) guest may write 0 before reading it; MISC_FEATURES_ENABLES: every bit is
+            # reserved without CPUID faulting. Anything else is #GP.
+            return value == 0
         names = {MSR_FS_BASE: "fs_base", MSR_GS_BASE: "gs_base", MSR_SHADOW_GS_BASE: "shadow_gs_base"}
         if msr not in names or not is_canonical(value):
             return False
