@@ -42,6 +42,7 @@ GUEST_HEADERS = (
     "xen/memory.h",
     "xen/grant_table.h",
     "xen/io/console.h",
+    "xen/io/xs_wire.h",
     "xen/features.h",
     "xen/elfnote.h",
     "xen/errno.h",

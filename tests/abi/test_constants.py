@@ -17,6 +17,7 @@ from xenpy.abi import (
     event_channel,
     features,
     io_console,
+    io_xs_wire,
     nmi,
     sched,
     vcpu,
@@ -284,6 +285,27 @@ def test_misc_constants() -> None:
     assert _members(arch_x86.VGCF) == SPEC_VGCF
 
 
+# public/io/xs_wire.h of Xen 4.17 to 4.20: enum xsd_sockmsg_type (20, XS_RESTRICT, was removed) and xsd_errors.
+XS_WIRE_TYPES = {
+    "XS_CONTROL": 0, "XS_DEBUG": 0, "XS_DIRECTORY": 1, "XS_READ": 2, "XS_GET_PERMS": 3, "XS_WATCH": 4,
+    "XS_UNWATCH": 5, "XS_TRANSACTION_START": 6, "XS_TRANSACTION_END": 7, "XS_INTRODUCE": 8, "XS_RELEASE": 9,
+    "XS_GET_DOMAIN_PATH": 10, "XS_WRITE": 11, "XS_MKDIR": 12, "XS_RM": 13, "XS_SET_PERMS": 14,
+    "XS_WATCH_EVENT": 15, "XS_ERROR": 16, "XS_IS_DOMAIN_INTRODUCED": 17, "XS_RESUME": 18, "XS_SET_TARGET": 19,
+    "XS_RESET_WATCHES": 21, "XS_DIRECTORY_PART": 22, "XS_INVALID": 0xFFFF,
+}  # fmt: skip
+XS_WIRE_ERRORS = (
+    "EINVAL EACCES EEXIST EISDIR ENOENT ENOMEM ENOSPC EIO ENOTEMPTY ENOSYS EROFS EBUSY EAGAIN EISCONN E2BIG EPERM"
+).split()
+
+
+def test_xs_wire_constants() -> None:
+    """The xenstore message types, XS_TYPE_COUNT and the error names a server may send, in the header's order."""
+    assert _members(io_xs_wire.XsdSockmsgType) == XS_WIRE_TYPES
+    assert io_xs_wire.XS_TYPE_COUNT == 23
+    assert list(io_xs_wire.XSD_ERRORS) == XS_WIRE_ERRORS
+    assert _members(io_xs_wire.XsWatchType) == {"XS_WATCH_PATH": 0, "XS_WATCH_TOKEN": 1}
+
+
 def test_errno() -> None:
     """Xen's public errno values, aliases included (spec 6.10)."""
     assert _members(XenErrno) == SPEC_ERRNO
@@ -343,6 +365,23 @@ def python_constants(arch: str) -> dict[str, int]:
             ),
         ),
         (io_console, ("XENCONS_IN_SIZE", "XENCONS_OUT_SIZE")),
+        (
+            io_xs_wire,
+            (
+                "XENSTORE_RING_SIZE",
+                "XENSTORE_PAYLOAD_MAX",
+                "XENSTORE_ABS_PATH_MAX",
+                "XENSTORE_REL_PATH_MAX",
+                "XENSTORE_SERVER_FEATURE_RECONNECTION",
+                "XENSTORE_SERVER_FEATURE_ERROR",
+                "XENSTORE_CONNECTED",
+                "XENSTORE_RECONNECT",
+                "XENSTORE_ERROR_NONE",
+                "XENSTORE_ERROR_COMM",
+                "XENSTORE_ERROR_RINGIDX",
+                "XENSTORE_ERROR_PROTO",
+            ),
+        ),
     ):
         constants |= {name: int(getattr(module, name)) for name in names}
     if arch == "x86_64":

@@ -188,3 +188,32 @@ def standard_spec(**override: object) -> ElfSpec:
 def standard_image(**override: object) -> bytes:
     """The bytes of :func:`standard_spec`."""
     return make_elf(standard_spec(**override))
+
+
+TINY_VIRT_BASE = 0x400000
+
+
+def tiny_kernel(code: bytes) -> bytes:
+    """A PV64 kernel at 0x400000 whose entry point is ``code`` (one page; no hypercall page)."""
+    notes = b"".join([
+        note(N.XEN_ELFNOTE_XEN_VERSION, "xen-3.0"),
+        note(N.XEN_ELFNOTE_LOADER, "generic"),
+        note(N.XEN_ELFNOTE_VIRT_BASE, TINY_VIRT_BASE),
+        note(N.XEN_ELFNOTE_PADDR_OFFSET, TINY_VIRT_BASE),
+        note(N.XEN_ELFNOTE_ENTRY, TINY_VIRT_BASE),
+    ])
+    segment = Segment(TINY_VIRT_BASE, code.ljust(4096, b"\x90"))
+    return make_elf(ElfSpec(segments=[segment], entry=TINY_VIRT_BASE, notes=notes))
+
+
+def wait_for_input_kernel(memory_mib: int) -> bytes:
+    """A tiny kernel that spins until its console ring's ``in_prod`` moves, then executes ``ud2``:
+    ``mov rax, &in_prod; 1: mov ecx, [rax]; test ecx, ecx; jz 1b; ud2`` (for a domain of ``memory_mib``)."""
+    from xenpy.abi import x86_64
+    from xenpy.loader.layout import compute_pv64_layout
+    from xenpy.loader.xen_notes import read_pv_image
+
+    layout = compute_pv64_layout(read_pv_image(tiny_kernel(b"")), memory_mib * 256)
+    assert layout.console.gva is not None
+    in_prod = layout.console.gva + x86_64.xencons_interface.offset_of("in_prod")
+    return tiny_kernel(b"\x48\xb8" + in_prod.to_bytes(8, "little") + bytes.fromhex("8b08" "85c9" "74fa" "0f0b"))

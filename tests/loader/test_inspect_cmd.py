@@ -115,3 +115,52 @@ def test_inspect_bad_memory_is_a_usage_error(
     status, _, err = run(capsys, "inspect", str(image), "--memory", memory)
     assert status == EXIT_USAGE
     assert "--memory" in err
+
+
+def test_inspect_a_bzimage_with_an_initrd(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A bzImage is inspected as the ELF it carries, with a line naming the container; --initrd adds the
+    module to the layout and prints start_info.mod_start/mod_len."""
+    from .bzimagegen import bzimage_of
+
+    plain, packed, initrd = tmp_path / "vmlinux", tmp_path / "vmlinuz", tmp_path / "initrd.img"
+    plain.write_bytes(standard_image())
+    packed.write_bytes(bzimage_of(standard_image(), "xz"))
+    initrd.write_bytes(bytes(5000))
+    _, plain_out, _ = run(capsys, "inspect", str(plain))
+    status, out, err = run(capsys, "inspect", str(packed), "--initrd", str(initrd))
+    assert status == 0, err
+    first, rest = out.split("\n", 1)
+    assert first.startswith(f"{packed}: Linux bzImage, boot protocol 2.15, xz payload of ")
+    assert rest.split("\n", 1)[1].split("Bootstrap layout")[0] == plain_out.split("\n", 1)[1].split(
+        "Bootstrap layout")[0]  # the same notes and addresses
+    assert _row(out, "module").split()[-2:] == ["8", "KiB"]
+    assert "initrd: start_info.mod_start 0x" in out and "mod_len 0x1388" in out
+    status, out, _ = run(capsys, "inspect", str(packed), "--initrd", str(initrd), "--profile", "4.17")
+    assert status == 0 and "mod_len 0x2000" in out
+
+
+def test_inspect_bad_bzimage_and_missing_initrd(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                image: Path) -> None:
+    from .bzimagegen import make_bzimage
+
+    bad = tmp_path / "vmlinuz"
+    bad.write_bytes(make_bzimage(b"\x42" * 64))
+    status, out, err = run(capsys, "inspect", str(bad))
+    assert status == EXIT_DATAERR and out == ""
+    assert err == f"xenpy: error: {bad}: bzImage: unknown compression format (payload starts with 42 42 42 42 42 42)\n"
+    status, _, err = run(capsys, "inspect", str(image), "--initrd", str(tmp_path / "absent"))
+    assert status == EXIT_DATAERR and err.startswith("xenpy: error: --initrd ") and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_inspect_debian_vmlinuz(capsys: pytest.CaptureFixture[str]) -> None:
+    """Debian's cloud kernel as it ships (an LZ4 bzImage): its Xen notes and the layout of a 256 MiB domU."""
+    vmlinuz = Path("/work/dl/linux/boot/vmlinuz-6.1.0-50-cloud-amd64")
+    if not vmlinuz.exists():
+        pytest.skip(f"{vmlinuz} is absent (apt-get download linux-image-6.1.0-50-cloud-amd64, then dpkg -x)")
+    status, out, err = run(capsys, "inspect", str(vmlinuz), "--memory", "256", "--initrd", str(vmlinuz))
+    assert status == 0, err
+    assert "Linux bzImage, boot protocol 2.15, lz4 payload" in out and "version '6.1.0-50-cloud-amd64" in out
+    assert _row(out, "GUEST_OS") == "GUEST_OS             'linux'"
+    assert _row(out, "MOD_START_PFN") == "MOD_START_PFN        0x1"
+    assert "(SIF_MOD_START_PFN)" in out  # Linux asks for its initrd unmapped

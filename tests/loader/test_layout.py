@@ -143,14 +143,27 @@ def test_does_not_fit() -> None:
 
 
 def test_module_inside_the_region() -> None:
-    """spec 7.2: the initrd follows the kernel; mod_len is in whole pages, as libxenguest computes it."""
+    """spec 7.2: the initrd follows the kernel, in whole pages; mod_len is its exact length (Xen 4.19+)."""
     layout = compute_pv64_layout(STANDARD, 8192, module_nr_bytes=5000)
     assert layout.module is not None
     assert (layout.module.pfn, layout.module.nr_pages) == (6, 2)
-    assert (layout.mod_start, layout.mod_len) == (VIRT_BASE + 6 * PAGE_SIZE, 2 * PAGE_SIZE)
+    assert (layout.mod_start, layout.mod_len) == (VIRT_BASE + 6 * PAGE_SIZE, 5000)
     assert layout.p2m.pfn == 8
     assert layout.sif_flags == 0
     _check_invariants(layout, 8192)
+
+
+def test_module_len_in_whole_pages_before_4_19() -> None:
+    """Before 4c3a618b0a (profile field module_len_exact false) xc_dom_alloc_segment rounded mod_len up."""
+    layout = compute_pv64_layout(STANDARD, 8192, module_nr_bytes=5000, module_len_exact=False)
+    assert (layout.mod_start, layout.mod_len) == (VIRT_BASE + 6 * PAGE_SIZE, 2 * PAGE_SIZE)
+    exact = compute_pv64_layout(STANDARD, 8192, module_nr_bytes=5000)
+    assert layout.regions == exact.regions
+
+
+def test_module_over_libxenguest_limit_is_refused() -> None:
+    with pytest.raises(LoaderError, match=r"^module 0 image too large"):
+        compute_pv64_layout(STANDARD, 8192, module_nr_bytes=(1 << 30) + 1)
 
 
 def test_module_unmapped_with_mod_start_pfn() -> None:

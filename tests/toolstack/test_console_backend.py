@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from xenpy.abi.generated.hypercalls import EVTCHNOP_send, Hypercall
-from xenpy.abi.io_console import XENCONS_OUT_SIZE
+from xenpy.abi.io_console import XENCONS_IN_SIZE, XENCONS_OUT_SIZE
 from xenpy.hypervisor import Hypervisor
 from xenpy.toolstack.console import ConsoleRingBackend
 
@@ -101,3 +101,84 @@ def test_a_real_peer_replaces_the_backend(setup) -> None:
     assert send(hv, d, port) == 0
     assert d.console.data == b""
     assert peer.evtchn.is_pending(peer_port)
+
+
+# ------------------------------------------------------------------------------------------ input
+
+
+def ring_in(d, ring_gva: int) -> tuple[int, int]:
+    """(in_cons, in_prod) as the guest sees them."""
+    layout = d.abi.xencons_interface
+    return tuple(  # type: ignore[return-value]
+        int.from_bytes(d.read_guest(ring_gva + layout.offset_of(name), 4), "little") for name in ("in_cons", "in_prod")
+    )
+
+
+def consume(d, ring_gva: int, nr_bytes: int | None = None) -> bytes:
+    """Take input as a frontend does: read from in_cons up to in_prod, then advance in_cons."""
+    layout = d.abi.xencons_interface
+    cons, prod = ring_in(d, ring_gva)
+    count = (prod - cons) & 0xFFFF_FFFF if nr_bytes is None else nr_bytes
+    data = b"".join(
+        d.read_guest(ring_gva + layout.offset_of("in") + (cons + i) % XENCONS_IN_SIZE, 1) for i in range(count)
+    )
+    d.write_guest(ring_gva + layout.offset_of("in_cons"), ((cons + count) & 0xFFFF_FFFF).to_bytes(4, "little"))
+    return data
+
+
+def test_feed_writes_the_input_ring_and_notifies(setup) -> None:
+    """console.h: the backend writes in[] at in_prod (mod 1024), advances in_prod, then notifies the guest."""
+    _hv, d, ring_gva, port, backend = setup
+    assert backend.feed(b"ls -l\r") == 6
+    assert ring_in(d, ring_gva) == (0, 6)
+    assert d.read_guest(ring_gva + d.abi.xencons_interface.offset_of("in"), 6) == b"ls -l\r"
+    assert d.evtchn.is_pending(port)
+    assert backend.pending_input == 0 and backend.total_input_bytes == 6
+
+
+def test_feed_respects_ring_space_and_keeps_the_rest(setup) -> None:
+    """At most 1024 bytes are in flight; the rest stays queued until the guest consumes and notifies."""
+    hv, d, ring_gva, port, backend = setup
+    data = bytes(range(256)) * 10  # 2560 bytes
+    assert backend.feed(data) == XENCONS_IN_SIZE
+    assert backend.pending_input == len(data) - XENCONS_IN_SIZE
+    assert backend.feed(b"") == 0  # still full
+    got = consume(d, ring_gva, 1000)
+    assert send(hv, d, port) == 0  # the guest made room and says so: the backend fills it
+    assert ring_in(d, ring_gva) == (1000, 2024)
+    got += consume(d, ring_gva)
+    send(hv, d, port)
+    got += consume(d, ring_gva)
+    assert got == data and backend.pending_input == 0
+
+
+def test_input_ring_index_wraps_at_2_32(setup) -> None:
+    _hv, d, ring_gva, _port, backend = setup
+    layout = d.abi.xencons_interface
+    start = 0xFFFF_FFFF - 2
+    for name in ("in_cons", "in_prod"):
+        d.write_guest(ring_gva + layout.offset_of(name), start.to_bytes(4, "little"))
+    assert backend.feed(b"abcdefgh") == 8
+    assert ring_in(d, ring_gva) == (start, (start + 8) & 0xFFFF_FFFF)
+    assert consume(d, ring_gva) == b"abcdefgh"
+
+
+def test_corrupt_input_indices_write_nothing(setup) -> None:
+    """in_prod - in_cons beyond the ring: nothing is written (xenconsoled ignores such a ring); bytes stay queued."""
+    _hv, d, ring_gva, _port, backend = setup
+    layout = d.abi.xencons_interface
+    d.write_guest(ring_gva + layout.offset_of("in_prod"), (XENCONS_IN_SIZE + 5).to_bytes(4, "little"))
+    assert backend.feed(b"xyz") == 0
+    assert backend.pending_input == 3
+    assert ring_in(d, ring_gva) == (0, XENCONS_IN_SIZE + 5)
+
+
+def test_output_and_input_share_the_port(setup) -> None:
+    """One notification serves both directions: the output is drained and queued input moves in."""
+    hv, d, ring_gva, port, backend = setup
+    backend.feed(b"k" * (XENCONS_IN_SIZE + 1))
+    consume(d, ring_gva)
+    produce(d, ring_gva, b"$ ")
+    assert send(hv, d, port) == 0
+    assert d.console.data == b"$ "
+    assert consume(d, ring_gva) == b"k"

@@ -97,7 +97,8 @@ def test_guest_that_never_stops_times_out() -> None:
 
 
 def xenpy(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "xenpy", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "xenpy", *args], capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)  # a terminal's keys would be console input
 
 
 @pytest.mark.needs_gcc

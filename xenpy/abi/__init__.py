@@ -4,7 +4,8 @@
 * One module per Xen public header for its constants: :mod:`~xenpy.abi.xen`, :mod:`~xenpy.abi.vcpu`,
   :mod:`~xenpy.abi.sched`, :mod:`~xenpy.abi.event_channel`, :mod:`~xenpy.abi.callback`, :mod:`~xenpy.abi.nmi`,
   :mod:`~xenpy.abi.arch_x86`, :mod:`~xenpy.abi.features`, :mod:`~xenpy.abi.elfnote`, :mod:`~xenpy.abi.version`,
-  :mod:`~xenpy.abi.memory`, :mod:`~xenpy.abi.grant_table`, :mod:`~xenpy.abi.io_console`.
+  :mod:`~xenpy.abi.memory`, :mod:`~xenpy.abi.grant_table`, :mod:`~xenpy.abi.io_console`,
+  :mod:`~xenpy.abi.io_xs_wire`.
 * :mod:`xenpy.abi.errno`: Xen's public errno values.
 * :mod:`xenpy.abi.generated.hypercalls`: hypercall and sub-op numbers, generated from ``hypercalls/``.
 

@@ -13,6 +13,7 @@ from xenpy.abi import (
     event_channel,
     grant_table,
     io_console,
+    io_xs_wire,
     memory,
     nmi,
     sched,
@@ -35,6 +36,7 @@ HEADERS: tuple[tuple[ModuleType, str], ...] = (
     (memory, "public/memory.h"),
     (grant_table, "public/grant_table.h"),
     (io_console, "public/io/console.h"),
+    (io_xs_wire, "public/io/xs_wire.h"),
 )
 
 ARCHES = ("x86_64", "x86_32")

@@ -1,10 +1,12 @@
 """``xenpy inspect``: what the PV domain builder reads from a kernel image and where it would put everything.
 
-    xenpy inspect IMAGE [--memory MiB]
+    xenpy inspect IMAGE [--memory MiB] [--initrd FILE] [--profile NAME]
 
-Prints the ELF class and machine, the loadable segments, the Xen notes, the addresses Xen derives from them
-(spec 7.1), and the bootstrap layout and entry registers for a domain of ``--memory`` MiB (spec 7.2, 7.5). An
-image the domU builder would refuse is one error line and exit status 65.
+Prints the container (ELF, gzipped ELF, or a Linux bzImage and its payload), the ELF class and machine, the
+loadable segments, the Xen notes, the addresses Xen derives from them (spec 7.1), and the bootstrap layout and
+entry registers for a domain of ``--memory`` MiB (spec 7.2, 7.5), with the initrd's place and
+``start_info.mod_start``/``mod_len``/flags when ``--initrd`` is given. An image the domU builder would refuse
+is one error line and exit status 65.
 """
 
 from __future__ import annotations
@@ -12,12 +14,15 @@ from __future__ import annotations
 import argparse
 
 from xenpy.abi.arch_x86 import FLAT_KERNEL_CS, FLAT_KERNEL_SS
+from xenpy.abi.xen import SIF
 from xenpy.cli.errors import CliError
 from xenpy.cli.run_cmd import MAX_MEMORY_MIB
+from xenpy.core.profiles import PROFILES, get_profile
 from xenpy.core.vcpu_context import ENTRY_RFLAGS
+from xenpy.loader.bzimage import KernelImage, unpack_kernel
 from xenpy.loader.errors import LoaderError
 from xenpy.loader.layout import PAGE_SIZE, BootLayout, compute_pv64_layout
-from xenpy.loader.xen_notes import XenImageInfo, read_pv_image
+from xenpy.loader.xen_notes import XenImageInfo, read_pv_kernel
 
 DEFAULT_MEMORY_MIB = 32
 _PAGES_PER_MIB = (1 << 20) // PAGE_SIZE
@@ -32,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "kernel's addresses, and where the kernel, p2m list, start_info, rings, page tables and boot stack "
         "would be placed in a domain of the given size.",
     )
-    inspect.add_argument("image", metavar="IMAGE", help="the kernel image (an ELF file)")
+    inspect.add_argument("image", metavar="IMAGE", help="the kernel image (an ELF file or a Linux bzImage)")
     inspect.add_argument(
         "--memory",
         type=_memory_mib,
@@ -40,6 +45,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="MiB",
         help=f"domain memory for the layout (default {DEFAULT_MEMORY_MIB})",
     )
+    inspect.add_argument("--initrd", metavar="FILE", help="place FILE as the initrd (module 0) in the layout")
+    inspect.add_argument("--profile", choices=list(PROFILES), default="head",
+                         help="the Xen version whose domain builder to follow (default head)")
     inspect.set_defaults(handler=_inspect)
 
 
@@ -60,27 +68,40 @@ def _size(nr_bytes: int) -> str:
     return f"{nr_bytes} B" if nr_bytes < 1 << 10 else f"{nr_bytes / 1024:.1f} KiB"
 
 
+def _read(path: str, what: str = "") -> bytes:
+    try:
+        with open(path, "rb") as stream:
+            return stream.read()
+    except OSError as error:
+        raise CliError(f"{what}{path}: {error.strerror or error}") from None
+
+
 def _inspect(args: argparse.Namespace) -> int:
     path = args.image
-    try:
-        with open(path, "rb") as image:
-            data = image.read()
-    except OSError as error:
-        raise CliError(f"{path}: {error.strerror or error}") from None
+    data = _read(path)
+    initrd_nr_bytes = None if args.initrd is None else len(_read(args.initrd, "--initrd "))
     nr_pages = args.memory * _PAGES_PER_MIB
     try:
-        info = read_pv_image(data)
-        layout = compute_pv64_layout(info, nr_pages)
+        kernel = unpack_kernel(data)
+        info = read_pv_kernel(kernel)
+        layout = compute_pv64_layout(
+            info,
+            nr_pages,
+            module_nr_bytes=initrd_nr_bytes,
+            module_len_exact=get_profile(args.profile).module_len_exact,
+        )
     except LoaderError as error:
         raise CliError(f"{path}: {error}") from None
-    _print_image(path, info)
+    _print_image(path, kernel, info)
     print()
     _print_layout(args.memory, layout)
     return 0
 
 
-def _print_image(path: str, info: XenImageInfo) -> None:
+def _print_image(path: str, kernel: KernelImage, info: XenImageInfo) -> None:
     header = info.elf.header
+    if kernel.container != "ELF":
+        print(f"{path}: {kernel.description}")
     print(
         f"{path}: {header.class_name} little-endian {header.machine_name}, {header.type_name}, "
         f"e_entry {header.e_entry:#x}, guest type {info.guest_type}"
@@ -137,6 +158,10 @@ def _print_layout(memory_mib: int, layout: BootLayout) -> None:
         f"({layout.region_nr_pages} pages), {layout.nr_pt_frames} page-table frames ({tables}), "
         f"{layout.nr_pages_used} of {layout.nr_pages} pages used"
     )
+    if layout.module is not None:
+        unmapped = bool(layout.sif_flags & SIF.SIF_MOD_START_PFN)
+        where = f"pfn {layout.mod_start:#x} (SIF_MOD_START_PFN)" if unmapped else f"{layout.mod_start:#x}"
+        print(f"  initrd: start_info.mod_start {where}, mod_len {layout.mod_len:#x}")
     print()
     print("Entry registers (vCPU 0):")
     print(f"  rip    {layout.rip:#018x}  virt_entry")

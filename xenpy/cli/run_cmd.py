@@ -1,13 +1,17 @@
 """``xenpy run IMAGE``: boot a PV64 kernel on xenpy and run it until it shuts down.
 
-The guest console goes to standard output as the guest writes it; a one-line summary goes to standard error.
-Exit status: 0 the guest powered off, 1 it crashed (or the hypervisor crashed it), 2 any other shutdown reason,
-3 timeout; 64/65 for errors in the command line or the image.
+IMAGE is an ELF kernel or a Linux bzImage; ``--initrd`` gives it a module. The guest console goes to standard
+output as the guest writes it, and standard input (a terminal, a pipe or a file; not with ``--no-input``) goes
+to the guest's console input, as ``xl console`` does: a terminal is put in raw mode for the run and Ctrl-] ends
+the run. A one-line summary goes to standard error. Exit status: 0 the guest powered off, 1 it crashed (or the
+hypervisor crashed it), 2 any other shutdown reason, 3 timeout, 130 ended with Ctrl-]; 64/65 for errors in the
+command line or the image.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from contextlib import ExitStack
 
@@ -19,6 +23,7 @@ from xenpy.engine import DEFAULT_ENGINE, available_engines, create_engine
 from xenpy.hypervisor import Hypervisor
 from xenpy.loader import LoaderError
 from xenpy.toolstack.boot import DEFAULT_MEMORY_MIB, HYPERVISOR_MEMORY_MIB, boot_pv_image
+from xenpy.toolstack.console_input import ESCAPE_CHAR, ConsoleInput, input_kind, raw_terminal
 from xenpy.toolstack.run import Outcome, RunReport, run_domain
 from xenpy.toolstack.trace import HypercallTracer
 
@@ -35,10 +40,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run = subparsers.add_parser(
         "run",
         help="boot a PV64 kernel and run it until it shuts down",
-        description="Boot a Xen PV64 ELF kernel on xenpy's hypervisor and run it. The guest console goes to "
-        "stdout; a summary goes to stderr. Exit status: 0 poweroff, 1 crash, 2 other shutdown, 3 timeout.",
+        description="Boot a Xen PV64 kernel (an ELF file, or a Linux bzImage such as a distribution's vmlinuz) "
+        "on xenpy's hypervisor and run it. The guest console goes to stdout, and stdin (a terminal, a pipe or "
+        "a file) goes to the guest's console input: a terminal is put in raw mode (no echo, no line "
+        "buffering, Ctrl-C goes to the guest) and Ctrl-] ends the run, as in 'xl console'. A summary goes to "
+        "stderr. Exit status: 0 poweroff, 1 crash, 2 other shutdown, 3 timeout, 130 ended with Ctrl-].",
     )
-    run.add_argument("image", metavar="IMAGE", help="the PV ELF kernel")
+    run.add_argument("image", metavar="IMAGE",
+                     help="the PV kernel: an ELF file, a gzipped ELF, or a Linux bzImage (compressed with gzip, "
+                     "bzip2, xz, lzma, lz4 or zstd)")
     run.add_argument("--vcpus", type=_int_range(1, MAX_VCPUS), default=1, metavar="N",
                      help=f"vCPUs of the guest (1-{MAX_VCPUS}, default 1)")
     run.add_argument("--pcpus", type=_int_range(1, 64), default=1, metavar="N",
@@ -56,6 +66,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--timeout", type=_positive_float, default=60.0, metavar="S",
                      help="give up after S seconds of wall-clock time (default 60)")
     run.add_argument("--cmdline", default="", metavar="TEXT", help="the kernel command line (start_info.cmd_line)")
+    run.add_argument("--initrd", metavar="FILE",
+                     help="load FILE as the guest's initrd (module 0: start_info.mod_start/mod_len)")
+    run.add_argument("--no-input", action="store_true",
+                     help="do not forward stdin to the guest's console (the default forwards a terminal, a pipe "
+                     "or a file, and leaves /dev/null and other devices alone)")
     run.add_argument("--profile", choices=list(PROFILES), default="head",
                      help="the Xen version whose semantics to follow (default head)")
     run.add_argument("--trace", metavar="FILE",
@@ -95,17 +110,30 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _run(args: argparse.Namespace) -> int:
+def _read_file(path: str, what: str = "") -> bytes:
     try:
-        with open(args.image, "rb") as stream:
-            image = stream.read()
+        with open(path, "rb") as stream:
+            return stream.read()
     except OSError as error:
-        raise CliError(f"{args.image}: {error.strerror}", EXIT_DATAERR) from None
+        raise CliError(f"{what}{path}: {error.strerror}", EXIT_DATAERR) from None
+
+
+def _stdin_fd() -> int | None:
+    """The file descriptor of standard input, or None where there is none (closed, or replaced by a test)."""
+    try:
+        return sys.stdin.fileno()
+    except (AttributeError, ValueError, OSError, io.UnsupportedOperation):
+        return None
+
+
+def _run(args: argparse.Namespace) -> int:
+    image = _read_file(args.image)
+    initrd = None if args.initrd is None else _read_file(args.initrd, "--initrd ")
 
     hv = Hypervisor(nr_pcpus=args.pcpus, clock=args.clock, memory_mib=args.memory + HYPERVISOR_MEMORY_MIB)
     try:
         booted = boot_pv_image(hv, image, max_vcpus=args.vcpus, memory_mib=args.memory, cmdline=args.cmdline,
-                               profile=args.profile, name=_name_of(args.image))
+                               profile=args.profile, name=_name_of(args.image), initrd=initrd)
     except (LoaderError, OutOfMachineMemory) as error:
         raise CliError(f"{args.image}: {error}", EXIT_DATAERR) from None
     domain = booted.domain
@@ -123,8 +151,18 @@ def _run(args: argparse.Namespace) -> int:
             except OSError as error:
                 raise CliError(f"--trace {args.trace}: {error.strerror}", EXIT_DATAERR) from None
             stack.callback(HypercallTracer(hv, trace_file).close)
+        console_input = None
+        fd = None if args.no_input else _stdin_fd()
+        kind = None if fd is None else input_kind(fd)
+        if fd is not None and kind is not None:
+            interactive = kind == "tty"
+            if interactive:
+                stack.enter_context(raw_terminal(fd))
+                print(f"xenpy: d{domain.domid} console: this terminal (Ctrl-] ends the run)", file=sys.stderr)
+            console_input = ConsoleInput(booted.console, fd, escape=ESCAPE_CHAR if interactive else None,
+                                         flush_output=interactive)
         create_engine(args.engine, hv)  # attaches itself to the scheduler
-        report = run_domain(hv, domain, timeout_s=args.timeout)
+        report = run_domain(hv, domain, timeout_s=args.timeout, console_input=console_input)
         booted.console.close()
         domain.console.flush()
     print(_summary(domain.domid, args, report, hv.dispatcher.count), file=sys.stderr)
@@ -143,6 +181,7 @@ def _summary(domid: int, args: argparse.Namespace, report: RunReport, hypercalls
         Outcome.CRASH: "crashed",
         Outcome.OTHER_SHUTDOWN: "shut down",
         Outcome.TIMEOUT: "timed out",
+        Outcome.INTERRUPTED: "interrupted",
     }[report.outcome]
     detail = f" ({report.detail})" if report.detail and report.outcome is not Outcome.POWEROFF else ""
     return (f"xenpy: d{domid} {_name_of(args.image)} {what}{detail} after {report.guest_ns / 1e6:.3f} ms of "

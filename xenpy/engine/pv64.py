@@ -698,14 +698,14 @@ class Pv64Context(VcpuContext, CpuPort):
     def emulate_privileged_op(self) -> bool:
         """``pv_emulate_privileged_op`` for a #GP(0), or inject the #GP.
 
-        Emulated (then RIP moves past the instruction): ``rdtsc``/``rdtscp`` (any mode; the TSC of
-        :meth:`guest_tsc`, TSC_AUX 0), and in guest kernel mode only: ``mov`` from CR0/CR2/CR3/CR4 (CR3 is
-        the kernel page table's ``ctrlreg[3]``), ``mov`` to CR0 (only TS may change), CR3 (as
-        MMUEXT_NEW_BASEPTR) and CR4, ``mov`` from/to DR0-7, ``clts``, ``wbinvd`` (no effect), ``rdmsr`` of EFER,
-        TSC, TSC_AUX, the FS/GS bases, the microcode revision, PLATFORM_INFO and MISC_FEATURES_ENABLES (0: no CPUID
-        faulting), ``wrmsr`` of the FS/GS bases and of 0 to the microcode revision and MISC_FEATURES_ENABLES; ``cli``/``sti`` when the virtual IOPL
-        allows them (they change nothing, as in Xen). Port I/O (``in``/``out``, not the string forms) when the
-        virtual IOPL allows it: a domU has no I/O ports, so reads see all ones and writes are dropped; else #GP.
+        Emulated (then RIP moves past the instruction): ``rdtsc``/``rdtscp`` (any mode; the TSC of :meth:`guest_tsc`,
+        TSC_AUX 0), and in guest kernel mode only: ``mov`` from CR0/CR2/CR3/CR4 (CR3 is the kernel page table's
+        ``ctrlreg[3]``), ``mov`` to CR0 (only TS may change), CR3 (as MMUEXT_NEW_BASEPTR) and CR4, ``mov`` from/to
+        DR0-7, ``clts``, ``wbinvd`` (no effect), ``rdmsr`` of EFER, TSC, TSC_AUX, the FS/GS bases, the microcode
+        revision, PLATFORM_INFO and MISC_FEATURES_ENABLES (0: no CPUID faulting), ``wrmsr`` of the FS/GS bases and of 0
+        to the microcode revision and MISC_FEATURES_ENABLES; ``cli``/``sti`` when the virtual IOPL allows them (they
+        change nothing, as in Xen). Port I/O (``in``/``out``, not the string forms) when the virtual IOPL allows it: a
+        domU has no I/O ports, so reads see all ones and writes are dropped; else #GP.
         Anything else: #GP(0) into the guest.
         """
         v = self.vcpu

@@ -289,6 +289,7 @@ def build_pv64_domain(
     shared_info_mfn: int,
     cmdline: str | bytes = b"",
     module: bytes | None = None,
+    module_len_exact: bool = True,
     flags: int = 0,
     store_evtchn: int = 0,
     console_evtchn: int = 0,
@@ -306,6 +307,8 @@ def build_pv64_domain(
             address).
         cmdline: the kernel command line (cut to 1023 bytes, as ``strncpy`` into ``cmd_line[1024]`` does).
         module: the initrd, or None.
+        module_len_exact: ``start_info.mod_len`` of a mapped module is its exact size (the profile field),
+            else its size in whole pages.
         flags: ``start_info.flags`` from the toolstack (libxl passes 0); SIF_MOD_START_PFN is added when the
             module is left unmapped.
         store_evtchn, console_evtchn: event channels of the xenstore and console rings.
@@ -320,7 +323,10 @@ def build_pv64_domain(
     if isinstance(cmdline, str):
         cmdline = cmdline.encode()
     layout = compute_pv64_layout(
-        info, memory.nr_pages, module_nr_bytes=None if module is None else len(module)
+        info,
+        memory.nr_pages,
+        module_nr_bytes=None if module is None else len(module),
+        module_len_exact=module_len_exact,
     )
 
     # xc_dom_build_image: kernel, module, p2m list; alloc_magic_pages_pv clears the rings.

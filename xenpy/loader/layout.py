@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from xenpy.abi.arch_x86 import HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START
 from xenpy.abi.x86 import PAGE_OFFSET_MASK, PAGE_SHIFT, PAGE_SIZE
 from xenpy.abi.xen import SIF
+from xenpy.loader.decompress import XC_DOM_DECOMPRESS_MAX
 from xenpy.loader.errors import LoaderError
 from xenpy.loader.xen_notes import XenImageInfo
 
@@ -218,8 +219,9 @@ class BootLayout:
         mappings: the page-table mappings; ``mappings[0]`` is the region, ``mappings[1]`` the INIT_P2M list.
         nr_pt_frames: tables of the region's mapping (``start_info.nr_pt_frames``).
         mfn_list: VA of the p2m list (``start_info.mfn_list``).
-        mod_start, mod_len: ``start_info.mod_start``/``mod_len`` (VA, or pfn when unmapped; the length is in
-            whole pages, as libxenguest computes it); 0 without a module.
+        mod_start, mod_len: ``start_info.mod_start``/``mod_len``: the module's VA and length in bytes, or, when
+            it is unmapped (SIF_MOD_START_PFN), its pfn and length in whole pages; 0 without a module. A mapped
+            module's length is page-rounded too where ``module_len_exact`` was False (Xen before 4.19).
         first_p2m_pfn, nr_p2m_frames: INIT_P2M only (else 0): the p2m segment including its own tables.
         sif_flags: ``start_info.flags`` bits the layout implies (``SIF_MOD_START_PFN``).
         nr_pages_used: pfns ``0..nr_pages_used-1`` are allocated.
@@ -351,7 +353,7 @@ def _check_mappable(what: str, gva_from: int, gva_end: int) -> None:
 
 
 def compute_pv64_layout(
-    info: XenImageInfo, nr_pages: int, *, module_nr_bytes: int | None = None
+    info: XenImageInfo, nr_pages: int, *, module_nr_bytes: int | None = None, module_len_exact: bool = True
 ) -> BootLayout:
     """Place a PV64 domU's bootstrap region as ``xc_dom_build_image`` does (spec 7.2).
 
@@ -359,12 +361,15 @@ def compute_pv64_layout(
         info: the kernel's parsed notes and addresses.
         nr_pages: the domain's memory in pages (every pfn ``0..nr_pages-1`` is populated).
         module_nr_bytes: size of the module (initrd), or None for none.
+        module_len_exact: a mapped module's ``mod_len`` is its size in bytes (the profile field of that name,
+            Xen 4.19 and the stable backports), else its size rounded up to whole pages.
 
     Returns:
         The layout and the entry registers.
 
     Raises:
-        LoaderError: ``virt_base`` or ``virt_kstart`` not page-aligned; an empty module; a region that is not
+        LoaderError: ``virt_base`` or ``virt_kstart`` not page-aligned; an empty module, or one larger than
+            libxenguest's ``max_module_size`` (1 GiB, "module 0 image too large"); a region that is not
             canonical or touches Xen's reserved range; or the whole does not fit in ``nr_pages`` ("image needs
             N MiB of bootstrap region, domain has M MiB").
     """
@@ -372,6 +377,8 @@ def compute_pv64_layout(
         raise LoaderError(f"the domain has no memory (nr_pages {nr_pages})")
     if module_nr_bytes is not None and module_nr_bytes <= 0:
         raise LoaderError("the module (initrd) is empty")
+    if module_nr_bytes is not None and module_nr_bytes > XC_DOM_DECOMPRESS_MAX:
+        raise LoaderError(f"module 0 image too large ({module_nr_bytes} bytes, the limit is {XC_DOM_DECOMPRESS_MAX})")
     virt_base = info.virt_base
     if virt_base & PAGE_OFFSET_MASK:
         raise LoaderError(f"VIRT_BASE {virt_base:#x} is not page-aligned")
@@ -391,7 +398,8 @@ def compute_pv64_layout(
     if module_nr_bytes is not None and not unmapped_module:
         module = alloc.alloc("module", _pages(module_nr_bytes))
         assert module.gva is not None
-        mod_start, mod_len = module.gva, module.nr_bytes
+        mod_start = module.gva
+        mod_len = module_nr_bytes if module_len_exact else module.nr_bytes
 
     # 3. The p2m list, here unless INIT_P2M gives a usable address (below virt_base, page-aligned).
     p2m_nr_pages = _pages(nr_pages * P2M_ENTRY_SIZE)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from xenpy.abi.elfnote import XEN_ELFNOTE
 from xenpy.abi.features import XENFEAT
+from xenpy.loader.bzimage import KernelImage, unpack_kernel
 from xenpy.loader.elf import EM_X86_64, PT_NOTE, SHT_NOTE, SHT_SYMTAB, ElfImage, ElfNote, parse_elf
 from xenpy.loader.errors import LoaderError
 
@@ -40,6 +41,7 @@ __all__ = [
     "elf_xen_parse",
     "parse_features",
     "read_pv_image",
+    "read_pv_kernel",
 ]
 
 #: libelf's ``UNSET_ADDR``: the value meaning "not given".
@@ -643,11 +645,30 @@ def check_pv_domu(info: XenImageInfo) -> None:
 
 
 def read_pv_image(data: bytes) -> XenImageInfo:
-    """Parse an image file as the PV domU builder does: ELF, Xen notes, address checks, domU checks.
+    """Parse an image file as the PV domU builder does: unpack, ELF, Xen notes, address checks, domU checks.
+
+    ``data`` is an ELF kernel, or a Linux bzImage or gzipped ELF that :func:`~xenpy.loader.bzimage.unpack_kernel`
+    unpacks to one.
 
     Raises:
         LoaderError: the image cannot be built as a PV64 domU; the message says why.
     """
-    info = elf_xen_parse(parse_elf(data))
+    return read_pv_kernel(unpack_kernel(data))
+
+
+def read_pv_kernel(kernel: KernelImage) -> XenImageInfo:
+    """:func:`read_pv_image` of an unpacked kernel file.
+
+    Raises:
+        LoaderError: the image cannot be built as a PV64 domU; for an unpacked container the message says that
+            the problem is in what it held.
+    """
+    try:
+        info = elf_xen_parse(parse_elf(kernel.elf))
+    except LoaderError as error:
+        if kernel.container == "ELF":
+            raise
+        what = f"{kernel.codec} payload of the bzImage" if kernel.codec else "gunzipped kernel"
+        raise LoaderError(f"the {what} ({len(kernel.elf)} bytes): {error}") from None
     check_pv_domu(info)
     return info

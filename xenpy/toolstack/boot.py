@@ -1,4 +1,5 @@
-"""Boot a PV ELF image into a new domain, as ``xl create`` does for a PV domU (spec 7).
+"""Boot a PV kernel (ELF or Linux bzImage, with an optional initrd) into a new domain, as ``xl create`` does for
+a PV domU (spec 7).
 
 :func:`boot_pv_image` reads the image's Xen notes (:mod:`xenpy.loader`), creates a paused domain whose builder
 allocates the xenstore and console event channels (unbound, for a backend in domain 0, as libxl
@@ -6,7 +7,9 @@ does), lays the memory out as libxenguest does (kernel, p2m list, start_info, xe
 tables, boot stack, hypercall page), loads vCPU 0's entry state through ``arch_set_info_guest`` and attaches the
 console ring backend. The domain is returned paused; unpause it (or run it) to start the guest.
 
-There is no xenstore service: ``start_info.store_mfn``/``store_evtchn`` are valid but nothing answers on them.
+The xenstore ring (``start_info.store_mfn``/``store_evtchn``) is served from the hypervisor's store
+(:func:`~xenpy.toolstack.xenstore.store_for`, or the one given), into which the domain is introduced with the
+nodes libxl writes for a PV domU (:mod:`xenpy.toolstack.xenstore`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from xenpy.loader import LoaderError
 from xenpy.loader.builder import AddressSpace, BuiltDomain, build_pv64_domain
 from xenpy.loader.xen_notes import read_pv_image
 from xenpy.toolstack.console import ConsoleRingBackend
+from xenpy.toolstack.xenstore import Store, XenstoreRingBackend, attach_pv_domain
 
 #: The domain that runs the xenstore and console backends (dom0 in a Xen system).
 BACKEND_DOMID = 0
@@ -37,6 +41,7 @@ class BootedDomain:
         built: the loader's result (layout, start_info values, vCPU 0 context).
         console: the console ring backend.
         store_port, console_port: the guest's xenstore and console event channels.
+        xenstore: the xenstore ring backend (its ``store``, its ``request_shutdown``).
     """
 
     domain: Domain
@@ -44,6 +49,7 @@ class BootedDomain:
     console: ConsoleRingBackend
     store_port: int
     console_port: int
+    xenstore: XenstoreRingBackend | None = None
 
 
 def boot_pv_image(
@@ -55,8 +61,18 @@ def boot_pv_image(
     cmdline: str = "",
     profile: str = "head",
     name: str = "",
+    initrd: bytes | None = None,
+    xenstore: Store | None = None,
 ) -> BootedDomain:
     """Create a paused domain running the PV64 kernel ``image``.
+
+    ``image`` is an ELF kernel, a Linux bzImage or a gzipped ELF (:func:`~xenpy.loader.bzimage.unpack_kernel`).
+    ``initrd`` is loaded as module 0 (``start_info.mod_start``/``mod_len``), as libxenguest places it (spec 7.2):
+    after the kernel in the bootstrap region, or after the region with SIF_MOD_START_PFN when the kernel's
+    MOD_START_PFN note asks for that.
+
+    ``xenstore`` is the store the domain is introduced into (default: the hypervisor's,
+    :func:`~xenpy.toolstack.xenstore.store_for`).
 
     Raises:
         LoaderError: the image is not a bootable PV64 kernel, or does not fit in ``memory_mib``. Nothing is left
@@ -78,6 +94,8 @@ def boot_pv_image(
             info,
             shared_info_mfn=domain.shared_info_mfn,
             cmdline=cmdline,
+            module=initrd,
+            module_len_exact=domain.profile.module_len_exact,
             store_evtchn=made["store_port"],
             console_evtchn=made["console_port"],
         )
@@ -91,7 +109,10 @@ def boot_pv_image(
     store_port: int = made["store_port"]  # type: ignore[assignment]
     console_port: int = made["console_port"]  # type: ignore[assignment]
     console = ConsoleRingBackend(hv, domain, built.console_mfn, console_port)
-    return BootedDomain(domain, built, console, store_port, console_port)
+    store_ring = attach_pv_domain(hv, domain, store_mfn=built.store_mfn, store_port=store_port,
+                                  console_mfn=built.console_mfn, console_port=console_port, cmdline=cmdline,
+                                  store=xenstore)  # fmt: skip
+    return BootedDomain(domain, built, console, store_port, console_port, xenstore=store_ring)
 
 
 def _unbound_port(domain: Domain) -> int:

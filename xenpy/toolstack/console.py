@@ -1,18 +1,27 @@
-"""The PV console backend: drains a domain's console ring into its console stream (xenconsoled's job).
+"""The PV console backend: serves a domain's console ring both ways (xenconsoled's job).
 
-The guest writes into ``xencons_interface.out`` (a 2048-byte ring, ``public/io/console.h``), advances
+Output: the guest writes into ``xencons_interface.out`` (a 2048-byte ring, ``public/io/console.h``), advances
 ``out_prod`` and notifies the console event channel. The backend copies the bytes between ``out_cons`` and
 ``out_prod`` into :attr:`Domain.console`, advances ``out_cons`` and notifies the guest back, so a guest waiting
-for space can continue. In xenpy the backend runs inside the hypervisor process, attached to the guest's
-unbound console port (:meth:`EventChannels.attach_backend`): it drains the ring when the guest sends on that
-port, and once more when the domain stops, so no byte the guest produced is lost.
+for space can continue.
+
+Input: :meth:`ConsoleRingBackend.feed` queues bytes for the guest (keyboard input, in ``xenpy run``) and moves as
+many as fit into ``xencons_interface.in`` (1024 bytes): written at ``in_prod`` modulo the ring size, then
+``in_prod`` advanced, then the guest notified, as xenconsoled's ``handle_tty_read`` does. The guest consumes
+them by advancing ``in_cons`` and notifies the port; the backend then moves the next queued bytes. Nothing is
+dropped: bytes that do not fit stay queued, in order. When ``in_prod - in_cons`` exceeds the ring size the ring
+is corrupt and, as xenconsoled does, nothing more is written until the guest repairs it.
+
+In xenpy the backend runs inside the hypervisor process, attached to the guest's unbound console port
+(:meth:`EventChannels.attach_backend`): it serves the ring when the guest sends on that port, and drains it
+once more when the domain stops, so no byte the guest produced is lost.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from xenpy.abi.io_console import XENCONS_OUT_SIZE
+from xenpy.abi.io_console import XENCONS_IN_SIZE, XENCONS_OUT_SIZE
 from xenpy.core.memory import PAGE_SHIFT
 
 if TYPE_CHECKING:
@@ -35,6 +44,7 @@ class ConsoleRingBackend:
         total_bytes: bytes taken from the ring so far.
         bad_indices: the guest left ``out_prod - out_cons`` larger than the ring; the backend stopped reading
             (xenconsoled does the same and marks the console broken).
+        total_input_bytes: bytes put into the input ring so far.
     """
 
     def __init__(self, hv: Hypervisor, domain: Domain, ring_mfn: int, port: int) -> None:
@@ -43,12 +53,22 @@ class ConsoleRingBackend:
         self.port = port
         self.total_bytes = 0
         self.bad_indices = False
+        self.total_input_bytes = 0
+        self._input = bytearray()
         layout = domain.abi.xencons_interface
         base = ring_mfn << PAGE_SHIFT
         self._out_maddr = base + layout.offset_of("out")
         self._out_cons_maddr = base + layout.offset_of("out_cons")
         self._out_prod_maddr = base + layout.offset_of("out_prod")
-        domain.evtchn.attach_backend(port, self.drain)
+        self._in_maddr = base + layout.offset_of("in")
+        self._in_cons_maddr = base + layout.offset_of("in_cons")
+        self._in_prod_maddr = base + layout.offset_of("in_prod")
+        domain.evtchn.attach_backend(port, self._on_event)
+
+    def _on_event(self) -> None:
+        """The guest notified the console port: take its output, and give it more input if it made room."""
+        self.drain()
+        self._push_input()
 
     def drain(self) -> int:
         """Move everything the guest produced into the console stream; returns the number of bytes moved."""
@@ -76,6 +96,44 @@ class ConsoleRingBackend:
         self._notify_guest()
         return len(data)
 
+    @property
+    def pending_input(self) -> int:
+        """Bytes fed but not yet in the input ring (waiting for the guest to make room)."""
+        return len(self._input)
+
+    def feed(self, data: bytes) -> int:
+        """Queue ``data`` for the guest's console input and move what fits into the input ring.
+
+        Returns:
+            The number of bytes put into the ring now (queued bytes from earlier calls first); the rest stays
+            queued (:attr:`pending_input`) until the guest consumes input and notifies the port.
+        """
+        self._input += data
+        return self._push_input()
+
+    def _push_input(self) -> int:
+        """``handle_tty_read``: as many queued bytes as the ring has room for, then ``in_prod``, then notify."""
+        if not self._input or self.domain.is_dying:
+            return 0
+        machine = self.hv.machine
+        cons = machine.read_u32(self._in_cons_maddr)
+        prod = machine.read_u32(self._in_prod_maddr)
+        used = (prod - cons) & _U32
+        if used >= XENCONS_IN_SIZE:  # full, or corrupt indices (xenconsoled: "ring is screwed: ignore it")
+            return 0
+        length = min(XENCONS_IN_SIZE - used, len(self._input))
+        pos = 0
+        while pos < length:
+            index = (prod + pos) % XENCONS_IN_SIZE
+            chunk = min(XENCONS_IN_SIZE - index, length - pos)
+            machine.write(self._in_maddr + index, bytes(self._input[pos : pos + chunk]))
+            pos += chunk
+        machine.write_u32(self._in_prod_maddr, (prod + length) & _U32)
+        del self._input[:length]
+        self.total_input_bytes += length
+        self._notify_guest()
+        return length
+
     def _notify_guest(self) -> None:
         evtchn = self.domain.evtchn
         if evtchn.port_is_valid(self.port):
@@ -84,8 +142,9 @@ class ConsoleRingBackend:
                 evtchn.port_set_pending(chn.notify_vcpu_id, chn)
 
     def close(self) -> None:
-        """Drain what is left and stop serving."""
+        """Drain what is left and stop serving (queued input is dropped)."""
         self.drain()
+        self._input.clear()
         evtchn = self.domain.evtchn
-        if evtchn.port_is_valid(self.port) and evtchn.ports[self.port].backend == self.drain:
+        if evtchn.port_is_valid(self.port) and evtchn.ports[self.port].backend == self._on_event:
             evtchn.ports[self.port].backend = None

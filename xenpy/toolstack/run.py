@@ -3,10 +3,22 @@
 :func:`run_domain` drives :func:`xenpy.engine.runner.run_domain_until_stopped` and turns what it observed into
 an :class:`Outcome` (which ``xenpy run`` returns as its exit status), a one-line detail and the final runstate
 of every vCPU.
+
+With console input (:class:`~xenpy.toolstack.console_input.ConsoleInput`) the run goes one scheduler step
+(:data:`~xenpy.engine.runner.STEP_NS` of system time) at a time and polls the input between steps, so typing
+never blocks the guest and the guest never blocks reading. A domain that stalls (every vCPU blocked with no
+timer armed) while input may still come waits for it instead of ending the run: a keystroke's event can wake it.
+
+::
+
+    running --step--> poll input --> running
+    running --escape character--> interrupted
+    running --stalled, input open--> wait for input (up to the timeout) --> running
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -14,11 +26,15 @@ from typing import TYPE_CHECKING
 from xenpy.abi.sched import SHUTDOWN
 from xenpy.core.domain import DomainState
 from xenpy.core.runstate import vcpu_runstate_get
-from xenpy.engine.runner import RunEnd, run_domain_until_stopped
+from xenpy.engine.runner import STEP_NS, RunEnd, RunSummary, run_domain_until_stopped
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Domain
     from xenpy.hypervisor import Hypervisor
+    from xenpy.toolstack.console_input import ConsoleInput
+
+#: Longest wait for console input while the domain is stalled, before the time limits are checked again (s).
+STALLED_INPUT_WAIT_S = 0.1
 
 
 class Outcome(Enum):
@@ -28,6 +44,8 @@ class Outcome(Enum):
     CRASH = 1
     OTHER_SHUTDOWN = 2
     TIMEOUT = 3
+    #: the console's escape character ended the run (the status of a run stopped by the user).
+    INTERRUPTED = 130
 
 
 @dataclass
@@ -49,9 +67,20 @@ class RunReport:
     runstates: list[tuple[int, int, int, int, int, int]] = field(default_factory=list)
 
 
-def run_domain(hv: Hypervisor, domain: Domain, *, timeout_s: float, max_guest_ns: int | None = None) -> RunReport:
+def run_domain(
+    hv: Hypervisor,
+    domain: Domain,
+    *,
+    timeout_s: float,
+    max_guest_ns: int | None = None,
+    console_input: ConsoleInput | None = None,
+) -> RunReport:
     """Unpause ``domain`` and run it until it stops, ``timeout_s`` wall seconds pass, ``max_guest_ns`` of system
-    time pass (if given), or it stalls. The scheduler must already have an engine attached."""
+    time pass (if given), or it stalls. The scheduler must already have an engine attached.
+
+    With ``console_input``, its bytes are fed to the guest between steps, a stall waits for input while more
+    may come, and the escape character ends the run (:attr:`Outcome.INTERRUPTED`).
+    """
     start_ns = hv.now_ns()
     stopped_at: list[int] = []
 
@@ -61,14 +90,20 @@ def run_domain(hv: Hypervisor, domain: Domain, *, timeout_s: float, max_guest_ns
 
     unwatch = domain.watch(on_change)
     try:
-        summary = run_domain_until_stopped(hv, domain, timeout_s=timeout_s, max_guest_ns=max_guest_ns)
+        if console_input is None:
+            summary = run_domain_until_stopped(hv, domain, timeout_s=timeout_s, max_guest_ns=max_guest_ns)
+        else:
+            summary = _run_with_input(hv, domain, console_input, timeout_s=timeout_s, max_guest_ns=max_guest_ns)
     finally:
         unwatch()
     now = hv.now_ns()
     guest_ns = (stopped_at[0] if stopped_at else now) - start_ns
     runstates = [vcpu_runstate_get(v, now) for v in domain.vcpus]
     reason = summary.shutdown_reason
-    if summary.crash_reason is not None or reason == SHUTDOWN.SHUTDOWN_crash:
+    if console_input is not None and console_input.detached and summary.end is not RunEnd.STOPPED:
+        outcome = Outcome.INTERRUPTED
+        detail = "Ctrl-], the console escape character, was typed"
+    elif summary.crash_reason is not None or reason == SHUTDOWN.SHUTDOWN_crash:
         outcome = Outcome.CRASH
         detail = summary.crash_reason or "the guest shut down with SHUTDOWN_crash"
     elif summary.end is RunEnd.STOPPED and reason is not None:
@@ -84,3 +119,38 @@ def run_domain(hv: Hypervisor, domain: Domain, *, timeout_s: float, max_guest_ns
             limit += f" or {max_guest_ns / 1e9:g} s of guest time"
         detail = f"no shutdown within {limit}"
     return RunReport(outcome, detail, guest_ns, summary.wall_s, runstates)
+
+
+def _run_with_input(
+    hv: Hypervisor, domain: Domain, console_input: ConsoleInput, *, timeout_s: float, max_guest_ns: int | None
+) -> RunSummary:
+    """:func:`run_domain_until_stopped` one step at a time, polling ``console_input`` between steps."""
+    start_wall = time.monotonic()
+    start_ns = hv.now_ns()
+    end = RunEnd.TIMED_OUT
+    while True:
+        console_input.poll()
+        elapsed_s = time.monotonic() - start_wall
+        guest_ns = hv.now_ns() - start_ns
+        if console_input.detached or elapsed_s > timeout_s:
+            break
+        if max_guest_ns is not None and guest_ns >= max_guest_ns:
+            break
+        step_ns = STEP_NS if max_guest_ns is None else min(STEP_NS, max_guest_ns - guest_ns)
+        summary = run_domain_until_stopped(hv, domain, timeout_s=timeout_s - elapsed_s, max_guest_ns=step_ns)
+        if summary.end is RunEnd.STOPPED:
+            end = RunEnd.STOPPED
+            break
+        if summary.end is RunEnd.STALLED:
+            if not console_input.is_open:
+                end = RunEnd.STALLED
+                break
+            console_input.poll(min(STALLED_INPUT_WAIT_S, max(0.0, timeout_s - (time.monotonic() - start_wall))))
+    return RunSummary(
+        end=end,
+        state=domain.state,
+        shutdown_reason=domain.shutdown_reason,
+        crash_reason=domain.crash_reason,
+        guest_ns=hv.now_ns() - start_ns,
+        wall_s=time.monotonic() - start_wall,
+    )

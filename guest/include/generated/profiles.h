@@ -104,6 +104,26 @@ struct xen_profile {
     /* XENFEAT_dm_msix_all_writes is reported (releases after 4.17). */
     bool xenfeat_dm_msix_all_writes;
 
+    /*
+     * start_info.mod_len of a module placed in the bootstrap region is its exact length in bytes:
+     * xc_dom_alloc_segment keeps a segment's byte size (4.19, 4c3a618b0a; backported to 4.18.3 and 4.17.5).
+     * Before, it was rounded up to whole pages. A module placed after the region (MOD_START_PFN) has its
+     * length in whole pages either way (spec 7.2).
+     */
+    bool module_len_exact;
+
+    /*
+     * XEN_SYSCTL_INTERFACE_VERSION: HYPERVISOR_sysctl with another interface_version is -EACCES, before the
+     * privilege check (0x10 in 4.10, 0x15 in 4.17 to 4.20, 0x16 after).
+     */
+    long sysctl_interface_version;
+
+    /*
+     * XEN_DOMCTL_INTERFACE_VERSION: HYPERVISOR_domctl with another interface_version is -EACCES, before the
+     * domain lookup and the privilege check (0x0e in 4.10, 0x15 in 4.17, 0x17 in 4.20, 0x18 after).
+     */
+    long domctl_interface_version;
+
     /* xen_compile_info.compiler (XENVER_compile_info): xenpy's build, not a C compiler. */
     const char *compiler;
 
@@ -150,6 +170,9 @@ static const struct xen_profile xen_profiles[NR_XEN_PROFILES] = {
         .varbuf_subops = true,
         .xenfeat_direct_mapped = true,
         .xenfeat_dm_msix_all_writes = true,
+        .module_len_exact = true,
+        .sysctl_interface_version = 22,
+        .domctl_interface_version = 24,
         .compiler = "xenpy",
         .compile_by = "xenpy",
         .compile_domain = "xenpy",
@@ -178,6 +201,9 @@ static const struct xen_profile xen_profiles[NR_XEN_PROFILES] = {
         .varbuf_subops = true,
         .xenfeat_direct_mapped = true,
         .xenfeat_dm_msix_all_writes = true,
+        .module_len_exact = true,
+        .sysctl_interface_version = 21,
+        .domctl_interface_version = 23,
         .compiler = "xenpy",
         .compile_by = "xenpy",
         .compile_domain = "xenpy",
@@ -206,6 +232,9 @@ static const struct xen_profile xen_profiles[NR_XEN_PROFILES] = {
         .varbuf_subops = false,
         .xenfeat_direct_mapped = true,
         .xenfeat_dm_msix_all_writes = false,
+        .module_len_exact = true,
+        .sysctl_interface_version = 21,
+        .domctl_interface_version = 21,
         .compiler = "xenpy",
         .compile_by = "xenpy",
         .compile_domain = "xenpy",
@@ -234,6 +263,9 @@ static const struct xen_profile xen_profiles[NR_XEN_PROFILES] = {
         .varbuf_subops = false,
         .xenfeat_direct_mapped = true,
         .xenfeat_dm_msix_all_writes = false,
+        .module_len_exact = false,
+        .sysctl_interface_version = 21,
+        .domctl_interface_version = 21,
         .compiler = "xenpy",
         .compile_by = "xenpy",
         .compile_domain = "xenpy",
@@ -262,6 +294,9 @@ static const struct xen_profile xen_profiles[NR_XEN_PROFILES] = {
         .varbuf_subops = false,
         .xenfeat_direct_mapped = true,
         .xenfeat_dm_msix_all_writes = false,
+        .module_len_exact = false,
+        .sysctl_interface_version = 21,
+        .domctl_interface_version = 21,
         .compiler = "xenpy",
         .compile_by = "xenpy",
         .compile_domain = "xenpy",
@@ -290,6 +325,9 @@ static const struct xen_profile xen_profiles[NR_XEN_PROFILES] = {
         .varbuf_subops = false,
         .xenfeat_direct_mapped = false,
         .xenfeat_dm_msix_all_writes = false,
+        .module_len_exact = false,
+        .sysctl_interface_version = 16,
+        .domctl_interface_version = 14,
         .compiler = "xenpy",
         .compile_by = "xenpy",
         .compile_domain = "xenpy",

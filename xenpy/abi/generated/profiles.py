@@ -61,6 +61,16 @@ class XenProfile:
             uses the older xen_build_id path.
         xenfeat_direct_mapped: XENFEAT_direct_mapped / not_direct_mapped are reported (>= 4.15).
         xenfeat_dm_msix_all_writes: XENFEAT_dm_msix_all_writes is reported (releases after 4.17).
+        module_len_exact: start_info.mod_len of a module placed in the bootstrap region is its exact length in
+            bytes: xc_dom_alloc_segment keeps a segment's byte size (4.19, 4c3a618b0a; backported to 4.18.3
+            and 4.17.5). Before, it was rounded up to whole pages. A module placed after the region
+            (MOD_START_PFN) has its length in whole pages either way (spec 7.2).
+        sysctl_interface_version: XEN_SYSCTL_INTERFACE_VERSION: HYPERVISOR_sysctl with another
+            interface_version is -EACCES, before the privilege check (0x10 in 4.10, 0x15 in 4.17 to 4.20, 0x16
+            after).
+        domctl_interface_version: XEN_DOMCTL_INTERFACE_VERSION: HYPERVISOR_domctl with another
+            interface_version is -EACCES, before the domain lookup and the privilege check (0x0e in 4.10, 0x15
+            in 4.17, 0x17 in 4.20, 0x18 after).
         compiler: xen_compile_info.compiler (XENVER_compile_info): xenpy's build, not a C compiler.
         compile_by: xen_compile_info.compile_by.
         compile_domain: xen_compile_info.compile_domain.
@@ -92,6 +102,9 @@ class XenProfile:
     varbuf_subops: bool
     xenfeat_direct_mapped: bool
     xenfeat_dm_msix_all_writes: bool
+    module_len_exact: bool
+    sysctl_interface_version: int
+    domctl_interface_version: int
     compiler: str
     compile_by: str
     compile_domain: str
@@ -128,6 +141,9 @@ HEAD = XenProfile(
     varbuf_subops=True,
     xenfeat_direct_mapped=True,
     xenfeat_dm_msix_all_writes=True,
+    module_len_exact=True,
+    sysctl_interface_version=22,
+    domctl_interface_version=24,
     compiler="xenpy",
     compile_by="xenpy",
     compile_domain="xenpy",
@@ -162,6 +178,9 @@ XEN_4_20 = XenProfile(
     varbuf_subops=True,
     xenfeat_direct_mapped=True,
     xenfeat_dm_msix_all_writes=True,
+    module_len_exact=True,
+    sysctl_interface_version=21,
+    domctl_interface_version=23,
     compiler="xenpy",
     compile_by="xenpy",
     compile_domain="xenpy",
@@ -193,6 +212,9 @@ XEN_4_17_7 = XenProfile(
     varbuf_subops=False,
     xenfeat_direct_mapped=True,
     xenfeat_dm_msix_all_writes=False,
+    module_len_exact=True,
+    sysctl_interface_version=21,
+    domctl_interface_version=21,
     compiler="xenpy",
     compile_by="xenpy",
     compile_domain="xenpy",
@@ -224,6 +246,9 @@ XEN_4_17_3 = XenProfile(
     varbuf_subops=False,
     xenfeat_direct_mapped=True,
     xenfeat_dm_msix_all_writes=False,
+    module_len_exact=False,
+    sysctl_interface_version=21,
+    domctl_interface_version=21,
     compiler="xenpy",
     compile_by="xenpy",
     compile_domain="xenpy",
@@ -255,6 +280,9 @@ XEN_4_17 = XenProfile(
     varbuf_subops=False,
     xenfeat_direct_mapped=True,
     xenfeat_dm_msix_all_writes=False,
+    module_len_exact=False,
+    sysctl_interface_version=21,
+    domctl_interface_version=21,
     compiler="xenpy",
     compile_by="xenpy",
     compile_domain="xenpy",
@@ -286,6 +314,9 @@ XEN_4_10 = XenProfile(
     varbuf_subops=False,
     xenfeat_direct_mapped=False,
     xenfeat_dm_msix_all_writes=False,
+    module_len_exact=False,
+    sysctl_interface_version=16,
+    domctl_interface_version=14,
     compiler="xenpy",
     compile_by="xenpy",
     compile_domain="xenpy",

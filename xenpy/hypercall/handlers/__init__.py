@@ -18,6 +18,7 @@ from types import MappingProxyType
 from xenpy.abi.generated.hypercalls import HYPERCALLS, Hypercall
 from xenpy.hypercall.handlers import callback_op as callback_op
 from xenpy.hypercall.handlers import console_io as console_io
+from xenpy.hypercall.handlers import control as control
 from xenpy.hypercall.handlers import cpu as cpu
 from xenpy.hypercall.handlers import debugreg as debugreg
 from xenpy.hypercall.handlers import event_channel_op as event_channel_op
@@ -42,13 +43,9 @@ from xenpy.hypercall.registry import registered_handlers
 #: Hypercalls Xen dispatches that xenpy does not implement yet (they return -ENOSYS), with the reason.
 NOT_IMPLEMENTED: Mapping[int, str] = MappingProxyType(
     {
-        Hypercall.platform_op: "platform control for the hardware domain (a domU gets -EPERM from Xen)",
         Hypercall.physdev_op_compat: "physical devices and IRQs (xenpy has no devices)",
         Hypercall.xsm_op: "XSM/FLASK operations (a Xen without FLASK returns -ENOSYS too)",
         Hypercall.hvm_op: "HVM operations and parameters",
-        Hypercall.sysctl: "toolstack operations (a domU gets -EPERM from Xen)",
-        Hypercall.domctl: "toolstack operations (a domU gets -EPERM from Xen)",
-        Hypercall.kexec_op: "kexec (a domU gets -EPERM from Xen)",
         Hypercall.argo_op: "Argo messaging (a Xen without CONFIG_ARGO returns -ENOSYS too)",
         Hypercall.xenpmu_op: "virtual PMU",
         Hypercall.dm_op: "device-model operations",

@@ -66,8 +66,11 @@ def boot_on_xen(
     vcpus: int = 1,
     timeout_s: float = 120.0,
     qemu: str | None = None,
+    initrd: Path | None = None,
+    dom0_mem_mib: int = 64,
 ) -> XenBoot:
-    """Boot ``image`` as dom0 (with ``vcpus`` vCPUs and ``cmdline``) on the Xen hypervisor ``xen``.
+    """Boot ``image`` as dom0 (with ``vcpus`` vCPUs, ``dom0_mem_mib`` of memory, ``cmdline`` and, if given, the
+    module ``initrd``) on the Xen hypervisor ``xen``.
 
     Raises:
         OracleError: QEMU is missing, ``xen`` or ``image`` is not a file, or QEMU could not start.
@@ -75,17 +78,21 @@ def boot_on_xen(
     qemu = qemu or find_qemu()
     if qemu is None:
         raise OracleError(f"{QEMU} not found on PATH (Debian: apt-get install qemu-system-x86)")
-    for path, what in ((xen, "Xen image"), (image, "kernel image")):
+    files = ((xen, "Xen image"), (image, "kernel image"), *(((initrd, "initrd"),) if initrd else ()))
+    for path, what in files:
         if not Path(path).is_file():
             raise OracleError(f"{path}: no such {what}")
-    if "," in str(image) or "," in cmdline:
-        raise OracleError("QEMU's -initrd cannot take a ',' in the kernel's path or command line")
-    xen_args = f"console=com1 com1=115200 dom0_mem=64M dom0_max_vcpus={vcpus} loglvl=all guest_loglvl=all"
+    if "," in str(image) or "," in cmdline or "," in str(initrd or ""):
+        raise OracleError("QEMU's -initrd cannot take a ',' in the kernel's or initrd's path or the command line")
+    xen_args = (
+        f"console=com1 com1=115200 dom0_mem={dom0_mem_mib}M dom0_max_vcpus={vcpus} loglvl=all guest_loglvl=all"
+    )
+    modules = f"{image} {cmdline}".rstrip() + (f",{initrd}" if initrd else "")
     argv = [
         qemu, "-M", "q35", "-cpu", "max", "-m", "512", "-smp", str(max(2, vcpus)),
         "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio", "-display", "none",
         "-kernel", str(xen), "-append", xen_args,
-        "-initrd", f"{image} {cmdline}".rstrip(),
+        "-initrd", modules,
     ]  # fmt: skip
     start = time.monotonic()
     try:

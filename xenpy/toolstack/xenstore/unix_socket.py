@@ -1,0 +1,170 @@
+"""The store on a Unix stream socket, as xenstored serves its socket (``tools/xenstored/posix.c``, ``core.c``).
+
+Xen's own clients (libxenstore: ``xenstore-read``, ``xenstore-ls``, ``test-xenstore``...) connect to the socket
+``XENSTORED_PATH`` names and speak the ring's protocol over it. Socket clients are privileged, as xenstored's
+are: every right on every node, no quota, relative paths under ``/local/domain/0``. A client that announces a
+payload longer than ``XENSTORE_PAYLOAD_MAX`` is disconnected.
+
+The server is single-threaded: :meth:`XenstoreSocketServer.poll` does one round of I/O and answers what
+arrived, :meth:`~XenstoreSocketServer.serve_forever` loops on it. Serve it from the thread that runs the
+hypervisor while guests run (a request can fire a watch on a guest's ring, which the ring backend writes at
+once); a thread of its own is fine while no guest CPU runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import socket
+import threading
+from dataclasses import dataclass, field
+
+from xenpy.toolstack.xenstore.store import Connection, Store
+from xenpy.toolstack.xenstore.wire import MessageReader, ProtocolError
+
+_RECV_SIZE = 65536
+
+
+@dataclass
+class _Client:
+    sock: socket.socket
+    conn: Connection
+    reader: MessageReader = field(default_factory=MessageReader)
+    out: bytearray = field(default_factory=bytearray)
+
+
+class XenstoreSocketServer:
+    """Serves ``store`` on a Unix socket at ``path`` (an existing socket file there is replaced).
+
+    Attributes:
+        path: the socket's path.
+        clients: clients connected now.
+    """
+
+    def __init__(self, store: Store, path: str | os.PathLike[str]) -> None:
+        self.store = store
+        self.path = os.fspath(path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(self.path)
+        self._listener.listen(16)
+        self._listener.setblocking(False)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._listener, selectors.EVENT_READ, None)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._clients: dict[socket.socket, _Client] = {}
+        self._closed = False
+
+    @property
+    def clients(self) -> int:
+        """Number of connected clients."""
+        return len(self._clients)
+
+    def poll(self, timeout: float | None = 0.0) -> None:
+        """Accept, read and answer what is ready (waiting up to ``timeout`` seconds), then send queued output."""
+        for key, events in self._selector.select(timeout):
+            sock = key.fileobj
+            if sock is self._listener:
+                self._accept()
+            elif sock is self._wake_r:
+                with contextlib.suppress(BlockingIOError):
+                    while self._wake_r.recv(4096):
+                        pass
+            else:
+                client = self._clients.get(sock)  # type: ignore[arg-type]
+                if client is not None and events & selectors.EVENT_READ:
+                    self._receive(client)
+        for client in list(self._clients.values()):
+            self._send(client)
+
+    def serve_forever(self, stop: threading.Event, interval_s: float = 0.1) -> None:
+        """:meth:`poll` until ``stop`` is set."""
+        while not stop.is_set() and not self._closed:
+            self.poll(interval_s)
+
+    def close(self) -> None:
+        """Disconnect every client and remove the socket."""
+        if self._closed:
+            return
+        self._closed = True
+        for client in list(self._clients.values()):
+            self._drop(client)
+        self._selector.close()
+        for sock in (self._listener, self._wake_r, self._wake_w):
+            sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    # ------------------------------------------------------------------ per client
+
+    def _accept(self) -> None:
+        try:
+            sock, _address = self._listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        sock.setblocking(False)
+        conn = self.store.connect_socket()
+        conn.on_output = self._wake
+        client = _Client(sock, conn)
+        self._clients[sock] = client
+        self._selector.register(sock, selectors.EVENT_READ, None)
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            self._wake_w.send(b"\0")
+
+    def _receive(self, client: _Client) -> None:
+        try:
+            data = client.sock.recv(_RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(client)
+            return
+        try:
+            messages = client.reader.feed(data)
+        except ProtocolError:
+            self._drop(client)
+            return
+        for message in messages:
+            try:
+                client.conn.handle(message.type, message.req_id, message.tx_id, message.payload)
+            except Exception:  # a failure in the store drops this client, never the server
+                self._drop(client)
+                return
+
+    def _send(self, client: _Client) -> None:
+        with self.store.lock:
+            while (message := client.conn.pop_output()) is not None:
+                client.out += message
+        if client.out:
+            try:
+                sent = client.sock.send(client.out)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                self._drop(client)
+                return
+            del client.out[:sent]
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.out else 0)
+        self._selector.modify(client.sock, events, None)
+
+    def _drop(self, client: _Client) -> None:
+        self._clients.pop(client.sock, None)
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(client.sock)
+        client.sock.close()
+        self.store.disconnect(client.conn)
+
+    def __enter__(self) -> XenstoreSocketServer:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
