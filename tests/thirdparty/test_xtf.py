@@ -48,9 +48,24 @@ def _instances() -> list[tuple[str, Path, str]]:
 INSTANCES = _instances()
 
 
+def _xl_config(image: Path, variation: str) -> tuple[int, int]:
+    """(vcpus, memory MiB) of the test's xl configuration (``test-pv64-NAME[~VARIATION].cfg``), as ``xl create``
+    would boot it; 1 vCPU and xenpy's default memory where it says nothing."""
+    cfg = image.with_name(f"{image.name}~{variation}.cfg" if variation else f"{image.name}.cfg")
+    settings = {}
+    if cfg.is_file():
+        for line in cfg.read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep:
+                settings[key.strip()] = value.split("#")[0].strip().strip('"')
+    return int(settings.get("vcpus", 1)), int(settings.get("memory", DEFAULT_MEMORY_MIB))
+
+
 def _run_on_xenpy(image: Path, cmdline: str) -> str:
-    hv = Hypervisor(memory_mib=DEFAULT_MEMORY_MIB + HYPERVISOR_MEMORY_MIB)
-    booted = boot_pv_image(hv, image.read_bytes(), cmdline=cmdline, name=image.name)
+    vcpus, memory_mib = _xl_config(image, cmdline)
+    hv = Hypervisor(memory_mib=memory_mib + HYPERVISOR_MEMORY_MIB)
+    booted = boot_pv_image(hv, image.read_bytes(), max_vcpus=vcpus, memory_mib=memory_mib, cmdline=cmdline,
+                           name=image.name)  # fmt: skip
     chunks: list[bytes] = []
     unlisten = booted.domain.console.listen(chunks.append)
     try:
@@ -94,5 +109,5 @@ ORACLE_CASES = [(n, i) for n, i, c in INSTANCES if not c and TABLE.get(n, {}).ge
 def test_xtf_pv64_succeeds_on_real_xen(name: str, image: Path):
     if find_qemu() is None or not XEN_4_20.is_file():
         pytest.skip(f"needs qemu-system-x86_64 and {XEN_4_20} (`xenpy fetch-xen`)")
-    boot = boot_on_xen(XEN_4_20, image, vcpus=1, timeout_s=TIMEOUT_S)
+    boot = boot_on_xen(XEN_4_20, image, vcpus=_xl_config(image, "")[0], timeout_s=TIMEOUT_S)
     assert parse_console(boot.console).outcome == "SUCCESS", boot.console

@@ -32,22 +32,23 @@ import tempfile
 from pathlib import Path
 
 #: Registers the syscall shim reads, in this order (``SyscallFrame.regs_in``).
-SYSCALL_IN = ("rax", "rdi", "rsi", "rdx", "r10", "r8", "rip", "rflags")
+SYSCALL_IN = ("rax", "rdi", "rsi", "rdx", "r10", "r8", "rip", "rflags", "cs")
 #: Registers the shim may write, in this order; the Python side sets ``nout`` to write the first ``nout``.
 SYSCALL_OUT = ("rax", "rcx", "r11", "rsp", "rflags", "rip")
 #: Indexes of the 64-bit words of :class:`SyscallFrame` (a ``memoryview`` cast to ``Q``).
 SF_RIP = 6
 SF_RFLAGS = 7
-SF_RAX_OUT = 8
-SF_RCX_OUT = 9
-SF_R11_OUT = 10
-SF_NOUT = 14
-SF_ADDEND = 15
-SF_TIME_BASE = 16
-SF_TIME_CAP = 17
-SF_COUNT_BIAS = 18
-SF_NOW = 19
-SF_WORDS = 20
+SF_CS = 8
+SF_RAX_OUT = 9
+SF_RCX_OUT = 10
+SF_R11_OUT = 11
+SF_NOUT = 15
+SF_ADDEND = 16
+SF_TIME_BASE = 17
+SF_TIME_CAP = 18
+SF_COUNT_BIAS = 19
+SF_NOW = 20
+SF_WORDS = 21
 
 _SOURCE = r"""
 #include <stdint.h>
@@ -78,11 +79,11 @@ void xp_count_hook(void *uc, uint64_t address, uint32_t size, void *user_data)
     c->count++;
 }
 
-#define XP_NIN 8
+#define XP_NIN 9
 #define XP_NOUT 6
 
 struct xp_syscall {
-    uint64_t regs_in[XP_NIN];   /* rax rdi rsi rdx r10 r8 rip rflags */
+    uint64_t regs_in[XP_NIN];   /* rax rdi rsi rdx r10 r8 rip rflags cs */
     uint64_t regs_out[XP_NOUT]; /* rax rcx r11 rsp rflags rip */
     int64_t nout;               /* set to 3 before the callback; the callback may change it */
     uint64_t addend;            /* length of the syscall instruction: 2 unless the callback says otherwise */

@@ -72,7 +72,7 @@ from unicorn import UC_ARCH_X86, UC_MODE_64, UC_PROT_ALL, UC_PROT_READ, Uc, UcEr
 from unicorn import x86_const as ux
 from unicorn.unicorn_const import UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_INSN, UC_HOOK_INSN_INVALID, UC_HOOK_INTR
 
-from xenpy.abi.arch_x86 import FLAT_RING3_CS32, FLAT_RING3_CS64, FLAT_RING3_SS64
+from xenpy.abi.arch_x86 import FLAT_KERNEL_CS, FLAT_KERNEL_SS, FLAT_RING3_CS32, FLAT_RING3_CS64, FLAT_RING3_SS64
 from xenpy.abi.sched import SHUTDOWN_crash
 from xenpy.abi.x86 import (
     MSR_EFER,
@@ -722,7 +722,7 @@ class UnicornVcpu(Pv64Context):
         if nout:
             out = self._batch(_native.SYSCALL_OUT[:nout])
             for i in range(nout):
-                out.vals[i] = sf[8 + i]
+                out.vals[i] = sf[_native.SF_RAX_OUT + i]
             lib.uc_reg_write_batch(self._uch, out.ids, out.ptrs, out.n)
 
     def _syscall_length(self, rip: int) -> int:
@@ -742,16 +742,16 @@ class UnicornVcpu(Pv64Context):
         adds rcx/r11 as Xen's sysret leaves them), and the return-to-guest checks (softirqs, page-table
         changes, shutdown, pending events). A handler that sets the registers itself (iret) clears
         ``SF_NOUT``. The frame's indices are written as numbers on this path (a global lookup per access
-        costs measurably): 8 ``SF_RAX_OUT``, 14 ``SF_NOUT``, 15 ``SF_ADDEND``, 19 ``SF_NOW``.
+        costs measurably): 9 ``SF_RAX_OUT``, 15 ``SF_NOUT``, 16 ``SF_ADDEND``, 20 ``SF_NOW``.
         """
         sf = self._sf
         try:
-            nr, a1, a2, a3, a4, a5, rip, _rflags = _UNPACK_IN(self._frame)
+            nr, a1, a2, a3, a4, a5, rip, _rflags, cs = _UNPACK_IN(self._frame)
             addend = self._slen.get(rip)
             if addend is None:
                 addend = self._syscall_length(rip)
             if addend != 2:
-                sf[15] = addend
+                sf[16] = addend
             self._hook_addend = addend
             arch = self._arch
             if not arch.kernel_mode:
@@ -760,11 +760,13 @@ class UnicornVcpu(Pv64Context):
                 return
             clock = self._virtual_clock
             if clock is not None and (nr >= _NR_TABLE or self._clock_free[nr] == 0):
-                clock.wait_until(sf[19] if self._ns_per_insn_1 else self._guest_now())
+                clock.wait_until(sf[20] if self._ns_per_insn_1 else self._guest_now())
             v = self.vcpu
             result = self._dispatch(self._hctx, nr, a1, a2, a3, a4, a5)
-            if sf[14]:
-                sf[8] = result & _U64
+            if sf[15]:
+                sf[9] = result & _U64
+                if cs != FLAT_KERNEL_CS:
+                    self._sysret_selectors()
             if self._sched.softirq_pending or nr in self._resync:
                 self._after_hypercall_slow(nr)
             else:
@@ -775,6 +777,12 @@ class UnicornVcpu(Pv64Context):
         except BaseException as exc:
             sf[_native.SF_NOUT] = 0
             self._hook_failed(exc)
+
+    def _sysret_selectors(self) -> None:
+        """Xen returns from a hypercall with ``sysret``, which loads FLAT_KERNEL_CS and FLAT_KERNEL_SS whatever code
+        segment the kernel made the call from (a guest tells an event taken before a hypercall from one after it
+        by the ``%cs`` of its frame)."""
+        self.write_registers({"cs": FLAT_KERNEL_CS, "ss": FLAT_KERNEL_SS})
 
     def _flush_pending_writes(self) -> None:
         """Apply now the writes the shim would do after the hook (rax = result, rcx/r11 as sysret leaves them)."""

@@ -14,7 +14,10 @@
  *     a page table) is a #PF to the guest and changes nothing;
  *   - HYPERVISOR_update_descriptor: a code segment in a free page is stored
  *     with its DPL raised to 3; a misaligned address, a system descriptor,
- *     a page-table frame and a frame that is not the guest's: -EINVAL.
+ *     a page-table frame and a frame that is not the guest's: -EINVAL;
+ *   - a live GDT (HYPERVISOR_set_gdt of a read-only page) takes a code
+ *     segment through update_descriptor; the kernel runs on it (lretq), and
+ *     a hypercall returns on FLAT_KERNEL_CS, as Xen's sysret leaves it.
  */
 
 #include <xenpy-guest.h>
@@ -31,6 +34,7 @@ const char test_title[] = "Writable page tables and HYPERVISOR_update_descriptor
 
 static uint8_t target_page[PAGE_SIZE] __page_aligned_bss;
 static uint64_t desc_page[PAGE_SIZE / 8] __page_aligned_bss;
+static uint64_t gdt_page[PAGE_SIZE / 8] __page_aligned_bss;
 
 /* The #PF hook: counts faults and skips the faulting store (its length is set before each store). */
 static unsigned int nr_faults;
@@ -191,11 +195,37 @@ static void test_update_descriptor(void)
           -XEN_EINVAL, "HYPERVISOR_update_descriptor into a frame that is not the guest's");
 }
 
+/* A code segment of the guest's own GDT: load it with lretq, make a hypercall, see %cs before and after. */
+static void test_live_gdt(void)
+{
+    unsigned long frame = virt_to_mfn(gdt_page);
+    uint64_t maddr = virt_to_maddr(gdt_page);
+    uint16_t cs_on_own, cs_after;
+    long rc;
+
+    check("gdt-remap-ro", "6.1",
+          HYPERVISOR_update_va_mapping((unsigned long)gdt_page, (frame << PAGE_SHIFT) | _PAGE_PRESENT | _PAGE_ACCESSED,
+                                       UVMF_INVLPG), 0, "HYPERVISOR_update_va_mapping: the GDT page read-only");
+    check("gdt-set", "6.1", HYPERVISOR_set_gdt(&frame, 512), 0, "HYPERVISOR_set_gdt of that page (512 entries)");
+    check("gdt-update-live", "6.1", HYPERVISOR_update_descriptor(maddr + 8, CODE64_DPL0), 0,
+          "HYPERVISOR_update_descriptor of entry 1 of the live GDT");
+    check_hex("gdt-entry-dpl", "6.1", gdt_page[1], CODE64_DPL0 | DPL_MASK, "the live entry as stored: DPL 3");
+    __asm__ __volatile__ ("pushq $0x0b; leaq 1f(%%rip), %%rax; pushq %%rax; lretq; 1: movw %%cs, %0"
+                          : "=r"(cs_on_own) :: "rax", "memory");
+    check_hex("gdt-cs-own", "6.1", cs_on_own, 0x0b, "%%cs after lretq to entry 1 of the guest's GDT (RPL 3)");
+    rc = HYPERVISOR_xen_version(XENVER_version, NULL);
+    __asm__ __volatile__ ("movw %%cs, %0" : "=r"(cs_after));
+    check("gdt-hypercall", "6.1", rc > 0, 1, "HYPERVISOR_xen_version(XENVER_version) from that code segment");
+    check_hex("gdt-cs-after-hypercall", "6.1", cs_after, FLAT_KERNEL_CS,
+              "%%cs after the hypercall: FLAT_KERNEL_CS, as sysret loads it");
+}
+
 void test_main(void)
 {
     test_profile();
     test_ptwr();
     test_update_descriptor();
+    test_live_gdt();
 
     if ( xtf_ok() )
         xtf_success(NULL);
