@@ -9,6 +9,9 @@ tree (default ``~/.cache/xenpy/mini-os``); without a ``mini-os`` binary there th
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,3 +60,20 @@ def test_minios_test_app_runs_its_xenbus_test_and_powers_off_on_request():
         assert line in console, (line, console[-3000:])
     assert "T(s=" in console, console[-1000:]  # the periodic thread's timer ticks
     assert second.outcome is Outcome.POWEROFF, (second, console[-1000:])
+
+
+@pytest.mark.skipif(not MINIOS.is_file(), reason=f"no Mini-OS build at {MINIOS} (set XENPY_MINIOS_DIR)")
+def test_ctrl_c_in_xenpy_run_powers_minios_off():
+    """``xenpy run``'s first Ctrl-C writes control/shutdown; Mini-OS's shutdown thread powers the domain off."""
+    proc = subprocess.Popen([sys.executable, "-m", "xenpy", "run", str(MINIOS), "--memory", str(MEMORY_MIB),
+                             "--no-input", "--timeout", "60"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    out = b""
+    while b"Periodic thread started" not in out:  # its xenbus thread has set its watches by then
+        chunk = proc.stdout.read1(4096) if proc.stdout else b""
+        assert chunk, "Mini-OS ended before its threads started"
+        out += chunk
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert b"asked d1 to power off" in err and b"powered off" in err

@@ -3,17 +3,22 @@
 IMAGE is an ELF kernel or a Linux bzImage; ``--initrd`` gives it a module. The guest console goes to standard
 output as the guest writes it, and standard input (a terminal, a pipe or a file; not with ``--no-input``) goes
 to the guest's console input, as ``xl console`` does: a terminal is put in raw mode for the run and Ctrl-] ends
-the run. A one-line summary goes to standard error. Exit status: 0 the guest powered off, 1 it crashed (or the
-hypervisor crashed it), 2 any other shutdown reason, 3 timeout, 130 ended with Ctrl-]; 64/65 for errors in the
-command line or the image.
+the run. Ctrl-C (SIGINT; a terminal in raw mode passes Ctrl-C to the guest instead) asks the guest to power off
+through its xenstore ``control/shutdown``, as ``xl shutdown`` does; a second one stops the run at once.
+``--xenstore-socket PATH`` serves the store on a Unix socket for Xen's own clients while the guest runs. A
+one-line summary goes to standard error. Exit status: 0 the guest powered off, 1 it crashed (or the hypervisor
+crashed it), 2 any other shutdown reason, 3 timeout, 130 ended with Ctrl-] or a second Ctrl-C; 64/65 for errors
+in the command line or the image.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import signal
 import sys
 from contextlib import ExitStack
+from types import FrameType
 
 from xenpy.abi.vcpu import RUNSTATE
 from xenpy.cli.errors import EXIT_DATAERR, CliError
@@ -26,6 +31,7 @@ from xenpy.toolstack.boot import DEFAULT_MEMORY_MIB, HYPERVISOR_MEMORY_MIB, boot
 from xenpy.toolstack.console_input import ESCAPE_CHAR, ConsoleInput, input_kind, raw_terminal
 from xenpy.toolstack.run import Outcome, RunReport, run_domain
 from xenpy.toolstack.trace import HypercallTracer
+from xenpy.toolstack.xenstore import XenstoreRingBackend, XenstoreSocketServer
 
 #: Most vCPUs of a PV domain: x86 Xen's MAX_VIRT_CPUS (one 32-page GDT/LDT slot per vCPU in a 1 GiB
 #: per-domain area: GDT_LDT_MBYTES << (20 - GDT_LDT_VCPU_VA_SHIFT) = 8192). vCPUs >= 32
@@ -43,8 +49,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Boot a Xen PV64 kernel (an ELF file, or a Linux bzImage such as a distribution's vmlinuz) "
         "on xenpy's hypervisor and run it. The guest console goes to stdout, and stdin (a terminal, a pipe or "
         "a file) goes to the guest's console input: a terminal is put in raw mode (no echo, no line "
-        "buffering, Ctrl-C goes to the guest) and Ctrl-] ends the run, as in 'xl console'. A summary goes to "
-        "stderr. Exit status: 0 poweroff, 1 crash, 2 other shutdown, 3 timeout, 130 ended with Ctrl-].",
+        "buffering, Ctrl-C goes to the guest) and Ctrl-] ends the run, as in 'xl console'. Otherwise Ctrl-C asks "
+        "the guest to power off through xenstore's control/shutdown, as 'xl shutdown' does, and a second Ctrl-C "
+        "stops at once. A summary goes to stderr. Exit status: 0 poweroff, 1 crash, 2 other shutdown, 3 timeout, "
+        "130 ended with Ctrl-] or a second Ctrl-C.",
     )
     run.add_argument("image", metavar="IMAGE",
                      help="the PV kernel: an ELF file, a gzipped ELF, or a Linux bzImage (compressed with gzip, "
@@ -77,6 +85,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                      help="write one JSON line per hypercall (vCPU, time, name, arguments, result) to FILE")
     run.add_argument("--runstate", action="store_true",
                      help="print each vCPU's runstate times (running, runnable, blocked, offline) at the end")
+    run.add_argument("--xenstore-socket", metavar="PATH",
+                     help="also serve the xenstore on a Unix socket at PATH while the guest runs, for Xen's clients "
+                     "(XENSTORED_PATH=PATH xenstore-ls)")
     run.set_defaults(handler=_run)
 
 
@@ -161,14 +172,68 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"xenpy: d{domain.domid} console: this terminal (Ctrl-] ends the run)", file=sys.stderr)
             console_input = ConsoleInput(booted.console, fd, escape=ESCAPE_CHAR if interactive else None,
                                          flush_output=interactive)
+        server = None
+        if args.xenstore_socket and booted.xenstore is not None:
+            try:
+                server = stack.enter_context(XenstoreSocketServer(booted.xenstore.store, args.xenstore_socket))
+            except OSError as error:
+                raise CliError(f"--xenstore-socket {args.xenstore_socket}: {error.strerror}", EXIT_DATAERR) from None
+            print(f"xenpy: xenstore on {args.xenstore_socket} (XENSTORED_PATH={args.xenstore_socket} xenstore-ls)",
+                  file=sys.stderr)
+        between_steps = _ShutdownOnInterrupt(domain.domid, booted.xenstore, server)
+        stack.enter_context(between_steps.installed())
         create_engine(args.engine, hv)  # attaches itself to the scheduler
-        report = run_domain(hv, domain, timeout_s=args.timeout, console_input=console_input)
+        report = run_domain(hv, domain, timeout_s=args.timeout, console_input=console_input,
+                            between_steps=between_steps)
         booted.console.close()
         domain.console.flush()
     print(_summary(domain.domid, args, report, hv.dispatcher.count), file=sys.stderr)
     if args.runstate:
         print(_runstate_table(report), file=sys.stderr)
     return report.outcome.value
+
+
+class _ShutdownOnInterrupt:
+    """Between the run's steps: after a first SIGINT, ask the guest to power off through xenstore's
+    ``control/shutdown`` (as ``xl shutdown``); after a second one, raise KeyboardInterrupt. Also serves the
+    xenstore socket, if any (which may wake a stalled guest)."""
+
+    def __init__(self, domid: int, xenstore: XenstoreRingBackend | None, server: XenstoreSocketServer | None):
+        self.domid = domid
+        self.xenstore = xenstore
+        self.server = server
+        self.interrupted = False
+        self.stop = False
+        self.asked = False
+
+    def installed(self) -> ExitStack:
+        """Install the SIGINT handler for the run (the previous one comes back on exit)."""
+        stack = ExitStack()
+        previous = signal.signal(signal.SIGINT, self._on_sigint)
+        stack.callback(signal.signal, signal.SIGINT, previous)
+        return stack
+
+    def _on_sigint(self, _signum: int, _frame: FrameType | None) -> None:
+        # Only note it: raised here, the exception could land in an engine callback, which cannot pass it on.
+        if self.interrupted:
+            self.stop = True
+        self.interrupted = True
+
+    def __call__(self, wait_s: float) -> bool:
+        if self.stop:
+            raise KeyboardInterrupt
+        if self.interrupted and not self.asked:
+            self.asked = True
+            if self.xenstore is not None:
+                self.xenstore.request_shutdown("poweroff")
+                print(f"\nxenpy: asked d{self.domid} to power off (control/shutdown); Ctrl-C again stops at once",
+                      file=sys.stderr)
+            else:
+                raise KeyboardInterrupt
+        if self.server is None:
+            return False
+        self.server.poll(wait_s)
+        return True
 
 
 def _name_of(path: str) -> str:

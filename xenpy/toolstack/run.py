@@ -4,21 +4,24 @@
 an :class:`Outcome` (which ``xenpy run`` returns as its exit status), a one-line detail and the final runstate
 of every vCPU.
 
-With console input (:class:`~xenpy.toolstack.console_input.ConsoleInput`) the run goes one scheduler step
-(:data:`~xenpy.engine.runner.STEP_NS` of system time) at a time and polls the input between steps, so typing
-never blocks the guest and the guest never blocks reading. A domain that stalls (every vCPU blocked with no
-timer armed) while input may still come waits for it instead of ending the run: a keystroke's event can wake it.
+With console input (:class:`~xenpy.toolstack.console_input.ConsoleInput`), or a ``between_steps`` callback
+(what else the toolstack serves while the guest runs: a xenstore socket, a shutdown request), the run goes one
+scheduler step (:data:`~xenpy.engine.runner.STEP_NS` of system time) at a time and polls them between steps, so
+typing never blocks the guest and the guest never blocks reading. A domain that stalls (every vCPU blocked with
+no timer armed) while input may still come, or while ``between_steps`` says something may still wake it, waits
+for that instead of ending the run: a keystroke's event, or a xenstore watch, can wake it.
 
 ::
 
-    running --step--> poll input --> running
+    running --step--> poll input, between_steps(0) --> running
     running --escape character--> interrupted
-    running --stalled, input open--> wait for input (up to the timeout) --> running
+    running --stalled, input open or between_steps(wait) true--> wait (up to the timeout) --> running
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -35,6 +38,10 @@ if TYPE_CHECKING:
 
 #: Longest wait for console input while the domain is stalled, before the time limits are checked again (s).
 STALLED_INPUT_WAIT_S = 0.1
+
+#: ``between_steps(wait_s) -> bool``: serve what the toolstack serves besides the rings, waiting up to ``wait_s``
+#: for it; True if it may still wake a stalled guest.
+BetweenSteps = Callable[[float], bool]
 
 
 class Outcome(Enum):
@@ -74,12 +81,15 @@ def run_domain(
     timeout_s: float,
     max_guest_ns: int | None = None,
     console_input: ConsoleInput | None = None,
+    between_steps: BetweenSteps | None = None,
 ) -> RunReport:
     """Unpause ``domain`` and run it until it stops, ``timeout_s`` wall seconds pass, ``max_guest_ns`` of system
     time pass (if given), or it stalls. The scheduler must already have an engine attached.
 
     With ``console_input``, its bytes are fed to the guest between steps, a stall waits for input while more
-    may come, and the escape character ends the run (:attr:`Outcome.INTERRUPTED`).
+    may come, and the escape character ends the run (:attr:`Outcome.INTERRUPTED`). ``between_steps(wait_s)`` is
+    called between steps with 0, and when the domain is stalled with the longest time it may wait for
+    something to happen (it returns True if something outside the guest may still wake it).
     """
     start_ns = hv.now_ns()
     stopped_at: list[int] = []
@@ -90,10 +100,12 @@ def run_domain(
 
     unwatch = domain.watch(on_change)
     try:
-        if console_input is None:
+        if console_input is None and between_steps is None:
             summary = run_domain_until_stopped(hv, domain, timeout_s=timeout_s, max_guest_ns=max_guest_ns)
         else:
-            summary = _run_with_input(hv, domain, console_input, timeout_s=timeout_s, max_guest_ns=max_guest_ns)
+            summary = _run_stepped(
+                hv, domain, console_input, between_steps, timeout_s=timeout_s, max_guest_ns=max_guest_ns
+            )
     finally:
         unwatch()
     now = hv.now_ns()
@@ -121,18 +133,28 @@ def run_domain(
     return RunReport(outcome, detail, guest_ns, summary.wall_s, runstates)
 
 
-def _run_with_input(
-    hv: Hypervisor, domain: Domain, console_input: ConsoleInput, *, timeout_s: float, max_guest_ns: int | None
+def _run_stepped(
+    hv: Hypervisor,
+    domain: Domain,
+    console_input: ConsoleInput | None,
+    between_steps: BetweenSteps | None,
+    *,
+    timeout_s: float,
+    max_guest_ns: int | None,
 ) -> RunSummary:
-    """:func:`run_domain_until_stopped` one step at a time, polling ``console_input`` between steps."""
+    """:func:`run_domain_until_stopped` one step at a time, polling ``console_input`` and calling
+    ``between_steps`` between steps."""
     start_wall = time.monotonic()
     start_ns = hv.now_ns()
     end = RunEnd.TIMED_OUT
     while True:
-        console_input.poll()
+        if console_input is not None:
+            console_input.poll()
+        if between_steps is not None:
+            between_steps(0.0)
         elapsed_s = time.monotonic() - start_wall
         guest_ns = hv.now_ns() - start_ns
-        if console_input.detached or elapsed_s > timeout_s:
+        if (console_input is not None and console_input.detached) or elapsed_s > timeout_s:
             break
         if max_guest_ns is not None and guest_ns >= max_guest_ns:
             break
@@ -142,10 +164,16 @@ def _run_with_input(
             end = RunEnd.STOPPED
             break
         if summary.end is RunEnd.STALLED:
-            if not console_input.is_open:
+            wait_s = min(STALLED_INPUT_WAIT_S, max(0.0, timeout_s - (time.monotonic() - start_wall)))
+            waiting = False
+            if console_input is not None and console_input.is_open:
+                console_input.poll(wait_s)
+                waiting, wait_s = True, 0.0
+            if between_steps is not None and between_steps(wait_s):
+                waiting = True
+            if not waiting:
                 end = RunEnd.STALLED
                 break
-            console_input.poll(min(STALLED_INPUT_WAIT_S, max(0.0, timeout_s - (time.monotonic() - start_wall))))
     return RunSummary(
         end=end,
         state=domain.state,
