@@ -26,6 +26,7 @@ directly: they go through the copy helpers in ``xenpy.core.pagetable``.
 
 from __future__ import annotations
 
+import mmap
 from enum import IntEnum
 
 import numpy as np
@@ -103,11 +104,13 @@ class MachineMemory:
             raise ValueError(f"nr_frames must be at least 2 (frame 0 is reserved), got {nr_frames}")
         self.nr_frames = nr_frames
         self.nr_bytes = nr_frames * PAGE_SIZE
-        # Over-allocate by one page and slice to a page-aligned start. The base array stays referenced so the
-        # buffer lives as long as this object.
-        self._raw = np.zeros(self.nr_bytes + PAGE_SIZE, dtype=np.uint8)
-        skip = (-self._raw.ctypes.data) % PAGE_SIZE
-        flat = self._raw[skip : skip + self.nr_bytes]
+        # An anonymous mapping: page-aligned, zero, and backed by host memory only where it is touched. Without
+        # huge pages, so that a touched byte costs a 4 KiB page, not 2 MiB (numpy's own allocations ask the kernel
+        # for transparent huge pages). The mapping stays referenced so the buffer lives as long as this object.
+        self._raw = mmap.mmap(-1, self.nr_bytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        if hasattr(mmap, "MADV_NOHUGEPAGE"):
+            self._raw.madvise(mmap.MADV_NOHUGEPAGE)
+        flat = np.frombuffer(self._raw, dtype=np.uint8)
         self.frames: np.ndarray = flat.reshape(nr_frames, PAGE_SIZE)
         self.buffer_address: int = self.frames.ctypes.data
         assert self.buffer_address % PAGE_SIZE == 0 and self.frames.flags.c_contiguous
