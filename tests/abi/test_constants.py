@@ -16,6 +16,7 @@ from xenpy.abi import (
     elfnote,
     event_channel,
     features,
+    grant_table,
     io_console,
     io_xs_wire,
     nmi,
@@ -337,6 +338,8 @@ def python_constants(arch: str) -> dict[str, int]:
     ):
         constants |= _members(enum)
     constants |= {f"XEN_{name}": value for name, value in _members(XenErrno).items() if name != "ERESTART"}
+    # The negative GNTST_* as the probe reads them (64-bit two's complement).
+    constants |= {name: value & (2**64 - 1) for name, value in vars(grant_table).items() if name.startswith("GNTST_")}
     for module, names in (
         (vcpu, ("XEN_RUNSTATE_UPDATE", "VCPU_SSHOTTMR_future")),
         (sched, ("SHUTDOWN_MAX",)),
@@ -351,6 +354,7 @@ def python_constants(arch: str) -> dict[str, int]:
             ),
         ),
         (event_channel, ("EVTCHN_FIFO_NR_CHANNELS",)),
+        (grant_table, tuple(name for name in vars(grant_table) if name.startswith(("GNTMAP_", "GTF_", "GNTTAB_")))),
         (features, ("XENFEAT_NR_SUBMAPS",)),
         (elfnote, ("XEN_ELFNOTE_MAX",)),
         (nmi, ("_XEN_NMIREASON_io_error", "_XEN_NMIREASON_pci_serr")),

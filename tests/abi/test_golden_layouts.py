@@ -64,6 +64,11 @@ REQUIRED = (
     "gnttab_map_grant_ref",
     "gnttab_unmap_grant_ref",
     "gnttab_unmap_and_replace",
+    "gnttab_set_version",
+    "gnttab_get_status_frames",
+    "grant_entry_v1",
+    "grant_entry_header",
+    "grant_entry_v2",
 )
 X86_64_ONLY = ("iret_context",)
 

@@ -92,7 +92,7 @@ def hv() -> Hypervisor:
 
 
 #: Families whose errors are cross-checked against the generated table's per-profile errno lists.
-CHECKED_FAMILIES = (Hypercall.vcpu_op, Hypercall.sched_op, Hypercall.event_channel_op)
+CHECKED_FAMILIES = (Hypercall.vcpu_op, Hypercall.sched_op, Hypercall.event_channel_op, Hypercall.grant_table_op)
 
 
 def errno_table_violations(calls: list[tuple[str, int, int, int]]) -> list[str]:
@@ -112,8 +112,9 @@ def errno_table_violations(calls: list[tuple[str, int, int, int]]) -> list[str]:
         defn = HYPERCALLS[nr]
         name = XenErrno(-rc).name
         subop = next((so for so in defn.subops if so.value == cmd), None)
-        if subop is None:
-            allowed = {defn.unknown_subop_errno, "ENOENT" if nr == Hypercall.vcpu_op else None}
+        if subop is None:  # the errors checked before any command (errors_before_dispatch) are allowed too
+            before = {Hypercall.vcpu_op: "ENOENT", Hypercall.grant_table_op: "EINVAL"}.get(Hypercall(nr))
+            allowed = {defn.unknown_subop_errno, before}
         else:
             allowed = set(subop.errors[profile])
         if name not in allowed:
@@ -126,8 +127,9 @@ def errno_table_violations(calls: list[tuple[str, int, int, int]]) -> list[str]:
 def make_guest(hv: Hypervisor) -> Iterator[Callable[..., Guest]]:
     """``make_guest(profile="head", max_vcpus=4, memory_mib=2, running=True, **config)`` -> :class:`Guest`.
 
-    Every error that the guests' vcpu_op, sched_op and event_channel_op calls return during the test must be
-    listed for the domain's profile in the generated hypercall table (``SubOp.errors``); checked afterwards.
+    Every error that the guests' vcpu_op, sched_op, event_channel_op and grant_table_op calls return during the
+    test must be listed for the domain's profile in the generated hypercall table (``SubOp.errors``); checked
+    afterwards.
     """
     calls: list[tuple[str, int, int, int]] = []
 

@@ -409,4 +409,123 @@ syscall_cb:
             ),
         ),
     ],
+    "stackfault": [
+        Piece(
+            0x0,
+            """\
+    mov rdi, 0xffffffff80003000
+    call 0xffffffff80001000
+    cmp r12, 6
+    jae 6f
+    cmp r12, 1
+    je 1f
+    cmp r12, 2
+    je 2f
+    cmp r12, 3
+    je 3f
+    cmp r12, 4
+    je 4f
+    mov rbp, r14
+    leave
+    jmp 9f
+1:  mov rbp, r14
+    mov byte ptr [rbp], 0
+    jmp 9f
+2:  mov rax, r14
+    sub rax, rsp
+    mov byte ptr [rsp + rax], 0
+    jmp 9f
+3:  mov rax, r14
+    mov byte ptr [rax], 0
+    jmp 9f
+4:  mov rbp, r14
+    mov byte ptr fs:[rbp], 0
+9:
+    mov dword ptr [0xffffffff80003ff0], 0
+    mov edi, 2
+    mov rsi, 0xffffffff80003ff0
+    call 0xffffffff800013a0
+6:  mov edi, 0xe02b
+    mov rsi, 0xffffffff80003f00
+    call 0xffffffff80001060
+    mov dword ptr [0xffffffff80003200], 15
+    mov qword ptr [0xffffffff80003208], rbx
+    mov rdi, 0xffffffff80003200
+    mov esi, 1
+    xor edx, edx
+    mov r10d, 0x7ff0
+    call 0xffffffff80001340
+    push 0xe02b
+    push r14
+    push 0x202
+    push 0xe033
+    lea rax, [rip + user]
+    push rax
+    push 0
+    jmp 0xffffffff800012e0
+user:
+    cmp r12, 7
+    je 7f
+    cmp r12, 8
+    je 8f
+    cmp r12, 9
+    je 5f
+    push rax
+    ud2
+7:  ret
+8:  mov byte ptr [rsp], 0
+    ud2
+5:  call 7b
+    ud2
+""",
+            _hex(
+                "48c7c700300080e8f4efffff4983fc06735f4983fc0174184983fc02741b4983fc0374214983fc0474234c89f5c9eb25"
+                "4c89f5c6450000eb1c4c89f04829e0c6040400eb104c89f0c60000eb084c89f564c6450000c70425f03f008000000000"
+                "bf0200000048c7c6f03f0080e82ff3ffffbf2be0000048c7c6003f0080e8deefffffc70425003200800f00000048891c"
+                "250832008048c7c700320080be0100000031d241baf07f0000e892f2ffff682be00000415668020200006833e0000048"
+                "8d0508000000506a00e912f2ffff4983fc07740f4983fc08740a4983fc09740a500f0bc3c60424000f0be8f4ffffff0f"
+                "0b"
+            ),
+        ),
+        Piece(
+            0x400,
+            """\
+ss_handler:
+    mov r15, 12
+    mov rsi, rsp
+    mov rdi, 0xffffffff80003800
+    mov ecx, 8
+    cld
+    rep movsq
+    mov dword ptr [0xffffffff80003ff0], 0
+    mov edi, 2
+    mov rsi, 0xffffffff80003ff0
+    call 0xffffffff800013a0
+""",
+            _hex(
+                "49c7c70c0000004889e648c7c700380080b908000000fcf348a5c70425f03f008000000000bf0200000048c7c6f03f00"
+                "80e86aefffff"
+            ),
+        ),
+        Piece(
+            0x480,
+            """\
+gp_handler:
+    mov r15, 13
+    mov rsi, rsp
+    mov rdi, 0xffffffff80003800
+    mov ecx, 8
+    cld
+    rep movsq
+    mov dword ptr [0xffffffff80003ff0], 0
+    mov edi, 2
+    mov rsi, 0xffffffff80003ff0
+    call 0xffffffff800013a0
+""",
+            _hex(
+                "49c7c70d0000004889e648c7c700380080b908000000fcf348a5c70425f03f008000000000bf0200000048c7c6f03f00"
+                "80e8eaeeffff"
+            ),
+        ),
+    ],
 }

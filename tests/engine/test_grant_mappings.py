@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from xenpy.abi.generated.hypercalls import GnttabOp, Hypercall
-from xenpy.core.grant_table import (
+from xenpy.abi.grant_table import (
     GNTMAP_device_map,
     GNTMAP_host_map,
     GNTMAP_readonly,

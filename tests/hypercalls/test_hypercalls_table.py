@@ -230,7 +230,7 @@ def test_argument_structs_are_xen_names() -> None:
     assert struct(GnttabOp.GNTTABOP_setup_table) == "gnttab_setup_table"
 
 
-@pytest.mark.parametrize("hypercall", ["vcpu_op", "sched_op", "event_channel_op"])
+@pytest.mark.parametrize("hypercall", ["vcpu_op", "sched_op", "event_channel_op", "grant_table_op"])
 def test_expected_errors_cover_every_profile_with_xen_errnos(hypercall: str) -> None:
     defn = hypercall_by_name(hypercall)
     for sub in defn.subops:
@@ -289,6 +289,22 @@ def test_sched_and_evtchn_errors_follow_spec_3() -> None:
     assert evtchn["EVTCHNOP_send"] == ("EFAULT", "EINVAL")
     assert evtchn["EVTCHNOP_bind_ipi"][:2] == ("EFAULT", "ENOENT")
     assert all(names[0] == "EFAULT" for names in evtchn.values())
+
+
+def test_grant_table_op_errors_follow_xen() -> None:
+    """xen/common/grant_table.c (the spec only numbers the hypercall, 6.1): do_grant_table_op's -EINVAL first;
+    -EAGAIN of set_version is XSA-501 (4.17.7, 4.20.4, HEAD); 4.10.0's set_version has neither -ENOSYS nor the
+    XSA-255 -EBUSY (its -EBUSY is the pinned-entry one)."""
+    subs = {s.name: s.errors for s in hypercall_by_name("grant_table_op").subops}
+    assert all(names[0] == "EINVAL" for errors in subs.values() for names in errors.values())
+    set_version = subs["GNTTABOP_set_version"]
+    assert set_version["head"] == ("EINVAL", "EFAULT", "ENOSYS", "EBUSY", "ENOMEM", "EAGAIN", "ERANGE")
+    assert set_version["4.20"] == set_version["4.17.7"] == set_version["head"]
+    assert "EAGAIN" not in set_version["4.17.3"] and "EAGAIN" not in set_version["4.17"]
+    assert set_version["4.10"] == ("EINVAL", "EFAULT", "EBUSY", "ENOMEM", "ERANGE")
+    assert subs["GNTTABOP_get_status_frames"]["4.20"] == ("EINVAL", "EFAULT")
+    assert subs["GNTTABOP_get_version"]["4.17.7"] == ("EINVAL", "EFAULT", "ESRCH", "EPERM")
+    assert subs["GNTTABOP_dump_table"]["head"] == ("EINVAL", "ENOSYS")
 
 
 def test_profiles_are_the_core_profiles() -> None:

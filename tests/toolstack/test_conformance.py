@@ -37,6 +37,7 @@ check down-state: [1.2] VCPUOP_is_up after VCPUOP_down: got 0 want 0 ok
 check remote-state: [2.3] VCPUOP_get_runstate_info: state: got 1 want 1 ok (scheduler-dependent)
 check mask: [3.5] EVTCHNOP_status: u.virq: got 0x5 want 0x6 FAIL
 check dom0-only: [6.1] a domU's #PF: got 1 want 1 ok (domain-dependent)
+check stack: [3.3] movb $0, (%rbp) at a non-canonical address: got 12 want 12 ok (cpu-dependent)
 Test result: FAILURE
 """
 
@@ -45,14 +46,15 @@ def test_check_lines_parsed() -> None:
     got = parse_console(CONSOLE)
     assert got.outcome == "FAILURE"
     assert got.profile == "head"
-    assert [c.id for c in got.checks] == ["up-bad-vcpuid", "down-state", "remote-state", "mask", "dom0-only"]
+    assert [c.id for c in got.checks] == ["up-bad-vcpuid", "down-state", "remote-state", "mask", "dom0-only", "stack"]
     first = got.checks[0]
     assert (first.section, first.what, first.got, first.want, first.ok) == ("1.1", "VCPUOP_up(vcpu 9999)", "-2",
                                                                              "-2", True)  # fmt: skip
     assert got.checks[1].subops == ("VCPUOP_is_up", "VCPUOP_down")
     assert got.checks[2].scheduler_dependent and not got.checks[1].scheduler_dependent
     assert got.checks[4].domain_dependent and not got.checks[4].scheduler_dependent
-    assert [c.compared for c in got.checks] == [True, True, False, True, False]
+    assert got.checks[5].cpu_dependent and not got.checks[4].cpu_dependent
+    assert [c.compared for c in got.checks] == [True, True, False, True, False, False]
     assert [c.id for c in got.failed] == ["mask"]
 
 
@@ -62,12 +64,13 @@ def test_no_verdict_is_a_crash() -> None:
     assert parse_console("").outcome == "CRASH"
 
 
-def test_comparison_ignores_only_scheduler_and_domain_dependent_values() -> None:
+def test_comparison_ignores_only_scheduler_domain_and_cpu_dependent_values() -> None:
     ours = parse_console(CONSOLE)
     theirs = parse_console(
         CONSOLE.replace("got 0 want 0 ok", "got 1 want 0 FAIL")
         .replace("state: got 1", "state: got 2")
         .replace("#PF: got 1 want 1", "#PF: got 0 want 0")
+        .replace("got 12 want 12", "got 13 want 13")
         .replace("check mask", "check other")
     )
     found = {(d.check, d.xenpy, d.xen) for d in compare("t", ours, theirs)}

@@ -101,6 +101,7 @@ X86_EXC_OF = 4
 X86_EXC_UD = 6
 X86_EXC_NM = 7
 X86_EXC_DF = 8
+X86_EXC_SS = 12
 X86_EXC_GP = 13
 X86_EXC_PF = 14
 #: Vectors that push an error code (``X86_EXC_HAVE_EC``; spec 3.3): 8, 10-14, 17.

@@ -427,7 +427,11 @@ class Domain:
         self.tot_pages = memory.nr_pages
         self.max_pages = memory.nr_pages
         self.ballooned_mfns: dict[int, None] = {}
+        #: The grant table (``xenpy.core.grant_table``): its shared frames, the version of their entries (1 or 2,
+        #: GNTTABOP_set_version) and, in version 2, its status frames.
         self.grant_frames: list[int] = []
+        self.grant_version = 1
+        self.grant_status_frames: list[int] = []
         #: Active entries of this domain's grants (by ref), and this domain's grant mappings (by handle).
         self.grant_active: dict[int, ActiveGrant] = {}
         self.maptrack: list[MaptrackEntry | None] = []

@@ -210,8 +210,28 @@ class MachineMemory:
         """
         mfns = self.domain_frames(domid)
         self._allocated.pop(domid, None)
+        self._release(mfns)
+        return len(mfns)
+
+    def free_frames(self, domid: int, mfns: list[int] | np.ndarray) -> None:
+        """Return the frames ``mfns`` of ``domid`` to the free pool (Xen's ``free_xenheap_page`` of a page shared
+        with the domain): zeroed, without owner, type or m2p entry, appended to the pool in the order given.
+
+        Raises:
+            ValueError: a frame is not owned by ``domid``; nothing is freed.
+        """
+        mfns = np.asarray(mfns, dtype=np.int64)
         if len(mfns) == 0:
-            return 0
+            return
+        if np.any((mfns <= 0) | (mfns >= self.nr_frames)) or np.any(self._owner[mfns] != domid):
+            raise ValueError(f"not all of {mfns.tolist()} are frames of domain {domid}")
+        chunks = [chunk[~np.isin(chunk, mfns)] for chunk in self._allocated.get(domid, [])]
+        self._allocated[domid] = [chunk for chunk in chunks if len(chunk)]
+        self._release(mfns)
+
+    def _release(self, mfns: np.ndarray) -> None:
+        if len(mfns) == 0:
+            return
         self.frames[mfns] = 0
         self._owner[mfns] = _NO_OWNER
         self.m2p[mfns] = INVALID_M2P_ENTRY
@@ -219,7 +239,6 @@ class MachineMemory:
         self._type_count[mfns] = 0
         self.linear_pt_count[mfns] = 0
         self._free_mfns = np.concatenate([self._free_mfns, mfns])
-        return len(mfns)
 
     # ---------------------------------------------------------------- page types
 
@@ -230,6 +249,10 @@ class MachineMemory:
     def type_count(self, mfn: int) -> int:
         """Number of outstanding type references on ``mfn``."""
         return int(self._type_count[self._check_mfn(mfn)])
+
+    def typed_frames(self, page_type: PageType) -> np.ndarray:
+        """The frames holding ``page_type`` with a non-zero type count (``numpy.int64``, ascending)."""
+        return np.flatnonzero((self._type == page_type) & (self._type_count > 0)).astype(np.int64)
 
     def get_page_type(self, mfn: int, page_type: PageType) -> bool:
         """Take a type reference (Xen's ``get_page_type``).

@@ -43,6 +43,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from xenpy.abi import x86
 from xenpy.abi.arch_x86 import HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START
 from xenpy.abi.errno import XenErrno
@@ -143,6 +145,18 @@ def put_page_from_l1e(entry: int, d: Domain) -> None:
     mfn = pte_mfn(entry)
     if mfn < machine.nr_frames and machine.type_count(mfn) and machine.page_type(mfn) == PageType.writable:
         machine.put_page_type(mfn)
+
+
+def mapped_by_l1(machine: MachineMemory, mfn: int) -> bool:
+    """True if a present entry of a validated L1 table maps ``mfn``: the general page reference such an entry
+    holds in Xen (a read-only one included), which xenpy does not count but finds in the tables."""
+    tables = machine.typed_frames(PageType.l1)
+    if not len(tables):
+        return False
+    entries = machine.frames[tables].view(np.uint64)
+    present = (entries & np.uint64(_P)) != 0
+    frames = (entries & np.uint64(PTE_MFN_MASK)) >> np.uint64(PAGE_SHIFT)
+    return bool(np.any(present & (frames == np.uint64(mfn))))
 
 
 def get_page_and_type(d: Domain, mfn: int, level: int) -> int:

@@ -15,7 +15,10 @@ Implements what Xen does between a PV64 guest's exit and its return (spec 3.3, 4
 * ``do_general_protection`` / ``do_int3`` / ``do_invalid_op``: :meth:`Pv64Context.handle_exception`,
   including the "int N" trick (software interrupts whose trap-table DPL permits them), Xen's forced emulation
   prefix ``ud2a; .ascii "xen"; cpuid`` (``pv_emulate_invalid_op``) and the privileged operations of
-  ``pv_emulate_privileged_op`` a minimal kernel uses (:meth:`Pv64Context.emulate_privileged_op`).
+  ``pv_emulate_privileged_op`` a minimal kernel uses (:meth:`Pv64Context.emulate_privileged_op`); a #GP(0)
+  the engine raised where the hardware, whose fault Xen forwards, raises #SS(0) (a non-canonical access
+  through the stack segment, which QEMU's TCG reports as #GP) is delivered as #SS(0)
+  (:meth:`Pv64Context.stack_segment_fault`, with :mod:`xenpy.engine.x86_decode`).
 
 An engine subclasses :class:`Pv64Context` and supplies a handful of primitives (registers, page-table load,
 ``swapgs``, the current guest time); everything guest-visible is decided here.
@@ -88,6 +91,7 @@ from xenpy.abi.x86 import (
     X86_EXC_HAVE_EC,
     X86_EXC_OF,
     X86_EXC_PF,
+    X86_EXC_SS,
     X86_EXC_UD,
     X86_FEATURE_HYPERVISOR,
     PFEC_insn_fetch,
@@ -103,6 +107,7 @@ from xenpy.core.domain import Vcpu
 from xenpy.core.memory import PAGE_SHIFT, PAGE_SIZE, PageType
 from xenpy.core.pagetable import GuestFault, copy_from_guest, copy_to_guest, is_canonical
 from xenpy.engine.base import TrapBounce, TrapBounceFlags, VcpuContext
+from xenpy.engine.x86_decode import GPR_NAMES, decode, noncanonical_fault
 from xenpy.hypercall.cpu import CpuPort
 
 if TYPE_CHECKING:
@@ -595,12 +600,36 @@ class Pv64Context(VcpuContext, CpuPort):
             self.write_registers({"rip": (rip - 2) & _U64})
             return self.inject_exception(X86_EXC_GP, (vector << 3) | 2)
         if vector == X86_EXC_GP and error_code == 0:
+            if self.stack_segment_fault():
+                return self.inject_exception(X86_EXC_SS, 0)
             return self.emulate_privileged_op()
         if vector == X86_EXC_PF and self.emulate_ptwr_write(error_code, cr2):
             return True
         if vector == X86_EXC_UD:
             return self.emulate_invalid_op()
         return self.inject_exception(vector, error_code, cr2)
+
+    def stack_segment_fault(self) -> bool:
+        """Whether a #GP(0) the engine raised at RIP is, on hardware, a #SS(0) (see :mod:`.x86_decode`).
+
+        True if the first address of the instruction that fails its canonical check is an access through the
+        stack segment: an operand based on %rsp or %rbp without an %fs/%gs override, or an implicit stack
+        access (push, pop, call, ret, enter, leave, iret). A #GP(0) of a privileged instruction, of a
+        non-canonical branch target or an operand through another segment, or one whose every address is
+        canonical, stays a #GP(0).
+        """
+        rip = self.read_registers(("rip",))["rip"]
+        insn = decode(self.fetch_instruction(rip))
+        if insn is None or not insn.steps:
+            return False
+        regs = self.read_registers((*GPR_NAMES, "fs_base", "gs_base"))
+        return noncanonical_fault(insn, regs, rip, self._read_guest_or_none) == X86_EXC_SS
+
+    def _read_guest_or_none(self, gva: int, nbytes: int) -> bytes | None:
+        try:
+            return self.copy_from_guest(gva, nbytes)
+        except GuestFault:
+            return None
 
     def emulate_ptwr_write(self, error_code: int, cr2: int) -> bool:
         """Writable page tables (``ptwr_do_page_fault``): emulate a guest kernel's write to one of its L1 tables.

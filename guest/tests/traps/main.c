@@ -7,11 +7,21 @@
  * code selector with RPL 0 (FLAT_KERNEL_CS & ~3, spec 3.3), rflags.IF ==
  * !saved_upcall_mask, the stack pointer of the interrupted context, and
  * that every GPR survives the round trip.
+ *
+ * Then, as XTF's memop-seg does, a write to a non-canonical address: Xen
+ * forwards the hardware's fault, which is #SS(0) when the access goes
+ * through the stack segment (a base of %rsp or %rbp, whatever %es/%cs/%ss/
+ * %ds override: those are ignored in 64-bit mode; also leave's read at
+ * %rbp) and #GP(0) otherwise (another base, %r12/%r13 included, or an %fs
+ * override). The stack pointer stays canonical, so the bounce frame can be
+ * written. QEMU's TCG, which runs real Xen under the conformance oracle,
+ * raises #GP for every non-canonical address: on it the #SS forms want
+ * #GP, and being CPU-dependent they are not compared with xenpy.
  */
 
 #include <xenpy-guest.h>
 
-const char test_title[] = "Exception delivery: #UD through the trap table, return with HYPERVISOR_iret";
+const char test_title[] = "Exception delivery: #UD through the trap table, return with HYPERVISOR_iret; #SS vs #GP";
 
 static struct exception_frame seen;
 static unsigned int nr_seen;
@@ -26,6 +36,142 @@ static bool ud_hook(struct exception_frame *f)
     f->rip += 2;                        /* skip the ud2 */
 
     return true;
+}
+
+/* The CPU's brand string (CPUID 0x80000002-0x80000004), "" if it has none. */
+static void cpu_brand(char brand[49])
+{
+    uint32_t words[12], leaf, max;
+
+    __asm__ __volatile__ ("cpuid" : "=a" (max) : "a" (0x80000000U) : "rbx", "rcx", "rdx");
+    brand[0] = '\0';
+    if ( max < 0x80000004U )
+        return;
+    for ( leaf = 0; leaf < 3; leaf++ )
+        __asm__ __volatile__ ("cpuid"
+                              : "=a" (words[4 * leaf]), "=b" (words[4 * leaf + 1]),
+                                "=c" (words[4 * leaf + 2]), "=d" (words[4 * leaf + 3])
+                              : "a" (0x80000002U + leaf));
+    memcpy(brand, words, 48);
+    brand[48] = '\0';
+}
+
+/* Whether brand names QEMU's TCG, which raises #GP(0) where hardware raises #SS(0). */
+static bool brand_is_qemu_tcg(const char *brand)
+{
+    size_t i, len = strlen(brand);
+
+    for ( i = 0; i + 8 <= len; i++ )
+        if ( !strncmp(brand + i, "QEMU TCG", 8) )
+            return true;
+
+    return false;
+}
+
+/* Top bit set + 1 GiB: non-canonical (XTF memop-seg's address). */
+#define NONCANONICAL 0x8000000040000000UL
+
+/* Where the hook resumes after an expected #SS/#GP, and what it saw. */
+static unsigned long fault_fixup;
+static unsigned int fault_vector, fault_error_code;
+
+static bool segment_fault_hook(struct exception_frame *f)
+{
+    if ( (f->entry_vector != X86_EXC_SS && f->entry_vector != X86_EXC_GP) || !fault_fixup )
+        return false;
+
+    fault_vector = f->entry_vector;
+    fault_error_code = f->error_code;
+    f->rip = fault_fixup;
+    fault_fixup = 0;
+
+    return true;
+}
+
+/*
+ * One faulting access: "insn" runs with %rbp = %r13 = %rax = addr (%rbp
+ * and %r13 saved around it) and addr - %rsp in %rcx; the hook resumes at
+ * 1:. Returns the vector (0 if there was no fault).
+ */
+#define DEFINE_PROBE(name, insn)                                            \
+static unsigned int probe_ ## name(unsigned long addr)                      \
+{                                                                           \
+    fault_vector = 0;                                                       \
+    fault_error_code = ~0U;                                                 \
+    __asm__ __volatile__ ("lea 1f(%%rip), %%rcx\n\t"                        \
+                          "mov %%rcx, %[fixup]\n\t"                         \
+                          "push %%rbp\n\t"                                  \
+                          "push %%r13\n\t"                                  \
+                          "mov %[addr], %%rbp\n\t"                          \
+                          "mov %[addr], %%r13\n\t"                          \
+                          "mov %[addr], %%rax\n\t"                          \
+                          "mov %[addr], %%rcx\n\t"                          \
+                          "sub %%rsp, %%rcx\n\t"                            \
+                          insn "\n\t"                                       \
+                          "1: pop %%r13\n\t"                                \
+                          "pop %%rbp"                                       \
+                          : [fixup] "=m" (fault_fixup)                      \
+                          : [addr] "r" (addr)                               \
+                          : "rax", "rcx", "memory");                        \
+    fault_fixup = 0;                                                        \
+    return fault_vector;                                                    \
+}
+
+DEFINE_PROBE(rbp,    "movb $0, (%%rbp)")
+DEFINE_PROBE(rsp,    "movb $0, (%%rsp,%%rcx)")
+DEFINE_PROBE(rax,    "movb $0, (%%rax)")
+DEFINE_PROBE(r13,    "movb $0, (%%r13)")
+DEFINE_PROBE(fs_rbp, "movb $0, %%fs:(%%rbp)")
+DEFINE_PROBE(gs_rsp, "movb $0, %%gs:(%%rsp,%%rcx)")
+DEFINE_PROBE(ss_rax, "movb $0, %%ss:(%%rax)")
+DEFINE_PROBE(ds_rbp, "movb $0, %%ds:(%%rbp)")
+DEFINE_PROBE(leave,  "leave")
+
+static void check_segment_faults(void)
+{
+    static const struct {
+        const char *id, *form;
+        unsigned int (*probe)(unsigned long addr);
+        unsigned int want;
+    } probes[] = {
+        { "noncanonical-rbp",    "movb $0, (%rbp)",          probe_rbp,    X86_EXC_SS },
+        { "noncanonical-rsp",    "movb $0, (%rsp,%rcx)",     probe_rsp,    X86_EXC_SS },
+        { "noncanonical-rax",    "movb $0, (%rax)",          probe_rax,    X86_EXC_GP },
+        { "noncanonical-r13",    "movb $0, (%r13)",          probe_r13,    X86_EXC_GP },
+        { "noncanonical-fs-rbp", "movb $0, %fs:(%rbp)",      probe_fs_rbp, X86_EXC_GP },
+        { "noncanonical-gs-rsp", "movb $0, %gs:(%rsp,%rcx)", probe_gs_rsp, X86_EXC_GP },
+        { "noncanonical-ss-rax", "movb $0, %ss:(%rax)",      probe_ss_rax, X86_EXC_GP },
+        { "noncanonical-ds-rbp", "movb $0, %ds:(%rbp)",      probe_ds_rbp, X86_EXC_SS },
+        { "noncanonical-leave",  "leave (reads at %rbp)",    probe_leave,  X86_EXC_SS },
+    };
+    exception_hook_t old;
+    unsigned int i, nr_error_codes = 0;
+    char brand[49];
+    bool tcg;
+
+    cpu_brand(brand);
+    tcg = brand_is_qemu_tcg(brand);
+    printk("CPU brand: %s%s\n", brand[0] ? brand : "(none)", tcg ? " (QEMU's TCG: #GP for #SS)" : "");
+    old = set_exception_hook(segment_fault_hook);
+
+    for ( i = 0; i < ARRAY_SIZE(probes); i++ )
+    {
+        unsigned int got = probes[i].probe(NONCANONICAL);
+
+        if ( probes[i].want == X86_EXC_SS )
+            check_cpu(probes[i].id, "3.3", got, tcg ? X86_EXC_GP : X86_EXC_SS,
+                      "%s at a non-canonical address: #SS (vector 12; QEMU's TCG: #GP, 13)",
+                      probes[i].form);
+        else
+            check(probes[i].id, "3.3", got, X86_EXC_GP,
+                  "%s at a non-canonical address: #GP (vector 13)", probes[i].form);
+        if ( got && fault_error_code != 0 )
+            nr_error_codes++;
+    }
+    check("noncanonical-error-code", "3.3", nr_error_codes, 0,
+          "#SS and #GP of a non-canonical address: error code 0 (faults with another)");
+
+    set_exception_hook(old);
 }
 
 void test_main(void)
@@ -89,6 +235,8 @@ void test_main(void)
                     rbx_after, r12_after, rbx_magic, r12_magic);
     if ( irqs_disabled() )
         xtf_failure("Fail: events masked after HYPERVISOR_iret (were enabled)\n");
+
+    check_segment_faults();
 
     if ( xtf_ok() )
         xtf_success(NULL);

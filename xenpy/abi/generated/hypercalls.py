@@ -932,8 +932,22 @@ _GRANT_TABLE_OP_SUBOPS: tuple[SubOp, ...] = (
         arg_struct="gnttab_map_grant_ref",
         who=None,
         profile_flag=None,
-        errors=MappingProxyType({}),
-        doc="Map a grant entry (dom, ref) for host access or device DMA; returns a handle.",
+        errors=MappingProxyType(
+            {
+                "head": ("EINVAL", "EFAULT"),
+                "4.20": ("EINVAL", "EFAULT"),
+                "4.17.7": ("EINVAL", "EFAULT"),
+                "4.17.3": ("EINVAL", "EFAULT"),
+                "4.17": ("EINVAL", "EFAULT"),
+                "4.10": ("EINVAL", "EFAULT"),
+            }
+        ),
+        doc=(
+            "Map grant entries (dom, ref) for host access (the L1 entry of host_addr) or device DMA "
+            "(dev_bus_addr out); each entry's status is a GNTST_* code, the handle tracks the mapping. "
+            "-EFAULT if the array's start is not a guest address or an entry cannot be read or written back "
+            "(the batch stops there)."
+        ),
     ),
     SubOp(
         name="GNTTABOP_unmap_grant_ref",
@@ -941,8 +955,20 @@ _GRANT_TABLE_OP_SUBOPS: tuple[SubOp, ...] = (
         arg_struct="gnttab_unmap_grant_ref",
         who=None,
         profile_flag=None,
-        errors=MappingProxyType({}),
-        doc="Destroy a mapping made by GNTTABOP_map_grant_ref, by handle.",
+        errors=MappingProxyType(
+            {
+                "head": ("EINVAL", "EFAULT"),
+                "4.20": ("EINVAL", "EFAULT"),
+                "4.17.7": ("EINVAL", "EFAULT"),
+                "4.17.3": ("EINVAL", "EFAULT"),
+                "4.17": ("EINVAL", "EFAULT"),
+                "4.10": ("EINVAL", "EFAULT"),
+            }
+        ),
+        doc=(
+            "Destroy mappings made by GNTTABOP_map_grant_ref, by handle; each entry's status is a GNTST_* "
+            "code. -EFAULT as map_grant_ref."
+        ),
     ),
     SubOp(
         name="GNTTABOP_setup_table",
@@ -950,8 +976,22 @@ _GRANT_TABLE_OP_SUBOPS: tuple[SubOp, ...] = (
         arg_struct="gnttab_setup_table",
         who=None,
         profile_flag=None,
-        errors=MappingProxyType({}),
-        doc="Grow the domain's grant table to nr_frames and write the frame list.",
+        errors=MappingProxyType(
+            {
+                "head": ("EINVAL", "EFAULT"),
+                "4.20": ("EINVAL", "EFAULT"),
+                "4.17.7": ("EINVAL", "EFAULT"),
+                "4.17.3": ("EINVAL", "EFAULT"),
+                "4.17": ("EINVAL", "EFAULT"),
+                "4.10": ("EINVAL", "EFAULT"),
+            }
+        ),
+        doc=(
+            "Grow the grant table of dom (DOMID_SELF) to nr_frames (in version 2 its status frames with it) "
+            "and write the mfns of its first nr_frames frames; count must be 1 (-EINVAL); -EFAULT for an "
+            "unreadable struct or a bad frame_list handle; the rest is status (GNTST_general_error past "
+            "max_grant_frames, 64)."
+        ),
     ),
     SubOp(
         name="GNTTABOP_dump_table",
@@ -959,8 +999,20 @@ _GRANT_TABLE_OP_SUBOPS: tuple[SubOp, ...] = (
         arg_struct="gnttab_dump_table",
         who=None,
         profile_flag=None,
-        errors=MappingProxyType({}),
-        doc="Dump a domain's grant table to Xen's console (debug).",
+        errors=MappingProxyType(
+            {
+                "head": ("EINVAL", "ENOSYS"),
+                "4.20": ("EINVAL", "ENOSYS"),
+                "4.17.7": ("EINVAL", "ENOSYS"),
+                "4.17.3": ("EINVAL", "ENOSYS"),
+                "4.17": ("EINVAL", "ENOSYS"),
+                "4.10": ("EINVAL", "ENOSYS"),
+            }
+        ),
+        doc=(
+            "Dump a domain's grant table to Xen's console (debug). Not dispatched by do_grant_table_op: "
+            "-ENOSYS."
+        ),
     ),
     SubOp(
         name="GNTTABOP_transfer",
@@ -968,8 +1020,20 @@ _GRANT_TABLE_OP_SUBOPS: tuple[SubOp, ...] = (
         arg_struct="gnttab_transfer",
         who=None,
         profile_flag=None,
-        errors=MappingProxyType({}),
-        doc="Transfer ownership of a page frame to another domain.",
+        errors=MappingProxyType(
+            {
+                "head": ("EINVAL", "EFAULT", "EOPNOTSUPP"),
+                "4.20": ("EINVAL", "EFAULT", "EOPNOTSUPP"),
+                "4.17.7": ("EINVAL", "EFAULT", "EOPNOTSUPP"),
+                "4.17.3": ("EINVAL", "EFAULT", "EOPNOTSUPP"),
+                "4.17": ("EINVAL", "EFAULT", "EOPNOTSUPP"),
+                "4.10": ("EINVAL", "EFAULT"),
+            }
+        ),
+        doc=(
+            "Transfer ownership of a page frame to another domain. -EOPNOTSUPP with Xen's gnttab=no-transfer"
+            " option (not in 4.10); xenpy returns -ENOSYS."
+        ),
     ),
     SubOp(
         name="GNTTABOP_copy",
@@ -977,8 +1041,17 @@ _GRANT_TABLE_OP_SUBOPS: tuple[SubOp, ...] = (
         arg_struct="gnttab_copy",
         who=None,
         profile_flag=None,
-        errors=MappingProxyType({}),
-        doc="Copy bytes between grant references and/or local frames.",
+        errors=MappingProxyType(
+            {
+                "head": ("EINVAL", "EFAULT"),
+                "4.20": ("EINVAL", "EFAULT"),
+                "4.17.7": ("EINVAL", "EFAULT"),
+                "4.17.3": ("EINVAL", "EFAULT"),
+                "4.17": ("EINVAL", "EFAULT"),
+                "4.10": ("EINVAL", "EFAULT"),
+            }
+        ),
+        doc="Copy bytes between grant references and/or local frames. xenpy returns -ENOSYS.",
     ),
     SubOp(
         name="GNTTABOP_query_size",
@@ -986,8 +1059,17 @@ _GRANT_TABLE_OP_SUBOPS: tuple[SubOp, ...] = (
         arg_struct="gnttab_query_size",
         who=None,
         profile_flag=None,
-        errors=MappingProxyType({}),
-        doc="Report the current and maximum number of grant-table frames.",
+        errors=MappingProxyType(
+            {
+                "head": ("EINVAL", "EFAULT"),
+                "4.20": ("EINVAL", "EFAULT"),
+                "4.17.7": ("EINVAL", "EFAULT"),
+                "4.17.3": ("EINVAL", "EFAULT"),
+                "4.17": ("EINVAL", "EFAULT"),
+                "4.10": ("EINVAL", "EFAULT"),
+            }
+        ),
+        doc="Report the current and maximum number of grant-table frames; count must be 1 (-EINVAL).",
     ),
     SubOp(
         name="GNTTABOP_unmap_and_replace",
@@ -995,8 +1077,20 @@ _GRANT_TABLE_OP_SUBOPS: tuple[SubOp, ...] = (
         arg_struct="gnttab_unmap_and_replace",
         who=None,
         profile_flag=None,
-        errors=MappingProxyType({}),
-        doc="Unmap a grant mapping and replace it with the mapping at new_addr.",
+        errors=MappingProxyType(
+            {
+                "head": ("EINVAL", "EFAULT"),
+                "4.20": ("EINVAL", "EFAULT"),
+                "4.17.7": ("EINVAL", "EFAULT"),
+                "4.17.3": ("EINVAL", "EFAULT"),
+                "4.17": ("EINVAL", "EFAULT"),
+                "4.10": ("EINVAL", "EFAULT"),
+            }
+        ),
+        doc=(
+            "Unmap a grant mapping and replace it with the mapping at new_addr, which is left unmapped. "
+            "-EFAULT as map_grant_ref."
+        ),
     ),
     SubOp(
         name="GNTTABOP_set_version",
@@ -1004,8 +1098,26 @@ _GRANT_TABLE_OP_SUBOPS: tuple[SubOp, ...] = (
         arg_struct="gnttab_set_version",
         who=None,
         profile_flag=None,
-        errors=MappingProxyType({}),
-        doc="Select grant-table format version 1 or 2.",
+        errors=MappingProxyType(
+            {
+                "head": ("EINVAL", "EFAULT", "ENOSYS", "EBUSY", "ENOMEM", "EAGAIN", "ERANGE"),
+                "4.20": ("EINVAL", "EFAULT", "ENOSYS", "EBUSY", "ENOMEM", "EAGAIN", "ERANGE"),
+                "4.17.7": ("EINVAL", "EFAULT", "ENOSYS", "EBUSY", "ENOMEM", "EAGAIN", "ERANGE"),
+                "4.17.3": ("EINVAL", "EFAULT", "ENOSYS", "EBUSY", "ENOMEM", "ERANGE"),
+                "4.17": ("EINVAL", "EFAULT", "ENOSYS", "EBUSY", "ENOMEM", "ERANGE"),
+                "4.10": ("EINVAL", "EFAULT", "EBUSY", "ENOMEM", "ERANGE"),
+            }
+        ),
+        doc=(
+            "Switch the caller's table to version 1 or 2 (count ignored): -EINVAL for another version; "
+            "-ENOSYS for 2 when version 2 is disabled (gnttab=max-ver:1, or since 4.16 the domain's "
+            "max_grant_version; never in xenpy); -EBUSY while an entry past the 8 reserved ones is mapped; "
+            "-ENOMEM (1 -> 2, the status frames); -EAGAIN while a version-2 copy is in flight (XSA-501; "
+            "never in xenpy, which has no copies); -ERANGE (2 -> 1) for a reserved entry version 1 cannot "
+            "hold; -EBUSY (2 -> 1) while a status frame is still mapped (XSA-255). The shared frames are "
+            "cleared but for the reserved entries, which are converted; the version in force is written "
+            "back."
+        ),
     ),
     SubOp(
         name="GNTTABOP_get_status_frames",
@@ -1013,8 +1125,21 @@ _GRANT_TABLE_OP_SUBOPS: tuple[SubOp, ...] = (
         arg_struct="gnttab_get_status_frames",
         who=None,
         profile_flag=None,
-        errors=MappingProxyType({}),
-        doc="Write the frames of the v2 grant status table.",
+        errors=MappingProxyType(
+            {
+                "head": ("EINVAL", "EFAULT"),
+                "4.20": ("EINVAL", "EFAULT"),
+                "4.17.7": ("EINVAL", "EFAULT"),
+                "4.17.3": ("EINVAL", "EFAULT"),
+                "4.17": ("EINVAL", "EFAULT"),
+                "4.10": ("EINVAL", "EFAULT"),
+            }
+        ),
+        doc=(
+            "Write the mfns of the first nr_frames status frames of dom's version-2 table; count must be 1 "
+            "(-EINVAL); -EFAULT as setup_table; GNTST_general_error for more frames than the table has (any,"
+            " in version 1)."
+        ),
     ),
     SubOp(
         name="GNTTABOP_get_version",
@@ -1022,8 +1147,20 @@ _GRANT_TABLE_OP_SUBOPS: tuple[SubOp, ...] = (
         arg_struct="gnttab_get_version",
         who=None,
         profile_flag=None,
-        errors=MappingProxyType({}),
-        doc="Report the grant-table format version in use.",
+        errors=MappingProxyType(
+            {
+                "head": ("EINVAL", "EFAULT", "ESRCH", "EPERM"),
+                "4.20": ("EINVAL", "EFAULT", "ESRCH", "EPERM"),
+                "4.17.7": ("EINVAL", "EFAULT", "ESRCH", "EPERM"),
+                "4.17.3": ("EINVAL", "EFAULT", "ESRCH", "EPERM"),
+                "4.17": ("EINVAL", "EFAULT", "ESRCH", "EPERM"),
+                "4.10": ("EINVAL", "EFAULT", "ESRCH", "EPERM"),
+            }
+        ),
+        doc=(
+            "Report the version of dom's table (count ignored): -ESRCH for an unknown dom, -EPERM for "
+            "another domain of a domU."
+        ),
     ),
     SubOp(
         name="GNTTABOP_swap_grant_ref",
@@ -1031,8 +1168,17 @@ _GRANT_TABLE_OP_SUBOPS: tuple[SubOp, ...] = (
         arg_struct="gnttab_swap_grant_ref",
         who=None,
         profile_flag=None,
-        errors=MappingProxyType({}),
-        doc="Swap the contents of two grant entries.",
+        errors=MappingProxyType(
+            {
+                "head": ("EINVAL", "EFAULT"),
+                "4.20": ("EINVAL", "EFAULT"),
+                "4.17.7": ("EINVAL", "EFAULT"),
+                "4.17.3": ("EINVAL", "EFAULT"),
+                "4.17": ("EINVAL", "EFAULT"),
+                "4.10": ("EINVAL", "EFAULT"),
+            }
+        ),
+        doc="Swap the contents of two grant entries. xenpy returns -ENOSYS.",
     ),
     SubOp(
         name="GNTTABOP_cache_flush",
@@ -1040,8 +1186,21 @@ _GRANT_TABLE_OP_SUBOPS: tuple[SubOp, ...] = (
         arg_struct="gnttab_cache_flush",
         who=None,
         profile_flag=None,
-        errors=MappingProxyType({}),
-        doc="Clean or invalidate the cache for part of a granted page.",
+        errors=MappingProxyType(
+            {
+                "head": ("EINVAL", "ENOSYS"),
+                "4.20": ("EINVAL", "EFAULT", "EILSEQ", "EPERM"),
+                "4.17.7": ("EINVAL", "EFAULT", "EILSEQ", "EPERM"),
+                "4.17.3": ("EINVAL", "EFAULT", "EILSEQ", "EPERM"),
+                "4.17": ("EINVAL", "EFAULT", "EILSEQ", "EPERM"),
+                "4.10": ("EINVAL", "EFAULT", "EOPNOTSUPP", "EPERM"),
+            }
+        ),
+        doc=(
+            "Clean or invalidate the cache for part of a granted page (the only command taking bits above "
+            "the 12th of cmd, its continuation). Arm only at HEAD (CONFIG_HAS_GRANT_CACHE_FLUSH): -ENOSYS on"
+            " x86; xenpy returns -ENOSYS."
+        ),
     ),
 )
 

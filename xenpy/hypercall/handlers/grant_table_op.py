@@ -1,14 +1,12 @@
 """``HYPERVISOR_grant_table_op(cmd, uop, count)`` (hypercall 20; ``xen/common/grant_table.c:do_grant_table_op``).
 
 Implemented: GNTTABOP_map_grant_ref (0), GNTTABOP_unmap_grant_ref (1), GNTTABOP_setup_table (2),
-GNTTABOP_query_size (6), GNTTABOP_unmap_and_replace (7), GNTTABOP_get_version (10); every other command returns
--ENOSYS (no version 2 tables, grant copies or transfers). The mapping rules are :mod:`xenpy.core.grant_table`'s.
+GNTTABOP_query_size (6), GNTTABOP_unmap_and_replace (7), GNTTABOP_set_version (8), GNTTABOP_get_status_frames (9)
+and GNTTABOP_get_version (10); every other command returns -ENOSYS (no grant copies, transfers, swaps or cache
+flushes). The table, its versions and the mapping rules are :mod:`xenpy.core.grant_table`'s.
 
-The grant table of a domain is a list of frames owned by the domain but not counted in its reservation (Xen's
-xenheap pages shared with the guest). It has ``INITIAL_NR_GRANT_FRAMES`` frames from the start, as Xen's
-``grant_table_init`` gives every domain (xenpy allocates them at the domain's first grant-table operation, which
-is the first time a guest can tell), and grows, zeroed, up to ``MAX_GRANT_FRAMES`` frames when setup_table asks
-for more; PV guests map the frames through their mfns. The table is version 1.
+Before any command, as Xen: -EINVAL for a ``count`` that is negative as an int, or for ``cmd`` bits above the
+12-bit command (the continuation argument, which only GNTTABOP_cache_flush takes).
 """
 
 from __future__ import annotations
@@ -20,30 +18,35 @@ import numpy as np
 from xenpy.abi.cstruct import fast_codec
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import GnttabOp, Hypercall
-from xenpy.core.grant_table import (
+from xenpy.abi.grant_table import (
     GNTST_bad_domain,
     GNTST_bad_virt_addr,
     GNTST_general_error,
     GNTST_okay,
     GNTST_permission_denied,
+)
+from xenpy.core.grant_table import (
+    INITIAL_NR_GRANT_FRAMES,
+    MAX_GRANT_FRAMES,
+    ensure_table,
+    grow_table,
     map_grant_ref,
+    set_version,
     unmap_grant_ref,
 )
-from xenpy.core.memory import OutOfMachineMemory
 from xenpy.core.pagetable import GuestFault, guest_handle_okay
 from xenpy.hypercall.registry import Effect, hypercall_handler
 
 if TYPE_CHECKING:
+    from xenpy.abi.cstruct import CStruct
     from xenpy.core.domain import Domain
-    from xenpy.core.memory import MachineMemory
     from xenpy.hypercall.context import HypercallContext
 
-#: ``max_grant_frames`` of a domain (Xen's default ``opt_max_grant_frames``).
-MAX_GRANT_FRAMES = 64
-#: Frames every grant table has (``gnttab_grow_table``'s minimum).
-INITIAL_NR_GRANT_FRAMES = 1
-#: An element of ``gnttab_setup_table.frame_list``: a ``xen_pfn_t`` of a PV64 guest.
+#: An element of ``gnttab_setup_table.frame_list`` (a ``xen_pfn_t`` of a PV64 guest) and of
+#: ``gnttab_get_status_frames.frame_list`` (``uint64_t``).
 XEN_PFN = np.dtype("<u8")
+#: ``GNTTABOP_CONTINUATION_ARG_SHIFT``: the command is the low 12 bits of ``cmd``.
+_CMD_MASK = (1 << 12) - 1
 _EINVAL = -int(XenErrno.EINVAL)
 _EFAULT = -int(XenErrno.EFAULT)
 _ENOSYS = -int(XenErrno.ENOSYS)
@@ -59,17 +62,20 @@ def _target(ctx: HypercallContext, domid: int) -> tuple[Domain | None, int]:
     return target, GNTST_okay
 
 
-def grow_table(machine: MachineMemory, d: Domain, nr_frames: int) -> bool:
-    """``gnttab_grow_table``: give ``d`` at least ``nr_frames`` zeroed grant frames; False if memory runs out."""
-    missing = nr_frames - len(d.grant_frames)
-    if missing <= 0:
-        return True
+def _write_status(ctx: HypercallContext, layout: CStruct, uop: int, status: int) -> None:
+    """``__copy_field_to_guest(uop, &op, status)`` (a fault is -EFAULT through the dispatcher)."""
+    size = layout.type_of("status").size
+    ctx.copy_to_guest(uop + layout.offset_of("status"), status.to_bytes(size, "little", signed=True))
+
+
+def _write_frames(ctx: HypercallContext, frame_list: int, mfns: list[int]) -> int:
+    """The frame numbers at ``frame_list``, one ``uint64_t`` each; GNTST_bad_virt_addr where one cannot be
+    written (those before it are)."""
     try:
-        mfns = machine.alloc_domain_frames(d.domid, missing)
-    except OutOfMachineMemory:
-        return False
-    d.grant_frames.extend(int(m) for m in mfns)
-    return True
+        ctx.copy_to_guest(frame_list, np.array(mfns, XEN_PFN).tobytes())
+    except GuestFault:
+        return GNTST_bad_virt_addr
+    return GNTST_okay
 
 
 def _setup_table(ctx: HypercallContext, uop: int, count: int) -> int:
@@ -85,17 +91,11 @@ def _setup_table(ctx: HypercallContext, uop: int, count: int) -> int:
         return _EFAULT
     target, status = _target(ctx, dom)
     if target is not None:
-        wanted = max(nr_frames, INITIAL_NR_GRANT_FRAMES)
-        if nr_frames > MAX_GRANT_FRAMES or not grow_table(ctx.machine, target, wanted):
+        if nr_frames > MAX_GRANT_FRAMES or not grow_table(target, max(nr_frames, INITIAL_NR_GRANT_FRAMES)):
             status = GNTST_general_error
         else:
-            frames = np.array(target.grant_frames[:nr_frames], XEN_PFN)
-            try:
-                ctx.copy_to_guest(frame_list, frames.tobytes())
-            except GuestFault:
-                status = GNTST_bad_virt_addr
-    status_type = layout.type_of("status")
-    ctx.copy_to_guest(uop + layout.offset_of("status"), status.to_bytes(status_type.size, "little", signed=True))
+            status = _write_frames(ctx, frame_list, target.grant_frames[:nr_frames])
+    _write_status(ctx, layout, uop, status)
     return 0
 
 
@@ -108,16 +108,49 @@ def _query_size(ctx: HypercallContext, uop: int, count: int) -> int:
     except GuestFault:
         return _EFAULT
     target, status = _target(ctx, dom)
-    if target is not None and not grow_table(ctx.machine, target, INITIAL_NR_GRANT_FRAMES):
+    if target is not None and not ensure_table(target):
         target, status = None, GNTST_general_error
     nr = len(target.grant_frames) if target is not None else 0
     ctx.copy_to_guest(uop, codec.pack(dom, nr, MAX_GRANT_FRAMES if target is not None else 0, status))
     return 0
 
 
-def _get_version(ctx: HypercallContext, uop: int, count: int) -> int:
+def _set_version(ctx: HypercallContext, uop: int) -> int:
+    codec = fast_codec(ctx.abi.gnttab_set_version)
+    try:
+        (version,) = codec.unpack(ctx.copy_from_guest(uop, codec.size))
+    except GuestFault:
+        return _EFAULT
+    rc = set_version(ctx.domain, version)
+    try:
+        ctx.copy_to_guest(uop, codec.pack(ctx.domain.grant_version))
+    except GuestFault:
+        return _EFAULT
+    return rc
+
+
+def _get_status_frames(ctx: HypercallContext, uop: int, count: int) -> int:
     if count != 1:
         return _EINVAL
+    layout = ctx.abi.gnttab_get_status_frames
+    codec = fast_codec(layout)
+    try:
+        nr_frames, dom, _status, frame_list = codec.unpack(ctx.copy_from_guest(uop, codec.size))
+    except GuestFault:
+        return _EFAULT
+    if not guest_handle_okay(frame_list, nr_frames, XEN_PFN.itemsize):
+        return _EFAULT
+    target, status = _target(ctx, dom)
+    if target is not None:
+        if not ensure_table(target) or nr_frames > len(target.grant_status_frames):
+            status = GNTST_general_error
+        else:
+            status = _write_frames(ctx, frame_list, target.grant_status_frames[:nr_frames])
+    _write_status(ctx, layout, uop, status)
+    return 0
+
+
+def _get_version(ctx: HypercallContext, uop: int) -> int:
     codec = fast_codec(ctx.abi.gnttab_get_version)
     try:
         dom, pad, _version = codec.unpack(ctx.copy_from_guest(uop, codec.size))
@@ -126,12 +159,14 @@ def _get_version(ctx: HypercallContext, uop: int, count: int) -> int:
     target, status = _target(ctx, dom)
     if target is None:
         return -int(XenErrno.ESRCH) if status == GNTST_bad_domain else -int(XenErrno.EPERM)
-    ctx.copy_to_guest(uop, codec.pack(dom, pad, 1))
+    ctx.copy_to_guest(uop, codec.pack(dom, pad, target.grant_version))
     return 0
 
 
 def _map_grant_ref(ctx: HypercallContext, uop: int, count: int) -> int:
     codec = fast_codec(ctx.abi.gnttab_map_grant_ref)
+    if not guest_handle_okay(uop, count, codec.size):
+        return _EFAULT
     for i in range(count):
         at = uop + i * codec.size
         try:
@@ -154,8 +189,8 @@ def _map_grant_ref(ctx: HypercallContext, uop: int, count: int) -> int:
 def _unmap(ctx: HypercallContext, uop: int, count: int, *, replace: bool) -> int:
     layout = ctx.abi.gnttab_unmap_and_replace if replace else ctx.abi.gnttab_unmap_grant_ref
     codec = fast_codec(layout)
-    status_at = layout.offset_of("status")
-    status_size = layout.type_of("status").size
+    if not guest_handle_okay(uop, count, codec.size):
+        return _EFAULT
     for i in range(count):
         at = uop + i * codec.size
         try:
@@ -167,7 +202,7 @@ def _unmap(ctx: HypercallContext, uop: int, count: int, *, replace: bool) -> int
         else:
             status = unmap_grant_ref(ctx.vcpu, handle, host_addr, second)
         try:
-            ctx.copy_to_guest(at + status_at, status.to_bytes(status_size, "little", signed=True))
+            _write_status(ctx, layout, at, status)
         except GuestFault:
             return _EFAULT
     return 0
@@ -177,31 +212,52 @@ def _unmap(ctx: HypercallContext, uop: int, count: int, *, replace: bool) -> int
 def do_grant_table_op(ctx: HypercallContext, cmd: int, uop: int, count: int) -> int:
     """Grant-table operation ``cmd`` on ``count`` argument structs at ``uop``.
 
+    First -EINVAL if ``count`` >= 2**31 or ``cmd`` has bits above the low 12. Then:
+
     * GNTTABOP_setup_table: ``{domid_t dom; u32 nr_frames; i16 status (out); handle frame_list (out)}``;
       ``count`` must be 1 (-EINVAL); -EFAULT if the struct or the frame list is not accessible. ``status``:
       GNTST_okay, GNTST_bad_domain (unknown ``dom``), GNTST_permission_denied (another domain),
       GNTST_general_error (more than 64 frames, or no memory), GNTST_bad_virt_addr (a frame number could not
-      be written). The frames' mfns are written to ``frame_list``. Returns 0.
+      be written). The table grows to ``nr_frames`` (and, in version 2, its status frames with it); the mfns
+      of its first ``nr_frames`` frames are written to ``frame_list``. Returns 0.
     * GNTTABOP_query_size: ``{dom; nr_frames (out); max_nr_frames (out); status (out)}``; returns 0.
-    * GNTTABOP_get_version: ``{dom; pad; version (out)}``: 1. -ESRCH / -EPERM for a bad ``dom``.
+    * GNTTABOP_set_version: ``{u32 version}`` (in/out), of the caller's table, ``count`` ignored: -EFAULT if it
+      cannot be read; the checks and conversions of :func:`xenpy.core.grant_table.set_version` (-EINVAL,
+      -EBUSY, -ENOMEM, -ERANGE); then the version in force is written back (-EFAULT if it cannot be, even when
+      the version changed). Returns 0 or the error.
+    * GNTTABOP_get_status_frames: ``{u32 nr_frames; domid_t dom; i16 status (out); handle frame_list (out)}``;
+      ``count`` must be 1 (-EINVAL); -EFAULT if the struct or the frame list is not accessible. ``status``:
+      GNTST_bad_domain, GNTST_permission_denied as setup_table; GNTST_general_error if ``nr_frames`` is more
+      than the table's status frames (always, but for 0, in version 1: there are none); GNTST_bad_virt_addr.
+      The mfns of the first ``nr_frames`` status frames are written to ``frame_list``. Returns 0.
+    * GNTTABOP_get_version: ``{dom; pad; version (out)}``, ``count`` ignored: 1 or 2. -ESRCH / -EPERM for a bad
+      ``dom``.
     * GNTTABOP_map_grant_ref: ``count`` ``{host_addr, flags, ref, dom, status (out), handle (out),
       dev_bus_addr (out)}``, each written back whole; GNTTABOP_unmap_grant_ref ``{host_addr, dev_bus_addr,
       handle, status (out)}`` and GNTTABOP_unmap_and_replace ``{host_addr, new_addr, handle, status (out)}``:
-      the status of each (:mod:`xenpy.core.grant_table`). -EFAULT stops the batch. Returns 0.
+      the status of each (:mod:`xenpy.core.grant_table`). -EFAULT if the array's start is not a guest address,
+      and it stops the batch at an element that cannot be read or written back. Returns 0.
     * others: -ENOSYS.
 
     A result that cannot be written back: -EFAULT.
     """
-    if cmd == GnttabOp.GNTTABOP_setup_table:
-        return _setup_table(ctx, uop, count)
-    if cmd == GnttabOp.GNTTABOP_query_size:
-        return _query_size(ctx, uop, count)
-    if cmd == GnttabOp.GNTTABOP_get_version:
-        return _get_version(ctx, uop, count)
+    if count >> 31 or (cmd & ~_CMD_MASK and cmd & _CMD_MASK != GnttabOp.GNTTABOP_cache_flush):
+        return _EINVAL
+    cmd &= _CMD_MASK
     if cmd == GnttabOp.GNTTABOP_map_grant_ref:
         return _map_grant_ref(ctx, uop, count)
     if cmd == GnttabOp.GNTTABOP_unmap_grant_ref:
         return _unmap(ctx, uop, count, replace=False)
+    if cmd == GnttabOp.GNTTABOP_setup_table:
+        return _setup_table(ctx, uop, count)
+    if cmd == GnttabOp.GNTTABOP_query_size:
+        return _query_size(ctx, uop, count)
     if cmd == GnttabOp.GNTTABOP_unmap_and_replace:
         return _unmap(ctx, uop, count, replace=True)
+    if cmd == GnttabOp.GNTTABOP_set_version:
+        return _set_version(ctx, uop)
+    if cmd == GnttabOp.GNTTABOP_get_status_frames:
+        return _get_status_frames(ctx, uop, count)
+    if cmd == GnttabOp.GNTTABOP_get_version:
+        return _get_version(ctx, uop)
     return _ENOSYS

@@ -141,7 +141,7 @@ def _decrease(ctx: HypercallContext, d: Domain, extent_start: int, nr_extents: i
             ):
                 ok = False
                 break
-            if mfn == d.shared_info_mfn or mfn in d.grant_frames:
+            if mfn == d.shared_info_mfn or mfn in d.grant_frames or mfn in d.grant_status_frames:
                 ok = False
                 break
             machine.m2p[mfn] = INVALID_M2P_ENTRY

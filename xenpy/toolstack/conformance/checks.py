@@ -2,7 +2,8 @@
 
 A check line::
 
-    check <id>: [<spec section>] <what>: got <X> want <Y> ok|FAIL[ (scheduler-dependent)| (domain-dependent)]
+    check <id>: [<spec section>] <what>: got <X> want <Y> ok|FAIL[ (scheduler-dependent)| (domain-dependent)|
+        (cpu-dependent)]
 
 the profile line ``Profile: <name> (<how chosen>)`` and the verdict ``Test result: <verdict>``, which is the
 last console line of a test that ran to its end.
@@ -18,7 +19,7 @@ OUTCOMES = ("SUCCESS", "SKIP", "ERROR", "FAILURE", "CRASH")
 
 _CHECK = re.compile(
     r"^check (?P<id>[A-Za-z0-9_.-]+): \[(?P<section>[^\]]*)\] (?P<what>.*): got (?P<got>\S+) want (?P<want>\S+)"
-    r" (?P<result>ok|FAIL)(?: \((?P<dependent>scheduler|domain)-dependent\))?$"
+    r" (?P<result>ok|FAIL)(?: \((?P<dependent>scheduler|domain|cpu)-dependent\))?$"
 )
 _VERDICT = re.compile(r"^Test result: (?P<verdict>SUCCESS|SKIP|ERROR|FAILURE)$")
 _PROFILE = re.compile(r"^Profile: (?P<name>\S+) \(")
@@ -41,6 +42,8 @@ class Check:
         scheduler_dependent: the value depends on scheduling; not compared between hypervisors.
         domain_dependent: the value depends on whether the kernel runs as domain 0 (as on real Xen under the
             oracle) or as a domU (as on xenpy); not compared between hypervisors.
+        cpu_dependent: the value depends on the CPU under the hypervisor, where an emulator differs from
+            hardware (QEMU's TCG under the oracle); not compared between hypervisors.
     """
 
     id: str
@@ -51,11 +54,12 @@ class Check:
     ok: bool
     scheduler_dependent: bool
     domain_dependent: bool = False
+    cpu_dependent: bool = False
 
     @property
     def compared(self) -> bool:
         """Whether the value is compared with another hypervisor's."""
-        return not (self.scheduler_dependent or self.domain_dependent)
+        return not (self.scheduler_dependent or self.domain_dependent or self.cpu_dependent)
 
     @property
     def subops(self) -> tuple[str, ...]:
@@ -96,6 +100,7 @@ def parse_console(console: str) -> GuestResult:
                 Check(
                     m["id"], m["section"], m["what"], m["got"], m["want"], m["result"] == "ok",
                     scheduler_dependent=m["dependent"] == "scheduler", domain_dependent=m["dependent"] == "domain",
+                    cpu_dependent=m["dependent"] == "cpu",
                 )
             )
         elif m := _VERDICT.match(line):

@@ -5,7 +5,7 @@ The tests are the in-guest kernels of ``guest/tests/``, listed with how they are
 ``--profile P`` and ``profile=P`` on its command line. On real Xen it boots as dom0 under QEMU
 (:mod:`.oracle`) and chooses its profile from Xen's version; it is then compared, check line by check line,
 with a xenpy run under that profile: a check whose value differs is a disagreement, unless it is declared
-scheduler-dependent.
+scheduler-, domain- or CPU-dependent.
 """
 
 from __future__ import annotations
