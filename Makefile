@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test test-all docs generate guest bench clean
+.PHONY: setup run test test-all docs generate guest bench fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ generate:
 
 guest:
 	$(MAKE) -C guest
+
+# A long fuzz campaign of the hypercall layer (FUZZ_CALLS, FUZZ_SEED); the quick suite runs a short one.
+FUZZ_CALLS ?= 200000
+FUZZ_SEED ?= 1
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.fuzz.hypercalls --calls $(FUZZ_CALLS) --seed $(FUZZ_SEED)
 
 bench: $(STAMP)
 	$(MAKE) -s -C guest

@@ -246,6 +246,13 @@ class MachineMemory:
         """Current type of ``mfn`` (``PageType.none`` when its type count is zero)."""
         return PageType(int(self._type[self._check_mfn(mfn)]))
 
+    @property
+    def type_counts(self) -> np.ndarray:
+        """The type count of every frame (a read-only view; Xen's ``type_info & PGT_count_mask``)."""
+        view = self._type_count.view()
+        view.flags.writeable = False
+        return view
+
     def type_count(self, mfn: int) -> int:
         """Number of outstanding type references on ``mfn``."""
         return int(self._type_count[self._check_mfn(mfn)])
