@@ -22,8 +22,10 @@ scheduled in first (an idle pCPU if there is one, otherwise it preempts the vCPU
 to the head of the run queue). A vCPU that cannot run (down, blocked, paused, or its domain paused or shut down)
 cannot make hypercalls: :class:`VcpuNotRunnable` is raised. After the handler, pending softirqs run (expired
 timers, reschedules), exactly as before a return to the guest; a hypercall that blocks, yields or downs the
-calling vCPU therefore returns with the vCPU descheduled. Arguments are taken modulo 2**64; the result is the
-signed value the guest would see in rax (``-errno`` on error).
+calling vCPU therefore returns with the vCPU descheduled. A hypercall that ends with a continuation (a long
+multicall) is issued again with the continuation's arguments, softirqs running in between, until it completes.
+Arguments are taken modulo 2**64; the result is the signed value the guest would see in rax (``-errno`` on
+error).
 """
 
 from __future__ import annotations
@@ -217,10 +219,18 @@ class Hypervisor:
             system.scheduler.schedule_in(vcpu)
         system.current = vcpu
         dispatcher = self.dispatcher
+        ctx = dispatcher.context(vcpu)
+        args = (a1 & _U64, a2 & _U64, a3 & _U64, a4 & _U64, a5 & _U64)
         try:
-            rc = dispatcher.dispatch(
-                dispatcher.context(vcpu), nr, a1 & _U64, a2 & _U64, a3 & _U64, a4 & _U64, a5 & _U64
-            )
+            while True:
+                rc = dispatcher.dispatch(ctx, nr, *args)
+                if ctx.continuation is None:
+                    break
+                # The guest would re-issue the call after its events and softirqs: so do they here.
+                nr, cont_args = ctx.continuation
+                ctx.continuation = None
+                args = (*cont_args, 0, 0, 0, 0, 0)[:5]
+                system.do_softirqs()
         finally:
             system.current = None
         system.do_softirqs()

@@ -8,6 +8,7 @@ import pytest
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import ConsoleIO, Hypercall, SchedOp
 from xenpy.abi.sched import SHUTDOWN_poweroff
+from xenpy.hypercall.handlers.console_io import CONSOLE_WRITE_PER_INVOCATION
 
 from .conftest import HOLE_GVA, UNMAPPED_GVA, Guest
 
@@ -208,3 +209,14 @@ def test_hardware_domain_writes_too(make_guest):
     g = make_guest(hardware_domain=True)
     assert write(g, b"dom0\n") == 0
     assert console(g) == b"dom0\n"
+
+
+def test_long_write_continues_with_the_same_output(guest: Guest):
+    """A write longer than CONSOLE_WRITE_PER_INVOCATION ends with continuations for the rest (as Xen's
+    guest_console_write when preempted between pieces); the console receives every byte, in order."""
+    data = bytes(range(256)) * (2 * CONSOLE_WRITE_PER_INVOCATION // 256 + 1)
+    seen = []
+    guest.hv.add_hypercall_hook(pre=lambda _v, nr, args: seen.append(args[1]) if nr == Hypercall.console_io else None)
+    assert write(guest, data) == 0
+    assert console(guest) == data
+    assert seen == [len(data), len(data) - CONSOLE_WRITE_PER_INVOCATION, len(data) - 2 * CONSOLE_WRITE_PER_INVOCATION]

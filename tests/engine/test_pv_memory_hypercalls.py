@@ -10,8 +10,11 @@ import pytest
 
 from xenpy.abi.generated.hypercalls import GnttabOp, Hypercall, MmuextCmd, XenMem
 from xenpy.abi.x86 import PAGE_GUEST_KERNEL
-from xenpy.abi.xen import DOMID_SELF
+from xenpy.abi.xen import DOMID_SELF, MMU_MACHPHYS_UPDATE
 from xenpy.core.memory import PageType
+from xenpy.hypercall.context import PREEMPT_ENTRIES
+from xenpy.hypercall.handlers.mmu_update import MMU_UPDATE_PREEMPTED
+from xenpy.hypercall.handlers.multicall import MULTICALL_PREEMPT_ENTRIES
 from xenpy.hypervisor import GUEST_VIRT_BASE, DomainConfig, Hypervisor
 
 EINVAL, EBUSY, EPERM, ESRCH, ENOSYS, EACCES, EOPNOTSUPP = -22, -16, -1, -3, -38, -13, -95
@@ -213,6 +216,83 @@ def test_multicall_and_stack_switch(env):
     results = [struct.unpack_from("<q", dom.read_guest(calls + 64 * i + 8, 8))[0] for i in range(3)]
     assert results == [(4 << 16) | 23, 0, EINVAL]
     assert (v.arch.kernel_ss, v.arch.kernel_sp) == (0xE02B, 0xFFFF_FFFF_8000_9000)
+
+
+def test_long_multicall_continues_until_done(env):
+    """do_multicall preempts a long batch with a continuation (call_list advanced, nr_calls reduced) after
+    MULTICALL_PREEMPT_ENTRIES entries; Hypervisor.hypercall issues it again until it completes: every entry
+    has its result, in invocations of at most that many entries."""
+    hv, dom, v = env
+    nr = 2 * MULTICALL_PREEMPT_ENTRIES + 5
+    calls = dom.alloc_guest(64 * nr, 8)
+    dom.write_guest(calls, struct.pack("<8Q", Hypercall.xen_version, 0xDEAD, 0, 0, 0, 0, 0, 0) * nr)
+    seen: list[tuple[int, int]] = []
+
+    def note(_vcpu, n, args):
+        if n == Hypercall.multicall:
+            seen.append(args[:2])
+
+    remove = hv.add_hypercall_hook(pre=note)
+    try:
+        assert call(hv, v, Hypercall.multicall, calls, nr) == 0
+    finally:
+        remove()
+    results = [struct.unpack_from("<q", dom.read_guest(calls + 64 * i + 8, 8))[0] for i in range(nr)]
+    assert results == [(4 << 16) | 23] * nr
+    step = 64 * MULTICALL_PREEMPT_ENTRIES
+    assert seen == [(calls, nr), (calls + step, nr - MULTICALL_PREEMPT_ENTRIES),
+                    (calls + 2 * step, nr - 2 * MULTICALL_PREEMPT_ENTRIES)]  # fmt: skip
+
+
+def test_long_mmu_update_continues_with_its_progress_in_pdone(env):
+    """do_mmu_update: a continuation after PREEMPT_ENTRIES requests carries the rest of ``count`` with
+    MMU_UPDATE_PREEMPTED and the work done so far in ``*pdone``, which the continued call adds to; a count of
+    exactly MMU_UPDATE_PREEMPTED with NULL requests returns ``(int)foreigndom``."""
+    hv, dom, v = env
+    nr = PREEMPT_ENTRIES + 10
+    mfn = dom.memory.mfn_of(7)
+    reqs = dom.alloc_guest(16 * nr, 16)
+    dom.write_guest(reqs, struct.pack("<QQ", (mfn << 12) | MMU_MACHPHYS_UPDATE, 7) * nr)
+    pdone = dom.alloc_guest(4, 4)
+    seen: list[tuple[int, ...]] = []
+
+    def note(_vcpu, n, args):
+        if n == Hypercall.mmu_update:
+            seen.append(args[:3])
+
+    remove = hv.add_hypercall_hook(pre=note)
+    try:
+        assert call(hv, v, Hypercall.mmu_update, reqs, nr, pdone, DOMID_SELF) == 0
+    finally:
+        remove()
+    assert struct.unpack("<I", dom.read_guest(pdone, 4))[0] == nr
+    assert seen == [(reqs, nr, pdone), (reqs + 16 * PREEMPT_ENTRIES, 10 | MMU_UPDATE_PREEMPTED, pdone)]
+    assert call(hv, v, Hypercall.mmu_update, 0, MMU_UPDATE_PREEMPTED, 0, DOMID_SELF) == DOMID_SELF
+
+
+def test_long_grant_unmap_continues_between_its_groups(env):
+    """gnttab_unmap_grant_ref: a long batch ends with a continuation (uop advanced, count reduced) between
+    groups of GNTTAB_UNMAP_BATCH_SIZE once PREEMPT_ENTRIES elements have run; every element gets its status
+    (here GNTST_bad_handle: no such mapping)."""
+    hv, dom, v = env
+    nr = PREEMPT_ENTRIES + 40
+    ops = dom.alloc_guest(24 * nr, 8)
+    dom.write_guest(ops, struct.pack("<QQIi", 0, 0, 0xFFFF, 0x55) * nr)
+    seen: list[tuple[int, ...]] = []
+
+    def note(_vcpu, n, args):
+        if n == Hypercall.grant_table_op:
+            seen.append(args[:3])
+
+    remove = hv.add_hypercall_hook(pre=note)
+    try:
+        assert call(hv, v, Hypercall.grant_table_op, GnttabOp.GNTTABOP_unmap_grant_ref, ops, nr) == 0
+    finally:
+        remove()
+    statuses = [struct.unpack_from("<h", dom.read_guest(ops + 24 * i + 20, 2))[0] for i in range(nr)]
+    assert statuses == [-4] * nr  # GNTST_bad_handle
+    cmd = GnttabOp.GNTTABOP_unmap_grant_ref
+    assert seen == [(cmd, ops, nr), (cmd, ops + 24 * PREEMPT_ENTRIES, 40)]
 
 
 def _hole_after(hv, dom, v):

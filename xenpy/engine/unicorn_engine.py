@@ -763,6 +763,8 @@ class UnicornVcpu(Pv64Context):
                 clock.wait_until(sf[20] if self._ns_per_insn_1 else self._guest_now())
             v = self.vcpu
             result = self._dispatch(self._hctx, nr, a1, a2, a3, a4, a5)
+            if self._hctx.continuation is not None:
+                self._continue_hypercall(rip)
             if sf[15]:
                 sf[9] = result & _U64
                 if cs != FLAT_KERNEL_CS:
@@ -777,6 +779,19 @@ class UnicornVcpu(Pv64Context):
         except BaseException as exc:
             sf[_native.SF_NOUT] = 0
             self._hook_failed(exc)
+
+    def _continue_hypercall(self, rip: int) -> None:
+        """``hypercall_create_continuation`` seen from the guest: RAX holds the hypercall number again, the
+        argument registers its new arguments, and RIP is back on the ``syscall``, which the guest executes again
+        once its events are delivered."""
+        hctx = self._hctx
+        assert hctx.continuation is not None
+        nr, args = hctx.continuation
+        hctx.continuation = None
+        regs = dict(zip(_native.SYSCALL_IN[1:6], args, strict=False))
+        regs.update(rax=nr, rip=rip)
+        self.write_registers(regs)
+        self.registers_written()
 
     def _sysret_selectors(self) -> None:
         """Xen returns from a hypercall with ``sysret``, which loads FLAT_KERNEL_CS and FLAT_KERNEL_SS whatever code

@@ -38,6 +38,13 @@ if TYPE_CHECKING:
     from xenpy.hypercall.cpu import CpuPort
 
 
+_U64 = (1 << 64) - 1
+#: The entries a batched hypercall (multicall, mmu_update, mmuext_op) runs at most in one invocation before it
+#: ends with a continuation: xenpy's time does not advance within a hypercall, so this stands in for the
+#: timer-driven preemption of Xen's ``hypercall_preempt_check``.
+PREEMPT_ENTRIES = 256
+
+
 class HypercallContext:
     """What a handler may use while it serves one hypercall of :attr:`vcpu`.
 
@@ -48,9 +55,13 @@ class HypercallContext:
         abi: structure layouts of the domain's width (``xenpy.abi.x86_64`` or ``x86_32``).
         machine: machine memory (frames, page types, the m2p).
         cpu: the live CPU of the vCPU, set by a CPU engine; None when no engine runs it.
+        continuation: ``(nr, args)`` after a handler called :meth:`create_continuation`: the caller (the CPU
+            engine, :meth:`Hypervisor.hypercall <xenpy.hypervisor.Hypervisor.hypercall>`, or a multicall)
+            issues hypercall ``nr`` again with ``args`` and clears it; None otherwise.
     """
 
-    __slots__ = ("_clock", "_dispatch", "_system", "abi", "cpu", "domain", "machine", "profile", "vcpu")
+    __slots__ = ("_clock", "_dispatch", "_system", "abi", "continuation", "cpu", "domain", "machine", "profile",
+                 "vcpu")  # fmt: skip
 
     def __init__(self, vcpu: Vcpu, system: System, dispatch: Callable[..., int]) -> None:
         """``dispatch(ctx, nr, a1..a5)`` runs a nested hypercall (the dispatcher's, with its hooks)."""
@@ -61,6 +72,7 @@ class HypercallContext:
         self.abi: ModuleType = d.abi
         self.machine: MachineMemory = system.machine
         self.cpu: CpuPort | None = None
+        self.continuation: tuple[int, tuple[int, ...]] | None = None
         self._clock = system.clock
         self._system = system
         self._dispatch = dispatch
@@ -99,6 +111,20 @@ class HypercallContext:
         if domid == DOMID_SELF:
             return self.domain
         return self._system.domains.get(domid)
+
+    def create_continuation(self, nr: int, *args: int) -> int:
+        """``hypercall_create_continuation``: end this invocation so that the guest issues hypercall ``nr`` with
+        ``args`` (raw register values) again when it next runs, after pending events and softirqs, as Xen
+        rewrites the guest's registers and rewinds its RIP over the ``syscall``. Returns 0; the guest does not
+        see it (its RAX becomes ``nr``)."""
+        self.continuation = (nr, tuple(a & _U64 for a in args))
+        return 0
+
+    def preempt_check(self) -> bool:
+        """``hypercall_preempt_check``: a softirq is pending, or the calling vCPU has an event to deliver."""
+        vcpu = self.vcpu
+        info = vcpu.vcpu_info_mv
+        return bool(self._system.scheduler.softirq_pending or (info[0] and not info[1]) or vcpu.arch.nmi_pending)
 
     def hypercall(self, nr: int, *args: int) -> int:
         """Issue hypercall ``nr`` with raw register ``args`` as the caller, through the dispatcher (multicall).

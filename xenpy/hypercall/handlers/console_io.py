@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from xenpy.abi.errno import HypercallError, XenErrno
 from xenpy.abi.generated.hypercalls import ConsoleIO, Hypercall
 from xenpy.core.memory import PAGE_SIZE
+from xenpy.hypercall.context import PREEMPT_ENTRIES
 from xenpy.hypercall.registry import Effect, hypercall_handler
 
 if TYPE_CHECKING:
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 #: ``guest_console_write`` copies the buffer in pieces of ``sizeof(kbuf) - 1`` bytes.
 CONSOLE_WRITE_CHUNK = 127
+#: Bytes (whole pieces) one invocation writes before it ends with a continuation for the rest.
+CONSOLE_WRITE_PER_INVOCATION = PREEMPT_ENTRIES * CONSOLE_WRITE_CHUNK
 _INT_MAX = 0x7FFF_FFFF
 _U64 = (1 << 64) - 1
 
@@ -77,13 +80,20 @@ def do_console_io(ctx: HypercallContext, cmd: int, count: int, buffer: int) -> i
 
     * CONSOLEIO_write (0): appends the ``count`` bytes at ``buffer`` to the domain's console stream, in pieces
       of 127 bytes; -EFAULT if a piece cannot be read (the pieces before it stay written; a buffer that is
-      bad from its first byte writes nothing). ``count == 0`` writes nothing. Returns 0.
+      bad from its first byte writes nothing). ``count == 0`` writes nothing. Returns 0. Past
+      :data:`CONSOLE_WRITE_PER_INVOCATION` bytes the call ends with a continuation for the rest, as Xen's does
+      when preempted between pieces (the output is the same).
     * CONSOLEIO_read (1): ``count > INT_MAX`` -> -E2BIG; otherwise returns the number of characters copied to
       ``buffer`` from the serial input ring, which xenpy never fills: 0, and ``buffer`` is not touched.
     * Any other ``cmd`` (privileged caller): -ENOSYS.
     """
     _xsm_console_io(ctx.domain, cmd)
     if cmd == ConsoleIO.CONSOLEIO_write:
+        if count > CONSOLE_WRITE_PER_INVOCATION:
+            # Xen's guest_console_write continues between pieces when preempted: here after a bounded number.
+            guest_console_write(ctx, buffer, CONSOLE_WRITE_PER_INVOCATION)
+            rest = (buffer + CONSOLE_WRITE_PER_INVOCATION) & _U64
+            return ctx.create_continuation(Hypercall.console_io, cmd, count - CONSOLE_WRITE_PER_INVOCATION, rest)
         guest_console_write(ctx, buffer, count)
         return 0
     if cmd == ConsoleIO.CONSOLEIO_read:

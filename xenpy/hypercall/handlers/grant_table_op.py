@@ -35,6 +35,7 @@ from xenpy.core.grant_table import (
     unmap_grant_ref,
 )
 from xenpy.core.pagetable import GuestFault, guest_handle_okay
+from xenpy.hypercall.context import PREEMPT_ENTRIES
 from xenpy.hypercall.registry import Effect, hypercall_handler
 
 if TYPE_CHECKING:
@@ -163,12 +164,18 @@ def _get_version(ctx: HypercallContext, uop: int) -> int:
     return 0
 
 
+#: Unmaps are done in groups of this many (``GNTTAB_UNMAP_BATCH_SIZE``); preemption comes between groups.
+GNTTAB_UNMAP_BATCH_SIZE = 32
+
+
 def _map_grant_ref(ctx: HypercallContext, uop: int, count: int) -> int:
     codec = fast_codec(ctx.abi.gnttab_map_grant_ref)
     if not guest_handle_okay(uop, count, codec.size):
         return _EFAULT
     for i in range(count):
         at = uop + i * codec.size
+        if i and (i >= PREEMPT_ENTRIES or ctx.preempt_check()):
+            return ctx.create_continuation(Hypercall.grant_table_op, GnttabOp.GNTTABOP_map_grant_ref, at, count - i)
         try:
             host_addr, flags, ref, dom, _status, _handle, dev_bus_addr = codec.unpack(
                 ctx.copy_from_guest(at, codec.size))
@@ -191,8 +198,11 @@ def _unmap(ctx: HypercallContext, uop: int, count: int, *, replace: bool) -> int
     codec = fast_codec(layout)
     if not guest_handle_okay(uop, count, codec.size):
         return _EFAULT
+    cmd = GnttabOp.GNTTABOP_unmap_and_replace if replace else GnttabOp.GNTTABOP_unmap_grant_ref
     for i in range(count):
         at = uop + i * codec.size
+        if i and not i % GNTTAB_UNMAP_BATCH_SIZE and (i >= PREEMPT_ENTRIES or ctx.preempt_check()):
+            return ctx.create_continuation(Hypercall.grant_table_op, cmd, at, count - i)
         try:
             host_addr, second, handle, _status = codec.unpack(ctx.copy_from_guest(at, codec.size))
         except GuestFault:
@@ -240,6 +250,11 @@ def do_grant_table_op(ctx: HypercallContext, cmd: int, uop: int, count: int) -> 
     * others: -ENOSYS.
 
     A result that cannot be written back: -EFAULT.
+
+    Preemption, as Xen's: a map batch before any element but the first, an unmap batch between its groups of
+    ``GNTTAB_UNMAP_BATCH_SIZE``, when ``hypercall_preempt_check`` says so or once
+    :data:`~xenpy.hypercall.context.PREEMPT_ENTRIES` elements have run, ends with a continuation for the rest
+    (``uop`` advanced, ``count`` reduced).
     """
     if count >> 31 or (cmd & ~_CMD_MASK and cmd & _CMD_MASK != GnttabOp.GNTTABOP_cache_flush):
         return _EINVAL

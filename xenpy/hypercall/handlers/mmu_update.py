@@ -10,6 +10,13 @@ Each request ``{u64 ptr; u64 val}`` (16 bytes) is a command in the low 3 bits of
 
 Requests run in order and stop at the first error; ``*pdone`` (if not NULL) receives the number done.
 
+Preemption, as Xen's: before every request but the first, if ``hypercall_preempt_check`` says so, or once
+:data:`~xenpy.hypercall.context.PREEMPT_ENTRIES` requests have run in this invocation, the call ends with a
+continuation: ``ureqs`` advanced, ``count`` the rest with ``MMU_UPDATE_PREEMPTED`` (bit 31) set, ``*pdone``
+holding the requests done so far, which the continued call reads back and adds to. (The same for mmuext_op.)
+A ``count`` of exactly ``MMU_UPDATE_PREEMPTED`` with NULL requests returns ``(int)foreigndom``, as Xen's
+continuation of a deferred page-table release does.
+
 The page-owner helpers of the memory-management hypercalls live here too: :func:`get_pg_owner` (the domain
 whose frames a request may map) and :func:`read_vcpumask` (the vCPU bitmap of a multi-vCPU flush); mmuext_op
 and update_va_mapping use them.
@@ -35,7 +42,8 @@ from xenpy.abi.xen import (
 from xenpy.core import mm
 from xenpy.core.memory import PAGE_SHIFT, PageType
 from xenpy.core.pagetable import GuestFault, guest_handle_okay
-from xenpy.hypercall.registry import Effect, hypercall_handler
+from xenpy.hypercall.context import PREEMPT_ENTRIES
+from xenpy.hypercall.registry import Effect, c_int, hypercall_handler
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Domain
@@ -43,6 +51,8 @@ if TYPE_CHECKING:
 
 #: ``sizeof(unsigned int)``: the ``*pdone`` counter (both widths).
 PDONE_BYTES = 4
+#: Bit 31 of ``count``: the call is a continuation; ``*pdone`` holds the work done before it.
+MMU_UPDATE_PREEMPTED = 1 << 31
 #: Bits of a vCPU bitmap word (``xen_ulong_t`` of a PV64 guest).
 _VCPUMASK_WORD_BITS = 64
 _EFAULT = -int(XenErrno.EFAULT)
@@ -94,6 +104,31 @@ def write_pdone(ctx: HypercallContext, pdone: int, done: int) -> None:
         pass
 
 
+def resume_batch(ctx: HypercallContext, reqs: int, count: int, pdone: int, foreigndom: int) -> tuple[int, int] | int:
+    """The start of a batched MMU call (mmu_update, mmuext_op): ``(count, done so far)``, or the result to return
+    at once for the continuation of a deferred release (``count == MMU_UPDATE_PREEMPTED``, NULL requests)."""
+    if count == MMU_UPDATE_PREEMPTED and reqs == 0:
+        return c_int(foreigndom)
+    done = 0
+    if count & MMU_UPDATE_PREEMPTED:
+        count &= ~MMU_UPDATE_PREEMPTED
+        if pdone:
+            try:
+                done = int.from_bytes(ctx.copy_from_guest(pdone, PDONE_BYTES), "little")
+            except GuestFault:
+                done = 0
+    return count, done
+
+
+def preempt_batch(ctx: HypercallContext, nr: int, i: int, reqs: int, count: int, pdone: int, foreigndom: int) -> bool:
+    """Before request ``i`` of a batch: preempt (a continuation for requests ``i..count-1`` at ``reqs``) if
+    Xen would, or once :data:`PREEMPT_ENTRIES` have run; True if the call ends here."""
+    if not i or (i < PREEMPT_ENTRIES and not ctx.preempt_check()):
+        return False
+    ctx.create_continuation(nr, reqs, (count - i) | MMU_UPDATE_PREEMPTED, pdone, foreigndom)
+    return True
+
+
 def _normal_update(ctx: HypercallContext, ptr: int, val: int, cmd: int, pg_owner: Domain) -> int:
     d = ctx.domain
     machine = ctx.machine
@@ -124,6 +159,10 @@ def do_mmu_update(ctx: HypercallContext, ureqs: int, count: int, pdone: int, for
     or not a page table / writable frame, or the new entry is refused (see :mod:`xenpy.core.mm`); -EBUSY/-EPERM:
     an L1 entry to another domain's frame / to MMIO; -ENOSYS: an unknown command.
     """
+    resumed = resume_batch(ctx, ureqs, count, pdone, foreigndom)
+    if isinstance(resumed, int):
+        return resumed
+    count, done = resumed
     codec = fast_codec(ctx.abi.mmu_update)
     size = codec.size
     if not guest_handle_okay(ureqs, count, size):
@@ -137,8 +176,9 @@ def do_mmu_update(ctx: HypercallContext, ureqs: int, count: int, pdone: int, for
     copy_from_guest = ctx.copy_from_guest
     machine = ctx.machine
     rc = 0
-    done = 0
     for i in range(count):
+        if preempt_batch(ctx, Hypercall.mmu_update, i, ureqs + i * size, count, pdone, foreigndom):
+            break
         try:
             ptr, val = unpack(copy_from_guest(ureqs + i * size, size))
         except GuestFault:

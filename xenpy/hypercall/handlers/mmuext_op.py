@@ -29,7 +29,13 @@ from xenpy.abi.generated.hypercalls import Hypercall, MmuextCmd
 from xenpy.core import mm
 from xenpy.core.memory import PAGE_SIZE, PageType
 from xenpy.core.pagetable import GuestFault, guest_handle_okay, gva_ok
-from xenpy.hypercall.handlers.mmu_update import get_pg_owner, read_vcpumask, write_pdone
+from xenpy.hypercall.handlers.mmu_update import (
+    get_pg_owner,
+    preempt_batch,
+    read_vcpumask,
+    resume_batch,
+    write_pdone,
+)
 from xenpy.hypercall.registry import Effect, decode, hypercall_handler
 
 if TYPE_CHECKING:
@@ -147,6 +153,10 @@ def do_mmuext_op(ctx: HypercallContext, uops: int, count: int, pdone: int, forei
 
     -EFAULT: the array is not accessible or an operation cannot be read.
     """
+    resumed = resume_batch(ctx, uops, count, pdone, foreigndom)
+    if isinstance(resumed, int):
+        return resumed
+    count, done = resumed
     codec = _codecs(ctx.abi)[0]
     size = codec.size
     if not guest_handle_okay(uops, count, size):
@@ -157,8 +167,9 @@ def do_mmuext_op(ctx: HypercallContext, uops: int, count: int, pdone: int, forei
     unpack = codec.unpack
     copy_from_guest = ctx.copy_from_guest
     rc = 0
-    done = 0
     for i in range(count):
+        if preempt_batch(ctx, Hypercall.mmuext_op, i, uops + i * size, count, pdone, foreigndom):
+            break
         try:
             raw = copy_from_guest(uops + i * size, size)
         except GuestFault:

@@ -4,6 +4,13 @@ Each ``multicall_entry {ulong op; ulong result; ulong args[6]}`` (64 bytes on PV
 the hypervisor's dispatcher, exactly as if the guest had made the call (``current`` is the caller), and its
 ``result`` field receives the return value. ``HYPERVISOR_iret`` in a batch ends the batch and the multicall
 returns the iret's result (``mc_exit``). A nested ``multicall`` entry gets -EINVAL (re-entry is refused).
+
+Preemption, as ``do_multicall``: before every entry but the first, if ``hypercall_preempt_check`` says so (an
+event for the caller, a softirq), or once :data:`MULTICALL_PREEMPT_ENTRIES` entries have run in this invocation
+(xenpy's bound on the work of one invocation: its time does not advance within a hypercall, so Xen's
+timer-driven preemption needs a stand-in), the multicall ends with a continuation for the remaining entries:
+``call_list`` advanced to the next entry, ``nr_calls`` reduced. An entry whose own call ends with a continuation
+has that continuation (its op and arguments) written over the entry, and the multicall continues from it.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from xenpy.abi.cstruct import fast_codec
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import Hypercall
 from xenpy.core.pagetable import GuestFault, guest_handle_okay
+from xenpy.hypercall.context import PREEMPT_ENTRIES
 from xenpy.hypercall.registry import Effect, c_long, hypercall_handler
 
 if TYPE_CHECKING:
@@ -23,6 +31,8 @@ _EFAULT = -int(XenErrno.EFAULT)
 _EINVAL = -int(XenErrno.EINVAL)
 _U64 = (1 << 64) - 1
 _in_multicall: set[int] = set()
+#: Entries one invocation runs at most before it continues.
+MULTICALL_PREEMPT_ENTRIES = PREEMPT_ENTRIES
 
 
 @hypercall_handler(Hypercall.multicall, effects=Effect.CLOCK | Effect.PAGE_TABLES)
@@ -31,8 +41,7 @@ def do_multicall(ctx: HypercallContext, call_list: int, nr_calls: int) -> int:
 
     -EFAULT: the list is not accessible, an entry cannot be read, or a result cannot be written back (the batch
     stops there; earlier calls have run). -EINVAL: called from inside a multicall. A call that shuts the domain
-    down ends the batch. Xen preempts a batch whose calls block or yield and resumes it later with the remaining
-    entries; xenpy runs the remaining entries at once, which gives the same results.
+    down ends the batch. Preemption: see the module docstring.
     """
     key = id(ctx.vcpu)
     if key in _in_multicall:
@@ -47,12 +56,22 @@ def do_multicall(ctx: HypercallContext, call_list: int, nr_calls: int) -> int:
     _in_multicall.add(key)
     try:
         for i in range(nr_calls):
-            gva = call_list + i * entry.size
+            gva = (call_list + i * entry.size) & _U64
+            if i and (i >= MULTICALL_PREEMPT_ENTRIES or ctx.preempt_check()):
+                return ctx.create_continuation(Hypercall.multicall, gva, nr_calls - i)
             try:
                 op, _result, *args = entry.unpack(ctx.copy_from_guest(gva, entry.size))
             except GuestFault:
                 return _EFAULT
             result = ctx.hypercall(op, args[0], args[1], args[2], args[3], args[4]) & _U64
+            if ctx.continuation is not None:  # MCSF_call_preempted: the entry becomes its continuation
+                sub_op, sub_args = ctx.continuation
+                ctx.continuation = None
+                try:
+                    ctx.copy_to_guest(gva, entry.pack(sub_op, result, *sub_args, *args[len(sub_args):]))
+                except GuestFault:
+                    return _EFAULT
+                return ctx.create_continuation(Hypercall.multicall, gva, nr_calls - i)
             if op == Hypercall.iret:
                 try:
                     ctx.copy_to_guest(gva + result_offset, (result & result_mask).to_bytes(result_size, "little"))
