@@ -295,6 +295,33 @@ def test_long_grant_unmap_continues_between_its_groups(env):
     assert seen == [(cmd, ops, nr), (cmd, ops + 24 * PREEMPT_ENTRIES, 40)]
 
 
+def test_long_decrease_reservation_continues_with_the_extent_in_cmd(env):
+    """XENMEM_decrease_reservation of more than PREEMPT_ENTRIES extents: a continuation whose ``cmd`` carries the
+    extents done above MEMOP_EXTENT_SHIFT (Xen's ``op | (nr_done << MEMOP_EXTENT_SHIFT)``); the guest sees the
+    whole count."""
+    hv, dom, v = env
+    nr = PREEMPT_ENTRIES + 10
+    last = dom.memory.nr_pages - 1
+    mfns = [dom.memory.mfn_of(last - i) for i in range(nr)]  # the top of memory: nothing of the builder's
+    frames = dom.alloc_guest(8 * nr, 8)
+    dom.write_guest(frames, struct.pack(f"<{nr}Q", *mfns))
+    arg = dom.alloc_guest(32, 8)
+    dom.write_guest(arg, struct.pack("<QQIIH6x", frames, nr, 0, 0, DOMID_SELF))
+    seen: list[int] = []
+
+    def note(_vcpu, n, args):
+        if n == Hypercall.memory_op:
+            seen.append(args[0])
+
+    remove = hv.add_hypercall_hook(pre=note)
+    try:
+        assert call(hv, v, Hypercall.memory_op, XenMem.XENMEM_decrease_reservation, arg) == nr
+    finally:
+        remove()
+    assert seen == [XenMem.XENMEM_decrease_reservation, XenMem.XENMEM_decrease_reservation | PREEMPT_ENTRIES << 6]
+    assert all(m in dom.ballooned_mfns for m in mfns)
+
+
 def _hole_after(hv, dom, v):
     """A mapped page followed by an unmapped one: returns the mapped page's address (the hole is + 4096)."""
     edge, hole = dom.alloc_guest_page(), dom.alloc_guest_page()

@@ -1,8 +1,8 @@
 /*
  * multicall: long batches (spec 6.1) of HYPERVISOR_multicall,
- * HYPERVISOR_mmu_update and HYPERVISOR_mmuext_op, which Xen may preempt and
- * continue: the guest sees every entry's result and the whole count in
- * *pdone, whatever the number of invocations it took.
+ * HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op and memory_op reservations,
+ * which Xen may preempt and continue: the guest sees every entry's result
+ * and the whole count in *pdone, whatever the number of invocations it took.
  *
  *   - a batch of 1000 XENVER_version calls: 0, every result the version;
  *   - a batch whose entry 10 sends an event to the caller (EVTCHNOP_send
@@ -13,12 +13,15 @@
  *     guest's frames, rewritten with its own pfn): 0, *pdone 1000;
  *   - 1000 MMUEXT_TLB_FLUSH_LOCAL operations: 0, *pdone 1000;
  *   - mmu_update with count MMU_UPDATE_PREEMPTED and no requests, Xen's
- *     continuation of a deferred page-table release: returns foreigndom.
+ *     continuation of a deferred page-table release: returns foreigndom;
+ *   - XENMEM_decrease_reservation of 300 frames, then XENMEM_populate_physmap
+ *     of their pfns: 300 extents done each, the reservation back as before.
  */
 
 #include <xenpy-guest.h>
+#include <xen/memory.h>
 
-const char test_title[] = "Long multicall, mmu_update and mmuext_op batches and their preemption";
+const char test_title[] = "Long multicall, mmu_update, mmuext_op and memory_op batches and their preemption";
 
 #define NR_LONG     1000
 #define NR_EVENT    64
@@ -31,6 +34,48 @@ static multicall_entry_t batch[NR_LONG];
 static mmu_update_t mmu_reqs[NR_LONG];
 static struct mmuext_op mmuext_ops[NR_LONG];
 static uint8_t m2p_page[PAGE_SIZE] __page_aligned_bss;
+
+#define NR_EXTENTS 300
+static xen_pfn_t extents[NR_EXTENTS];
+
+static long reservation_op(unsigned int op)
+{
+    xen_memory_reservation_t r = { .nr_extents = NR_EXTENTS, .extent_order = 0, .domid = DOMID_SELF };
+
+    set_xen_guest_handle(r.extent_start, extents);
+    return HYPERVISOR_memory_op(op, &r);
+}
+
+static long current_reservation(void)
+{
+    domid_t self = DOMID_SELF;
+
+    return HYPERVISOR_memory_op(XENMEM_current_reservation, &self);
+}
+
+/* The top NR_EXTENTS pfns (far above the bootstrap region: nothing maps them) given back and taken again. */
+static void test_long_reservation(void)
+{
+    xen_pfn_t *p2m = (xen_pfn_t *)start_info->mfn_list;
+    unsigned long top = start_info->nr_pages - 1;
+    long before = current_reservation();
+    unsigned int i;
+
+    for ( i = 0; i < NR_EXTENTS; i++ )
+        extents[i] = p2m[top - i];
+    check("decrease-long", "6.9", reservation_op(XENMEM_decrease_reservation), NR_EXTENTS,
+          "XENMEM_decrease_reservation of %d frames (extents done)", NR_EXTENTS);
+    check("decrease-long-counts", "6.9", before - current_reservation(), NR_EXTENTS,
+          "XENMEM_current_reservation after it, relative to before");
+    for ( i = 0; i < NR_EXTENTS; i++ )
+        extents[i] = top - i;
+    check("populate-long", "6.9", reservation_op(XENMEM_populate_physmap), NR_EXTENTS,
+          "XENMEM_populate_physmap of their %d pfns (extents done)", NR_EXTENTS);
+    for ( i = 0; i < NR_EXTENTS; i++ )
+        p2m[top - i] = extents[i];
+    check("populate-long-counts", "6.9", current_reservation() - before, 0,
+          "XENMEM_current_reservation after it, relative to before");
+}
 static evtchn_send_t send_arg;
 static volatile unsigned int nr_events;
 
@@ -118,6 +163,8 @@ void test_main(void)
         check("mmu-preempted-null", "6.1", HYPERVISOR_mmu_update(NULL, MMU_UPDATE_PREEMPTED, NULL, DOMID_SELF),
               DOMID_SELF, "HYPERVISOR_mmu_update(NULL, MMU_UPDATE_PREEMPTED): returns foreigndom");
     }
+
+    test_long_reservation();
 
     if ( xtf_ok() )
         xtf_success(NULL);

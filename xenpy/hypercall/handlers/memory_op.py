@@ -5,7 +5,10 @@ Implemented sub-ops (the low 6 bits of ``cmd``; the upper bits are a continuatio
 * XENMEM_increase_reservation (0), XENMEM_decrease_reservation (1), XENMEM_populate_physmap (6): the balloon.
   ``arg`` is a ``xen_memory_reservation {extent_start, nr_extents, extent_order, mem_flags, domid}``. They
   return the number of extents done, stopping at the first that fails; a bad argument makes them return the
-  start extent (0), not an errno, as Xen does.
+  start extent (0), not an errno, as Xen does. A long batch is preempted as Xen's: before an extent but the
+  first of the invocation, on ``hypercall_preempt_check`` or once
+  :data:`~xenpy.hypercall.context.PREEMPT_ENTRIES` extents are done, it ends with a continuation whose ``cmd``
+  carries the extents done so far above ``MEMOP_EXTENT_SHIFT``.
 * XENMEM_maximum_ram_page (2): the number of machine frames (``max_page``).
 * XENMEM_current_reservation (3) / XENMEM_maximum_reservation (4): ``arg`` is a ``domid_t``; the domain's
   pages (``tot_pages``) / its limit (``max_pages``). -EFAULT, -ESRCH (unknown domain), -EPERM (another domain
@@ -36,6 +39,7 @@ from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import Hypercall, XenMem
 from xenpy.core.memory import INVALID_M2P_ENTRY, OutOfMachineMemory
 from xenpy.core.pagetable import GuestFault, guest_handle_okay
+from xenpy.hypercall.context import PREEMPT_ENTRIES
 from xenpy.hypercall.registry import Effect, hypercall_handler
 
 if TYPE_CHECKING:
@@ -89,6 +93,19 @@ def _alloc_frame(machine: MachineMemory, d: Domain) -> int | None:
         return None
 
 
+class _Preempted(Exception):  # noqa: N818 (names the condition, not an error)
+    """A reservation loop stops for a continuation after ``done`` extents (Xen's ``args.preempted``)."""
+
+    def __init__(self, done: int) -> None:
+        super().__init__(done)
+        self.done = done
+
+
+def _preempted(ctx: HypercallContext, i: int, start: int) -> bool:
+    """Before extent ``i``: ``i != nr_done && hypercall_preempt_check()``, or this invocation's budget is spent."""
+    return i != start and (i - start >= PREEMPT_ENTRIES or ctx.preempt_check())
+
+
 def _increase(
     ctx: HypercallContext, d: Domain, extent_start: int, nr_extents: int, order: int, start: int, gpfn_list: bool
 ) -> int:
@@ -99,6 +116,8 @@ def _increase(
         return start
     i = start
     while i < nr_extents:
+        if _preempted(ctx, i, start):
+            raise _Preempted(i)
         gpfn = None
         if gpfn_list:
             try:
@@ -128,6 +147,8 @@ def _decrease(ctx: HypercallContext, d: Domain, extent_start: int, nr_extents: i
         return start
     i = start
     while i < nr_extents:
+        if _preempted(ctx, i, start):
+            raise _Preempted(i)
         try:
             gmfn = _read_pfn(ctx, extent_start + _PFN_BYTES * i)
         except GuestFault:
@@ -167,17 +188,14 @@ def _reservation(ctx: HypercallContext, op: int, arg: int, start: int) -> int:
     target = _target(ctx, domid)
     if isinstance(target, int):
         return start
-    if op == XenMem.XENMEM_decrease_reservation:
-        return _decrease(ctx, target, extent_start, nr_extents, order, start)
-    return _increase(
-        ctx,
-        target,
-        extent_start,
-        nr_extents,
-        order,
-        start,
-        gpfn_list=op == XenMem.XENMEM_populate_physmap,
-    )
+    try:
+        if op == XenMem.XENMEM_decrease_reservation:
+            return _decrease(ctx, target, extent_start, nr_extents, order, start)
+        return _increase(
+            ctx, target, extent_start, nr_extents, order, start, gpfn_list=op == XenMem.XENMEM_populate_physmap
+        )
+    except _Preempted as stop:  # the rest continues from extent stop.done, encoded in cmd as Xen does
+        return ctx.create_continuation(Hypercall.memory_op, op | (stop.done << MEMOP_EXTENT_SHIFT), arg)
 
 
 @hypercall_handler(Hypercall.memory_op, effects=Effect.PAGE_TABLES)
