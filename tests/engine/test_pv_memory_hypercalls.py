@@ -14,7 +14,6 @@ from xenpy.abi.xen import DOMID_SELF, MMU_MACHPHYS_UPDATE
 from xenpy.core.memory import PageType
 from xenpy.hypercall.context import PREEMPT_ENTRIES
 from xenpy.hypercall.handlers.mmu_update import MMU_UPDATE_PREEMPTED
-from xenpy.hypercall.handlers.multicall import MULTICALL_PREEMPT_ENTRIES
 from xenpy.hypervisor import GUEST_VIRT_BASE, DomainConfig, Hypervisor
 
 EINVAL, EBUSY, EPERM, ESRCH, ENOSYS, EACCES, EOPNOTSUPP = -22, -16, -1, -3, -38, -13, -95
@@ -220,10 +219,10 @@ def test_multicall_and_stack_switch(env):
 
 def test_long_multicall_continues_until_done(env):
     """do_multicall preempts a long batch with a continuation (call_list advanced, nr_calls reduced) after
-    MULTICALL_PREEMPT_ENTRIES entries; Hypervisor.hypercall issues it again until it completes: every entry
+    PREEMPT_ENTRIES entries; Hypervisor.hypercall issues it again until it completes: every entry
     has its result, in invocations of at most that many entries."""
     hv, dom, v = env
-    nr = 2 * MULTICALL_PREEMPT_ENTRIES + 5
+    nr = 2 * PREEMPT_ENTRIES + 5
     calls = dom.alloc_guest(64 * nr, 8)
     dom.write_guest(calls, struct.pack("<8Q", Hypercall.xen_version, 0xDEAD, 0, 0, 0, 0, 0, 0) * nr)
     seen: list[tuple[int, int]] = []
@@ -239,9 +238,9 @@ def test_long_multicall_continues_until_done(env):
         remove()
     results = [struct.unpack_from("<q", dom.read_guest(calls + 64 * i + 8, 8))[0] for i in range(nr)]
     assert results == [(4 << 16) | 23] * nr
-    step = 64 * MULTICALL_PREEMPT_ENTRIES
-    assert seen == [(calls, nr), (calls + step, nr - MULTICALL_PREEMPT_ENTRIES),
-                    (calls + 2 * step, nr - 2 * MULTICALL_PREEMPT_ENTRIES)]  # fmt: skip
+    step = 64 * PREEMPT_ENTRIES
+    assert seen == [(calls, nr), (calls + step, nr - PREEMPT_ENTRIES),
+                    (calls + 2 * step, nr - 2 * PREEMPT_ENTRIES)]  # fmt: skip
 
 
 def test_long_mmu_update_continues_with_its_progress_in_pdone(env):

@@ -51,9 +51,7 @@ def test_check_lines_parsed() -> None:
     assert (first.section, first.what, first.got, first.want, first.ok) == ("1.1", "VCPUOP_up(vcpu 9999)", "-2",
                                                                              "-2", True)  # fmt: skip
     assert got.checks[1].subops == ("VCPUOP_is_up", "VCPUOP_down")
-    assert got.checks[2].scheduler_dependent and not got.checks[1].scheduler_dependent
-    assert got.checks[4].domain_dependent and not got.checks[4].scheduler_dependent
-    assert got.checks[5].cpu_dependent and not got.checks[4].cpu_dependent
+    assert [c.depends_on for c in got.checks] == [None, None, "scheduler", None, "domain", "cpu"]
     assert [c.compared for c in got.checks] == [True, True, False, True, False, False]
     assert [c.id for c in got.failed] == ["mask"]
 

@@ -48,6 +48,8 @@ from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from xenpy.abi.arch_x86 import (
     FLAT_KERNEL_CS,
     FLAT_KERNEL_SS,
@@ -104,7 +106,7 @@ from xenpy.abi.xen import VMASST_TYPE_architectural_iopl, VMASST_TYPE_writable_p
 from xenpy.core import mm
 from xenpy.core.debugreg import get_debugreg, set_debugreg
 from xenpy.core.domain import Vcpu
-from xenpy.core.memory import PAGE_SHIFT, PAGE_SIZE, PageType
+from xenpy.core.memory import PAGE_SHIFT, PageType
 from xenpy.core.pagetable import GuestFault, copy_from_guest, copy_to_guest, is_canonical
 from xenpy.engine.base import TrapBounce, TrapBounceFlags, VcpuContext
 from xenpy.engine.x86_decode import GPR_NAMES, decode, noncanonical_fault
@@ -669,27 +671,26 @@ class Pv64Context(VcpuContext, CpuPort):
             or not machine.type_count(table_mfn)
         ):
             return False
-        base = table_mfn << PAGE_SHIFT
-        before = machine.read(base, PAGE_SIZE)
+        entries = machine.frames[table_mfn].view(np.uint64)  # the L1 table, live
+        before = entries.copy()
         machine.write_u64(pte_maddr, pte | PAGE_RW)
         try:
             stepped = self.step_instruction()
         finally:
             machine.write_u64(pte_maddr, pte)
             mm.note_pagetable_change(d)  # the engine drops the writable translation before the guest runs
-        after = machine.read(base, PAGE_SIZE)
-        changed = [i for i in range(0, PAGE_SIZE, 8) if before[i : i + 8] != after[i : i + 8]] if stepped else []
+        changed = np.flatnonzero(entries != before) if stepped else ()
         if not stepped or len(changed) > 1:
-            machine.write(base, before)
+            entries[:] = before
             if stepped:
                 self.undo_step()
             return False
-        if not changed:
+        if not len(changed):
             return True
-        offset = changed[0]
-        new = int.from_bytes(after[offset : offset + 8], "little")
-        machine.write(base + offset, before[offset : offset + 8])
-        if mm.mod_entry(v, table_mfn, offset >> 3, new, d):
+        slot = int(changed[0])
+        new = int(entries[slot])
+        entries[slot] = before[slot]
+        if mm.mod_entry(v, table_mfn, slot, new, d):
             self.undo_step()
             return False
         return True

@@ -73,6 +73,7 @@ from unicorn import x86_const as ux
 from unicorn.unicorn_const import UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_INSN, UC_HOOK_INSN_INVALID, UC_HOOK_INTR
 
 from xenpy.abi.arch_x86 import FLAT_KERNEL_CS, FLAT_KERNEL_SS, FLAT_RING3_CS32, FLAT_RING3_CS64, FLAT_RING3_SS64
+from xenpy.abi.generated.hypercalls import PV64_ARG_REGISTERS
 from xenpy.abi.sched import SHUTDOWN_crash
 from xenpy.abi.x86 import (
     MSR_EFER,
@@ -788,7 +789,7 @@ class UnicornVcpu(Pv64Context):
         assert hctx.continuation is not None
         nr, args = hctx.continuation
         hctx.continuation = None
-        regs = dict(zip(_native.SYSCALL_IN[1:6], args, strict=False))
+        regs = dict(zip(PV64_ARG_REGISTERS, args, strict=False))
         regs.update(rax=nr, rip=rip)
         self.write_registers(regs)
         self.registers_written()

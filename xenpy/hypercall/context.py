@@ -126,6 +126,11 @@ class HypercallContext:
         info = vcpu.vcpu_info_mv
         return bool(self._system.scheduler.softirq_pending or (info[0] and not info[1]) or vcpu.arch.nmi_pending)
 
+    def should_preempt(self, done: int) -> bool:
+        """Before the next element of a batch of which this invocation has done ``done``: Xen's
+        ``done && hypercall_preempt_check()``, or :data:`PREEMPT_ENTRIES` are done."""
+        return bool(done) and (done >= PREEMPT_ENTRIES or self.preempt_check())
+
     def hypercall(self, nr: int, *args: int) -> int:
         """Issue hypercall ``nr`` with raw register ``args`` as the caller, through the dispatcher (multicall).
 

@@ -21,14 +21,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from xenpy.abi.io_console import XENCONS_IN_SIZE, XENCONS_OUT_SIZE
-from xenpy.core.memory import PAGE_SHIFT
+from xenpy.toolstack.ring import FlexRing, notify_guest
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Domain
     from xenpy.hypervisor import Hypervisor
-
-_U32 = 0xFFFF_FFFF
 
 
 class ConsoleRingBackend:
@@ -56,13 +53,8 @@ class ConsoleRingBackend:
         self.total_input_bytes = 0
         self._input = bytearray()
         layout = domain.abi.xencons_interface
-        base = ring_mfn << PAGE_SHIFT
-        self._out_maddr = base + layout.offset_of("out")
-        self._out_cons_maddr = base + layout.offset_of("out_cons")
-        self._out_prod_maddr = base + layout.offset_of("out_prod")
-        self._in_maddr = base + layout.offset_of("in")
-        self._in_cons_maddr = base + layout.offset_of("in_cons")
-        self._in_prod_maddr = base + layout.offset_of("in_prod")
+        self._out = FlexRing(hv.machine, ring_mfn, layout, "out", "out_cons", "out_prod")
+        self._in = FlexRing(hv.machine, ring_mfn, layout, "in", "in_cons", "in_prod")
         domain.evtchn.attach_backend(port, self._on_event)
 
     def _on_event(self) -> None:
@@ -74,26 +66,19 @@ class ConsoleRingBackend:
         """Move everything the guest produced into the console stream; returns the number of bytes moved."""
         if self.bad_indices or self.domain.is_dying:
             return 0
-        machine = self.hv.machine
-        cons = machine.read_u32(self._out_cons_maddr)
-        prod = machine.read_u32(self._out_prod_maddr)
-        pending = (prod - cons) & _U32
+        ring = self._out
+        cons, prod = ring.cons, ring.prod
+        pending = ring.used(cons, prod)
         if pending == 0:
             return 0
-        if pending > XENCONS_OUT_SIZE:
+        if pending > ring.size:
             self.bad_indices = True
             return 0
-        chunks = []
-        while cons != prod:
-            index = cons % XENCONS_OUT_SIZE
-            length = min(XENCONS_OUT_SIZE - index, (prod - cons) & _U32)
-            chunks.append(machine.read(self._out_maddr + index, length))
-            cons = (cons + length) & _U32
-        data = b"".join(chunks)
+        data = ring.read(cons, pending)
         self.domain.console.write(data)
-        machine.write_u32(self._out_cons_maddr, cons)
+        ring.cons = prod
         self.total_bytes += len(data)
-        self._notify_guest()
+        notify_guest(self.domain, self.port)
         return len(data)
 
     @property
@@ -115,31 +100,18 @@ class ConsoleRingBackend:
         """``handle_tty_read``: as many queued bytes as the ring has room for, then ``in_prod``, then notify."""
         if not self._input or self.domain.is_dying:
             return 0
-        machine = self.hv.machine
-        cons = machine.read_u32(self._in_cons_maddr)
-        prod = machine.read_u32(self._in_prod_maddr)
-        used = (prod - cons) & _U32
-        if used >= XENCONS_IN_SIZE:  # full, or corrupt indices (xenconsoled: "ring is screwed: ignore it")
+        ring = self._in
+        cons, prod = ring.cons, ring.prod
+        used = ring.used(cons, prod)
+        if used >= ring.size:  # full, or corrupt indices (xenconsoled: "ring is screwed: ignore it")
             return 0
-        length = min(XENCONS_IN_SIZE - used, len(self._input))
-        pos = 0
-        while pos < length:
-            index = (prod + pos) % XENCONS_IN_SIZE
-            chunk = min(XENCONS_IN_SIZE - index, length - pos)
-            machine.write(self._in_maddr + index, bytes(self._input[pos : pos + chunk]))
-            pos += chunk
-        machine.write_u32(self._in_prod_maddr, (prod + length) & _U32)
+        length = min(ring.size - used, len(self._input))
+        ring.write(prod, self._input[:length])
+        ring.prod = prod + length
         del self._input[:length]
         self.total_input_bytes += length
-        self._notify_guest()
+        notify_guest(self.domain, self.port)
         return length
-
-    def _notify_guest(self) -> None:
-        evtchn = self.domain.evtchn
-        if evtchn.port_is_valid(self.port):
-            chn = evtchn.ports[self.port]
-            if chn.usable:
-                evtchn.port_set_pending(chn.notify_vcpu_id, chn)
 
     def close(self) -> None:
         """Drain what is left and stop serving (queued input is dropped)."""

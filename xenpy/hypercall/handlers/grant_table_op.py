@@ -35,10 +35,11 @@ from xenpy.core.grant_table import (
     unmap_grant_ref,
 )
 from xenpy.core.pagetable import GuestFault, guest_handle_okay
-from xenpy.hypercall.context import PREEMPT_ENTRIES
 from xenpy.hypercall.registry import Effect, hypercall_handler
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from xenpy.abi.cstruct import CStruct
     from xenpy.core.domain import Domain
     from xenpy.hypercall.context import HypercallContext
@@ -79,25 +80,37 @@ def _write_frames(ctx: HypercallContext, frame_list: int, mfns: list[int]) -> in
     return GNTST_okay
 
 
-def _setup_table(ctx: HypercallContext, uop: int, count: int) -> int:
+def _frame_list_op(
+    ctx: HypercallContext, uop: int, count: int, layout: CStruct, frames_for: Callable[[Domain, int], list[int] | None]
+) -> int:
+    """GNTTABOP_setup_table and get_status_frames: ``{dom, nr_frames, status (out), frame_list (out)}`` (in the
+    layout's order): ``count`` must be 1; the frames ``frames_for(target, nr_frames)`` gives (None:
+    GNTST_general_error) go to ``frame_list``, then the status."""
     if count != 1:
         return _EINVAL
-    layout = ctx.abi.gnttab_setup_table
     codec = fast_codec(layout)
     try:
-        dom, nr_frames, _status, frame_list = codec.unpack(ctx.copy_from_guest(uop, codec.size))
+        fields = dict(zip(codec.names, codec.unpack(ctx.copy_from_guest(uop, codec.size)), strict=True))
     except GuestFault:
         return _EFAULT
+    nr_frames, frame_list = fields["nr_frames"], fields["frame_list"]
     if not guest_handle_okay(frame_list, nr_frames, XEN_PFN.itemsize):
         return _EFAULT
-    target, status = _target(ctx, dom)
+    target, status = _target(ctx, fields["dom"])
     if target is not None:
-        if nr_frames > MAX_GRANT_FRAMES or not grow_table(target, max(nr_frames, INITIAL_NR_GRANT_FRAMES)):
-            status = GNTST_general_error
-        else:
-            status = _write_frames(ctx, frame_list, target.grant_frames[:nr_frames])
+        frames = frames_for(target, nr_frames)
+        status = GNTST_general_error if frames is None else _write_frames(ctx, frame_list, frames)
     _write_status(ctx, layout, uop, status)
     return 0
+
+
+def _setup_table(ctx: HypercallContext, uop: int, count: int) -> int:
+    def grown(target: Domain, nr_frames: int) -> list[int] | None:
+        if nr_frames > MAX_GRANT_FRAMES or not grow_table(target, max(nr_frames, INITIAL_NR_GRANT_FRAMES)):
+            return None
+        return target.grant_frames[:nr_frames]
+
+    return _frame_list_op(ctx, uop, count, ctx.abi.gnttab_setup_table, grown)
 
 
 def _query_size(ctx: HypercallContext, uop: int, count: int) -> int:
@@ -131,24 +144,12 @@ def _set_version(ctx: HypercallContext, uop: int) -> int:
 
 
 def _get_status_frames(ctx: HypercallContext, uop: int, count: int) -> int:
-    if count != 1:
-        return _EINVAL
-    layout = ctx.abi.gnttab_get_status_frames
-    codec = fast_codec(layout)
-    try:
-        nr_frames, dom, _status, frame_list = codec.unpack(ctx.copy_from_guest(uop, codec.size))
-    except GuestFault:
-        return _EFAULT
-    if not guest_handle_okay(frame_list, nr_frames, XEN_PFN.itemsize):
-        return _EFAULT
-    target, status = _target(ctx, dom)
-    if target is not None:
+    def status_frames(target: Domain, nr_frames: int) -> list[int] | None:
         if not ensure_table(target) or nr_frames > len(target.grant_status_frames):
-            status = GNTST_general_error
-        else:
-            status = _write_frames(ctx, frame_list, target.grant_status_frames[:nr_frames])
-    _write_status(ctx, layout, uop, status)
-    return 0
+            return None
+        return target.grant_status_frames[:nr_frames]
+
+    return _frame_list_op(ctx, uop, count, ctx.abi.gnttab_get_status_frames, status_frames)
 
 
 def _get_version(ctx: HypercallContext, uop: int) -> int:
@@ -174,7 +175,7 @@ def _map_grant_ref(ctx: HypercallContext, uop: int, count: int) -> int:
         return _EFAULT
     for i in range(count):
         at = uop + i * codec.size
-        if i and (i >= PREEMPT_ENTRIES or ctx.preempt_check()):
+        if ctx.should_preempt(i):
             return ctx.create_continuation(Hypercall.grant_table_op, GnttabOp.GNTTABOP_map_grant_ref, at, count - i)
         try:
             host_addr, flags, ref, dom, _status, _handle, dev_bus_addr = codec.unpack(
@@ -201,7 +202,7 @@ def _unmap(ctx: HypercallContext, uop: int, count: int, *, replace: bool) -> int
     cmd = GnttabOp.GNTTABOP_unmap_and_replace if replace else GnttabOp.GNTTABOP_unmap_grant_ref
     for i in range(count):
         at = uop + i * codec.size
-        if i and not i % GNTTAB_UNMAP_BATCH_SIZE and (i >= PREEMPT_ENTRIES or ctx.preempt_check()):
+        if not i % GNTTAB_UNMAP_BATCH_SIZE and ctx.should_preempt(i):
             return ctx.create_continuation(Hypercall.grant_table_op, cmd, at, count - i)
         try:
             host_addr, second, handle, _status = codec.unpack(ctx.copy_from_guest(at, codec.size))

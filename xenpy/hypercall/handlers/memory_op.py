@@ -39,7 +39,6 @@ from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import Hypercall, XenMem
 from xenpy.core.memory import INVALID_M2P_ENTRY, OutOfMachineMemory
 from xenpy.core.pagetable import GuestFault, guest_handle_okay
-from xenpy.hypercall.context import PREEMPT_ENTRIES
 from xenpy.hypercall.registry import Effect, hypercall_handler
 
 if TYPE_CHECKING:
@@ -101,11 +100,6 @@ class _Preempted(Exception):  # noqa: N818 (names the condition, not an error)
         self.done = done
 
 
-def _preempted(ctx: HypercallContext, i: int, start: int) -> bool:
-    """Before extent ``i``: ``i != nr_done && hypercall_preempt_check()``, or this invocation's budget is spent."""
-    return i != start and (i - start >= PREEMPT_ENTRIES or ctx.preempt_check())
-
-
 def _increase(
     ctx: HypercallContext, d: Domain, extent_start: int, nr_extents: int, order: int, start: int, gpfn_list: bool
 ) -> int:
@@ -116,7 +110,7 @@ def _increase(
         return start
     i = start
     while i < nr_extents:
-        if _preempted(ctx, i, start):
+        if ctx.should_preempt(i - start):
             raise _Preempted(i)
         gpfn = None
         if gpfn_list:
@@ -147,7 +141,7 @@ def _decrease(ctx: HypercallContext, d: Domain, extent_start: int, nr_extents: i
         return start
     i = start
     while i < nr_extents:
-        if _preempted(ctx, i, start):
+        if ctx.should_preempt(i - start):
             raise _Preempted(i)
         try:
             gmfn = _read_pfn(ctx, extent_start + _PFN_BYTES * i)

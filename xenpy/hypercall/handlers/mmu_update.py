@@ -42,7 +42,6 @@ from xenpy.abi.xen import (
 from xenpy.core import mm
 from xenpy.core.memory import PAGE_SHIFT, PageType
 from xenpy.core.pagetable import GuestFault, guest_handle_okay
-from xenpy.hypercall.context import PREEMPT_ENTRIES
 from xenpy.hypercall.registry import Effect, c_int, hypercall_handler
 
 if TYPE_CHECKING:
@@ -121,9 +120,9 @@ def resume_batch(ctx: HypercallContext, reqs: int, count: int, pdone: int, forei
 
 
 def preempt_batch(ctx: HypercallContext, nr: int, i: int, reqs: int, count: int, pdone: int, foreigndom: int) -> bool:
-    """Before request ``i`` of a batch: preempt (a continuation for requests ``i..count-1`` at ``reqs``) if
-    Xen would, or once :data:`PREEMPT_ENTRIES` have run; True if the call ends here."""
-    if not i or (i < PREEMPT_ENTRIES and not ctx.preempt_check()):
+    """Before request ``i`` of a batch: if :meth:`HypercallContext.should_preempt`, end the call with a
+    continuation for requests ``i..count-1`` at ``reqs``; True if it ends here."""
+    if not ctx.should_preempt(i):
         return False
     ctx.create_continuation(nr, reqs, (count - i) | MMU_UPDATE_PREEMPTED, pdone, foreigndom)
     return True

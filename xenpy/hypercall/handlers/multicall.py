@@ -5,12 +5,12 @@ the hypervisor's dispatcher, exactly as if the guest had made the call (``curren
 ``result`` field receives the return value. ``HYPERVISOR_iret`` in a batch ends the batch and the multicall
 returns the iret's result (``mc_exit``). A nested ``multicall`` entry gets -EINVAL (re-entry is refused).
 
-Preemption, as ``do_multicall``: before every entry but the first, if ``hypercall_preempt_check`` says so (an
-event for the caller, a softirq), or once :data:`MULTICALL_PREEMPT_ENTRIES` entries have run in this invocation
-(xenpy's bound on the work of one invocation: its time does not advance within a hypercall, so Xen's
-timer-driven preemption needs a stand-in), the multicall ends with a continuation for the remaining entries:
-``call_list`` advanced to the next entry, ``nr_calls`` reduced. An entry whose own call ends with a continuation
-has that continuation (its op and arguments) written over the entry, and the multicall continues from it.
+Preemption, as ``do_multicall``: before every entry but the first, if ``hypercall_preempt_check`` says so (an event
+for the caller, a softirq), or once :data:`~xenpy.hypercall.context.PREEMPT_ENTRIES` entries have run in this
+invocation (:meth:`~xenpy.hypercall.context.HypercallContext.should_preempt`), the multicall ends with a
+continuation for the remaining entries: ``call_list`` advanced to the next entry, ``nr_calls`` reduced. An entry
+whose own call ends with a continuation has that continuation (its op and arguments) written over the entry, and
+the multicall continues from it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from xenpy.abi.cstruct import fast_codec
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import Hypercall
 from xenpy.core.pagetable import GuestFault, guest_handle_okay
-from xenpy.hypercall.context import PREEMPT_ENTRIES
 from xenpy.hypercall.registry import Effect, c_long, hypercall_handler
 
 if TYPE_CHECKING:
@@ -31,8 +30,6 @@ _EFAULT = -int(XenErrno.EFAULT)
 _EINVAL = -int(XenErrno.EINVAL)
 _U64 = (1 << 64) - 1
 _in_multicall: set[int] = set()
-#: Entries one invocation runs at most before it continues.
-MULTICALL_PREEMPT_ENTRIES = PREEMPT_ENTRIES
 
 
 @hypercall_handler(Hypercall.multicall, effects=Effect.CLOCK | Effect.PAGE_TABLES)
@@ -57,7 +54,7 @@ def do_multicall(ctx: HypercallContext, call_list: int, nr_calls: int) -> int:
     try:
         for i in range(nr_calls):
             gva = (call_list + i * entry.size) & _U64
-            if i and (i >= MULTICALL_PREEMPT_ENTRIES or ctx.preempt_check()):
+            if ctx.should_preempt(i):
                 return ctx.create_continuation(Hypercall.multicall, gva, nr_calls - i)
             try:
                 op, _result, *args = entry.unpack(ctx.copy_from_guest(gva, entry.size))

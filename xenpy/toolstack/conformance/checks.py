@@ -2,8 +2,9 @@
 
 A check line::
 
-    check <id>: [<spec section>] <what>: got <X> want <Y> ok|FAIL[ (scheduler-dependent)| (domain-dependent)|
-        (cpu-dependent)]
+    check <id>: [<spec section>] <what>: got <X> want <Y> ok|FAIL[ (<kind>-dependent)]
+
+where ``<kind>`` is one of :data:`DEPENDENCIES`: a value that is not compared between hypervisors.
 
 the profile line ``Profile: <name> (<how chosen>)`` and the verdict ``Test result: <verdict>``, which is the
 last console line of a test that ran to its end.
@@ -17,9 +18,16 @@ from dataclasses import dataclass
 #: Outcomes of one test run, best first. CRASH: the console has no verdict line (the kernel died or hung).
 OUTCOMES = ("SUCCESS", "SKIP", "ERROR", "FAILURE", "CRASH")
 
+#: What a check's value may depend on, so that it is not compared between hypervisors (``check_sched()``,
+#: ``check_domain()``, ``check_cpu()`` in the guest).
+DEPENDENCIES = {
+    "scheduler": "scheduling (a remote vCPU's state, a version counter)",
+    "domain": "whether the kernel is domain 0 (as on real Xen under the oracle) or a domU (as on xenpy)",
+    "cpu": "the CPU under the hypervisor, where an emulator differs from hardware (QEMU's TCG under the oracle)",
+}
 _CHECK = re.compile(
     r"^check (?P<id>[A-Za-z0-9_.-]+): \[(?P<section>[^\]]*)\] (?P<what>.*): got (?P<got>\S+) want (?P<want>\S+)"
-    r" (?P<result>ok|FAIL)(?: \((?P<dependent>scheduler|domain|cpu)-dependent\))?$"
+    rf" (?P<result>ok|FAIL)(?: \((?P<dependent>{'|'.join(DEPENDENCIES)})-dependent\))?$"
 )
 _VERDICT = re.compile(r"^Test result: (?P<verdict>SUCCESS|SKIP|ERROR|FAILURE)$")
 _PROFILE = re.compile(r"^Profile: (?P<name>\S+) \(")
@@ -39,11 +47,8 @@ class Check:
         got: the value observed, as printed.
         want: the value the test expects of its profile, as printed.
         ok: the test's own verdict on the check (``got == want``).
-        scheduler_dependent: the value depends on scheduling; not compared between hypervisors.
-        domain_dependent: the value depends on whether the kernel runs as domain 0 (as on real Xen under the
-            oracle) or as a domU (as on xenpy); not compared between hypervisors.
-        cpu_dependent: the value depends on the CPU under the hypervisor, where an emulator differs from
-            hardware (QEMU's TCG under the oracle); not compared between hypervisors.
+        depends_on: a key of :data:`DEPENDENCIES` if the value depends on it (then it is not compared between
+            hypervisors), or None.
     """
 
     id: str
@@ -52,14 +57,12 @@ class Check:
     got: str
     want: str
     ok: bool
-    scheduler_dependent: bool
-    domain_dependent: bool = False
-    cpu_dependent: bool = False
+    depends_on: str | None = None
 
     @property
     def compared(self) -> bool:
         """Whether the value is compared with another hypervisor's."""
-        return not (self.scheduler_dependent or self.domain_dependent or self.cpu_dependent)
+        return self.depends_on is None
 
     @property
     def subops(self) -> tuple[str, ...]:
@@ -97,11 +100,7 @@ def parse_console(console: str) -> GuestResult:
         line = line.rstrip()
         if m := _CHECK.match(line):
             checks.append(
-                Check(
-                    m["id"], m["section"], m["what"], m["got"], m["want"], m["result"] == "ok",
-                    scheduler_dependent=m["dependent"] == "scheduler", domain_dependent=m["dependent"] == "domain",
-                    cpu_dependent=m["dependent"] == "cpu",
-                )
+                Check(m["id"], m["section"], m["what"], m["got"], m["want"], m["result"] == "ok", m["dependent"])
             )
         elif m := _VERDICT.match(line):
             outcome = m["verdict"]

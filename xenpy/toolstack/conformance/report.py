@@ -52,8 +52,7 @@ def _result_json(got: GuestResult) -> dict[str, object]:
         "kernel_profile": got.profile,
         "checks": [
             {"id": c.id, "section": c.section, "what": c.what, "got": c.got, "want": c.want, "ok": c.ok,
-             "scheduler_dependent": c.scheduler_dependent,
-             "domain_dependent": c.domain_dependent, "cpu_dependent": c.cpu_dependent}
+             "depends_on": c.depends_on}
             for c in got.checks
         ],
     }  # fmt: skip

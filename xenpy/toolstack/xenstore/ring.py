@@ -27,10 +27,10 @@ from xenpy.abi.io_xs_wire import (
     XENSTORE_ERROR_NONE,
     XENSTORE_ERROR_PROTO,
     XENSTORE_ERROR_RINGIDX,
-    XENSTORE_RING_SIZE,
 )
 from xenpy.core.domain import DomainState
 from xenpy.core.memory import PAGE_SHIFT
+from xenpy.toolstack.ring import FlexRing, notify_guest
 from xenpy.toolstack.xenstore.nodes import request_shutdown
 from xenpy.toolstack.xenstore.store import QUOTA_OUTSTANDING, Store
 from xenpy.toolstack.xenstore.wire import MessageReader, ProtocolError
@@ -38,8 +38,6 @@ from xenpy.toolstack.xenstore.wire import MessageReader, ProtocolError
 if TYPE_CHECKING:
     from xenpy.core.domain import Domain
     from xenpy.hypervisor import Hypervisor
-
-_U32 = 0xFFFF_FFFF
 
 
 class XenstoreRingBackend:
@@ -72,14 +70,9 @@ class XenstoreRingBackend:
         self.fault: BaseException | None = None
         self.requests = 0
         layout = domain.abi.xenstore_domain_interface
-        base = ring_mfn << PAGE_SHIFT
-        self._req = base + layout.offset_of("req")
-        self._rsp = base + layout.offset_of("rsp")
-        self._req_cons = base + layout.offset_of("req_cons")
-        self._req_prod = base + layout.offset_of("req_prod")
-        self._rsp_cons = base + layout.offset_of("rsp_cons")
-        self._rsp_prod = base + layout.offset_of("rsp_prod")
-        self._error = base + layout.offset_of("error")
+        self._req = FlexRing(hv.machine, ring_mfn, layout, "req", "req_cons", "req_prod")
+        self._rsp = FlexRing(hv.machine, ring_mfn, layout, "rsp", "rsp_cons", "rsp_prod")
+        self._error = (ring_mfn << PAGE_SHIFT) + layout.offset_of("error")
         self._reader = MessageReader()
         self._partial_out = b""  # the rest of the message being written into rsp
         self._serving = False
@@ -106,7 +99,7 @@ class XenstoreRingBackend:
         self._serving = True
         try:
             if work():
-                self._notify_guest()
+                notify_guest(self.domain, self.port)
         except Exception as error:  # a guest-controlled ring never raises into the hypervisor
             self.fault = error
             self._ignore(XENSTORE_ERROR_COMM)
@@ -130,15 +123,14 @@ class XenstoreRingBackend:
 
     def _write_output(self) -> bool:
         """``writechn``: as much queued output as ``rsp`` has room for; True if any was written."""
-        machine = self.hv.machine
-        cons = machine.read_u32(self._rsp_cons)
-        prod = machine.read_u32(self._rsp_prod)
-        if (prod - cons) & _U32 > XENSTORE_RING_SIZE:
+        ring = self._rsp
+        cons, prod = ring.cons, ring.prod
+        if ring.used(cons, prod) > ring.size:
             self._ignore(XENSTORE_ERROR_RINGIDX)
             return False
         written = 0
         while True:
-            space = XENSTORE_RING_SIZE - ((prod - cons) & _U32)
+            space = ring.size - ring.used(cons, prod)
             if space == 0:
                 break
             if not self._partial_out:
@@ -146,14 +138,13 @@ class XenstoreRingBackend:
                 if message is None:
                     break
                 self._partial_out = message
-            index = prod % XENSTORE_RING_SIZE
-            length = min(space, XENSTORE_RING_SIZE - index, len(self._partial_out))
-            machine.write(self._rsp + index, self._partial_out[:length])
-            self._partial_out = self._partial_out[length:]
-            prod = (prod + length) & _U32
-            written += length
+            piece = self._partial_out[:space]
+            ring.write(prod, piece)
+            self._partial_out = self._partial_out[len(piece) :]
+            prod += len(piece)
+            written += len(piece)
         if written:
-            machine.write_u32(self._rsp_prod, prod)
+            ring.prod = prod
         return written > 0
 
     def _read_requests(self) -> bool:
@@ -161,25 +152,23 @@ class XenstoreRingBackend:
         consumed."""
         if self.connection.outstanding >= QUOTA_OUTSTANDING:
             return False
-        machine = self.hv.machine
-        cons = machine.read_u32(self._req_cons)
-        prod = machine.read_u32(self._req_prod)
-        available = (prod - cons) & _U32
-        if available > XENSTORE_RING_SIZE:
+        ring = self._req
+        cons, prod = ring.cons, ring.prod
+        available = ring.used(cons, prod)
+        if available > ring.size:
             self._ignore(XENSTORE_ERROR_RINGIDX)
             return False
         consumed = 0
         while available and self.connection.outstanding < QUOTA_OUTSTANDING and self.error == XENSTORE_ERROR_NONE:
-            index = cons % XENSTORE_RING_SIZE
-            length = min(available, XENSTORE_RING_SIZE - index, self._reader.wanted)
-            data = machine.read(self._req + index, length)
-            cons = (cons + length) & _U32
+            length = min(available, self._reader.wanted)
+            data = ring.read(cons, length)
+            cons += length
             available -= length
             consumed += length
             try:
                 messages = self._reader.feed(data)
             except ProtocolError:
-                machine.write_u32(self._req_cons, cons)
+                ring.cons = cons
                 self._ignore(XENSTORE_ERROR_PROTO)
                 return True
             for message in messages:
@@ -187,7 +176,7 @@ class XenstoreRingBackend:
                 self.connection.handle(message.type, message.req_id, message.tx_id, message.payload)
                 self._write_output()  # the answer goes out before the next request is read, as in xenstored
         if consumed:
-            machine.write_u32(self._req_cons, cons)
+            ring.cons = cons
         return consumed > 0
 
     # ------------------------------------------------------------------ state
@@ -201,13 +190,6 @@ class XenstoreRingBackend:
         self.connection.closed = True
         self._reader.reset()
         self._partial_out = b""
-
-    def _notify_guest(self) -> None:
-        evtchn = self.domain.evtchn
-        if evtchn.port_is_valid(self.port):
-            chn = evtchn.ports[self.port]
-            if chn.usable:
-                evtchn.port_set_pending(chn.notify_vcpu_id, chn)
 
     def _on_domain_state(self, _domain: Domain, _old: DomainState, new: DomainState) -> None:
         """xenstored's ``check_domains``: a domain that shut down fires ``@releaseDomain``; a destroyed one is
