@@ -40,7 +40,8 @@ from xenpy.core.clock import Clock
 from xenpy.core.domain import Domain, DomainState, Vcpu
 from xenpy.core.memory import MachineMemory
 from xenpy.core.runstate import vcpu_runstate_get
-from xenpy.core.scheduler import DEFAULT_TIME_SLICE_NS, Pcpu, Scheduler
+from xenpy.core.sched_fifo import DEFAULT_TIME_SLICE_NS
+from xenpy.core.scheduler import Pcpu, SchedPolicy, Scheduler
 from xenpy.core.system import DomainConfig, System
 from xenpy.core.timers import TimerQueue
 from xenpy.core.vcpu_context import arch_set_info_guest, pack_vcpu_guest_context, parse_vcpu_guest_context
@@ -77,7 +78,8 @@ class Hypervisor:
         nr_pcpus: simulated physical CPUs.
         clock: ``"virtual"`` (deterministic, default), ``"host"``, or a :class:`~xenpy.core.clock.Clock`.
         memory_mib: machine memory in MiB.
-        time_slice_ns: scheduler time slice.
+        sched: the scheduling policy: ``"credit2"`` (Xen's default), ``"fifo"``, or a policy object.
+        time_slice_ns: the time slice of ``"fifo"``.
         seed: seed of the machine frame allocation order.
         pvclock_tsc_stable: advertise XEN_PVCLOCK_TSC_STABLE_BIT in ``vcpu_time_info.flags``.
         wallclock_boot_ns: wall-clock time (ns since the epoch) at system time 0, for ``shared_info.wc_*``.
@@ -93,6 +95,7 @@ class Hypervisor:
         *,
         clock: str | Clock = "virtual",
         memory_mib: int = 64,
+        sched: str | SchedPolicy = "credit2",
         time_slice_ns: int = DEFAULT_TIME_SLICE_NS,
         seed: int = 0,
         pvclock_tsc_stable: bool = False,
@@ -102,6 +105,7 @@ class Hypervisor:
             nr_pcpus,
             clock=clock,
             memory_mib=memory_mib,
+            sched=sched,
             time_slice_ns=time_slice_ns,
             seed=seed,
             pvclock_tsc_stable=pvclock_tsc_stable,

@@ -88,7 +88,8 @@ class Guest:
 
 @pytest.fixture
 def hv() -> Hypervisor:
-    return Hypervisor(nr_pcpus=2, memory_mib=64)
+    """Two pCPUs, round-robin (as :func:`guest1`)."""
+    return Hypervisor(nr_pcpus=2, memory_mib=64, sched="fifo")
 
 
 #: Families whose errors are cross-checked against the generated table's per-profile errno lists.
@@ -159,8 +160,12 @@ def guest(make_guest: Callable[..., Guest]) -> Guest:
 
 @pytest.fixture
 def guest1() -> Guest:
-    """A running head guest with 4 vCPUs on a hypervisor with a single pCPU."""
-    hv = Hypervisor(nr_pcpus=1, memory_mib=16)
+    """A running head guest with 4 vCPUs on a hypervisor with a single pCPU.
+
+    The round-robin policy: its 30 ms slices put the context switches the runstate tests look at where they
+    expect them (the credit2 policy has tests of its own, tests/core/test_credit2.py).
+    """
+    hv = Hypervisor(nr_pcpus=1, memory_mib=16, sched="fifo")
     dom = hv.create_domain(DomainConfig(max_vcpus=4, memory_mib=2))
     dom.unpause()
     return Guest(hv, dom)

@@ -1,4 +1,5 @@
-"""The scheduler: slices, preemption, yield, block/wake, pause, affinity, determinism, the executor hook."""
+"""The scheduler core with the round-robin policy: slices, preemption, yield, block/wake, pause, affinity,
+determinism, the executor hook (credit2's rules: test_credit2.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ MS = 1_000_000
 
 
 def make(nr_pcpus: int, nr_vcpus: int, periodic_period_ns: int = 10 * MS, **hv_kwargs):
-    hv = Hypervisor(nr_pcpus=nr_pcpus, memory_mib=32, **hv_kwargs)
+    hv = Hypervisor(nr_pcpus=nr_pcpus, memory_mib=32, **{"sched": "fifo", **hv_kwargs})
     dom = hv.create_domain(DomainConfig(max_vcpus=nr_vcpus, memory_mib=2, periodic_period_ns=periodic_period_ns))
     dom.unpause()
     hv.bring_up_vcpus(dom)
@@ -19,7 +20,7 @@ def make(nr_pcpus: int, nr_vcpus: int, periodic_period_ns: int = 10 * MS, **hv_k
 
 def test_runstate_change_rules():
     """spec 2.2: same state is a no-op; delta <= 0 adds no time and keeps the entry time; the state changes."""
-    hv = Hypervisor()
+    hv = Hypervisor(sched="fifo")
     v = hv.create_domain(max_vcpus=2).vcpus[1]
     vcpu_runstate_change(v, RUNSTATE_offline, 100)
     assert v.runstate.as_tuple() == (RUNSTATE_offline, 0, 0, 0, 0, 0)
@@ -53,7 +54,7 @@ def test_custom_time_slice():
 
 def test_alone_continues_without_switch():
     """A lone vCPU keeps its pCPU across slice ends (continue_running)."""
-    hv = Hypervisor()
+    hv = Hypervisor(sched="fifo")
     dom = hv.create_domain()
     dom.unpause()
     switches = hv.scheduler.nr_context_switches
@@ -64,7 +65,7 @@ def test_alone_continues_without_switch():
 
 def test_idle_time_jumps_to_next_timer():
     """With every vCPU idle the virtual clock jumps to the next timer deadline (+1 ns, strict)."""
-    hv = Hypervisor()
+    hv = Hypervisor(sched="fifo")
     dom = hv.create_domain()
     dom.unpause()
     v = dom.vcpus[0]

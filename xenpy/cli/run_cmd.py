@@ -24,6 +24,7 @@ from xenpy.abi.vcpu import RUNSTATE
 from xenpy.cli.errors import EXIT_DATAERR, CliError
 from xenpy.core.memory import OutOfMachineMemory
 from xenpy.core.profiles import PROFILES
+from xenpy.core.system import SCHEDULERS
 from xenpy.engine import DEFAULT_ENGINE, available_engines, create_engine
 from xenpy.hypervisor import Hypervisor
 from xenpy.loader import LoaderError
@@ -68,6 +69,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                      help="the CPU engine that runs the guest's code: "
                      + "; ".join(f"{name}: {what}" for name, what in engines.items())
                      + f" (default {DEFAULT_ENGINE})")
+    run.add_argument("--sched", choices=list(SCHEDULERS), default="credit2",
+                     help="the scheduling policy: "
+                     + "; ".join(f"{name}: {what}" for name, what in SCHEDULERS.items())
+                     + " (default credit2, as Xen's)")
     run.add_argument("--clock", choices=("virtual", "host"), default="virtual",
                      help="virtual: deterministic time advanced by executed instructions (default); "
                      "host: the host's monotonic clock")
@@ -141,7 +146,9 @@ def _run(args: argparse.Namespace) -> int:
     image = _read_file(args.image)
     initrd = None if args.initrd is None else _read_file(args.initrd, "--initrd ")
 
-    hv = Hypervisor(nr_pcpus=args.pcpus, clock=args.clock, memory_mib=args.memory + HYPERVISOR_MEMORY_MIB)
+    hv = Hypervisor(
+        nr_pcpus=args.pcpus, sched=args.sched, clock=args.clock, memory_mib=args.memory + HYPERVISOR_MEMORY_MIB
+    )
     try:
         booted = boot_pv_image(hv, image, max_vcpus=args.vcpus, memory_mib=args.memory, cmdline=args.cmdline,
                                profile=args.profile, name=_name_of(args.image), initrd=initrd)

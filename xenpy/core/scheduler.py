@@ -1,15 +1,16 @@
-"""The scheduler: simulated pCPUs, a run queue and time slices; wake, sleep, block, yield, pause, kick.
+"""The scheduler: simulated pCPUs, wake, sleep, block, yield, pause, kick, the context switch; a policy decides.
 
 Implements the observable behaviour of ``xen/common/sched/core.c`` (``vcpu_wake``, ``vcpu_sleep_nosync``,
 ``vcpu_sleep_sync``, ``vcpu_block``, ``vcpu_yield``, ``vcpu_pause``/``unpause``, ``domain_pause``/``unpause``,
-``vcpu_unblock``, ``vcpu_kick``, ``sched_switch_units`` and ``sched_context_switch``) with a simple, deterministic
-round-robin policy in the spirit of credit: one FIFO run queue shared by all pCPUs, a fixed time slice (30 ms by
-default), no priorities.
+``vcpu_unblock``, ``vcpu_kick``, ``schedule``, ``sched_switch_units`` and ``sched_context_switch``). What runs
+next and for how long is the policy's, as Xen's ``struct scheduler`` ops: :class:`~xenpy.core.sched_credit2.
+Credit2Scheduler` (Xen's default, xenpy's too) or :class:`~xenpy.core.sched_fifo.FifoScheduler` (round-robin).
 
-Scheduling decisions happen in :meth:`Scheduler.schedule`, which is what Xen's SCHEDULE_SOFTIRQ runs. A pCPU is
-rescheduled when its vCPU blocks, yields, goes down or is paused (``need_resched``), when its slice ends, and
-when it is idle and work is queued. :meth:`Scheduler.do_softirqs` runs expired timers and pending reschedules
-until nothing is left, as Xen does before returning to a guest.
+Scheduling decisions happen in :meth:`Scheduler.schedule`, which is what Xen's SCHEDULE_SOFTIRQ runs: the policy's
+``do_schedule`` returns the next vCPU and its slice, and the pCPU's scheduler timer is armed at ``now + slice``
+(``do_schedule`` in core.c; -1 arms none). A pCPU is rescheduled when its vCPU blocks, yields, goes down or is
+paused (``need_resched``), when its slice ends, and when the policy tickles it. :meth:`Scheduler.do_softirqs`
+runs expired timers and pending reschedules until nothing is left, as Xen does before returning to a guest.
 
 Runstate transitions all go through :func:`xenpy.core.runstate.vcpu_runstate_change` (spec 2.5):
 
@@ -25,13 +26,12 @@ no CPU engine is attached, a running vCPU simply consumes virtual time. An engin
 step's budget; whatever the vCPU does (hypercalls that block, yield or down it) goes through the same
 functions, and the scheduler picks the next vCPU for the remainder of the step.
 
-Determinism: pCPUs are visited in id order, the run queue is FIFO, ties between timers are broken by arming
-order. With the virtual clock, the same inputs give the same schedule to the nanosecond.
+Determinism: pCPUs are visited in id order, the policies break ties by arrival, timers by arming order. With
+the virtual clock, the same inputs give the same schedule to the nanosecond.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from typing import TYPE_CHECKING, Protocol
 
 from xenpy.core.runstate import (
@@ -46,11 +46,10 @@ from xenpy.core.systime import update_vcpu_system_time
 from xenpy.core.timers import vcpu_periodic_timer_work
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from xenpy.core.domain import Domain, Vcpu
     from xenpy.core.system import System
-
-#: Default time slice, as credit's ``sched_credit_tslice_ms`` (30 ms).
-DEFAULT_TIME_SLICE_NS = 30_000_000
 
 _VPF_BLOCKED = 1
 _NEVER = 1 << 62
@@ -67,6 +66,33 @@ class VcpuExecutor(Protocol):
     """
 
     def run(self, pcpu: Pcpu, vcpu: Vcpu, start_ns: int, budget_ns: int) -> int: ...
+
+
+class SchedPolicy(Protocol):
+    """A scheduling policy (Xen's ``struct scheduler`` ops), as :class:`Scheduler` drives it.
+
+    ``wake`` queues a vCPU that became runnable and is on no pCPU (and may tickle pCPUs with
+    :meth:`Scheduler.raise_schedule_softirq`); ``remove`` takes a queued vCPU out; ``context_saved`` queues one
+    that left its pCPU still runnable; ``do_schedule`` picks what runs on a pCPU (``prev`` itself to continue, None
+    for idle) and its slice in ns (-1: no timer), taking the pick out of the queue. ``idle_pulls``: an idle pCPU
+    looks for work at every softirq (``has_work``) instead of waiting to be tickled.
+    """
+
+    name: str
+    idle_pulls: bool
+    runq: Sequence[Vcpu]
+
+    def attach(self, sched: Scheduler) -> None: ...
+    def enqueue(self, v: Vcpu, *, front: bool = False) -> None: ...
+    def remove(self, v: Vcpu) -> None: ...
+    def wake(self, v: Vcpu, now: int) -> None: ...
+    def context_saved(self, prev: Vcpu, now: int) -> None: ...
+    def requeue_front(self, v: Vcpu) -> None: ...
+    def has_work(self, pcpu: Pcpu) -> bool: ...
+    def do_schedule(
+        self, pcpu: Pcpu, prev: Vcpu | None, now: int, can_continue: bool, yielding: bool
+    ) -> tuple[Vcpu | None, int]: ...
+    def slice_for(self, pcpu: Pcpu, v: Vcpu, now: int) -> int: ...
 
 
 class Pcpu:
@@ -94,50 +120,32 @@ class Pcpu:
 
 
 class Scheduler:
-    """Round-robin scheduler of all vCPUs of a hypervisor over ``nr_pcpus`` simulated pCPUs.
+    """The scheduler of all vCPUs of a hypervisor over ``nr_pcpus`` simulated pCPUs, with ``policy`` deciding.
 
     Args:
         system: the machine-wide state (clock, timers).
         nr_pcpus: number of pCPUs (>= 1).
-        time_slice_ns: time slice.
+        policy: the scheduling policy.
     """
 
-    def __init__(self, system: System, nr_pcpus: int = 1, time_slice_ns: int = DEFAULT_TIME_SLICE_NS) -> None:
+    def __init__(self, system: System, nr_pcpus: int, policy: SchedPolicy) -> None:
         if nr_pcpus < 1:
             raise ValueError("need at least one pCPU")
-        if time_slice_ns <= 0:
-            raise ValueError("time_slice_ns must be positive")
         self.system = system
         self.clock = system.clock
         self.timers = system.timers
         self.pcpus = [Pcpu(i) for i in range(nr_pcpus)]
-        self.time_slice_ns = time_slice_ns
-        self.runq: deque[Vcpu] = deque()
+        self.policy = policy
+        policy.attach(self)
         self.executor: VcpuExecutor | None = None
         self.softirq_pending = False
         self.in_softirq = False
         self.nr_context_switches = 0
 
-    # ------------------------------------------------------------------ run queue
-
-    def _enqueue(self, v: Vcpu, *, front: bool = False) -> None:
-        if front:
-            self.runq.appendleft(v)
-        else:
-            self.runq.append(v)
-        v.in_runq = True
-        self.softirq_pending = True
-
-    def _dequeue(self, v: Vcpu) -> None:
-        self.runq.remove(v)
-        v.in_runq = False
-
-    def _pick(self, pcpu: Pcpu) -> Vcpu | None:
-        cpu = pcpu.cpu_id
-        for v in self.runq:
-            if v.hard_affinity is None or v.hard_affinity == cpu:
-                return v
-        return None
+    @property
+    def runq(self) -> Sequence[Vcpu]:
+        """The queued vCPUs, in the policy's order (the next to run first)."""
+        return self.policy.runq
 
     def raise_schedule_softirq(self, pcpu: Pcpu) -> None:
         """Ask ``pcpu`` to reschedule at the next softirq (``raise_softirq(SCHEDULE_SOFTIRQ)``)."""
@@ -156,7 +164,7 @@ class Scheduler:
             if v.runstate.state >= RUNSTATE_blocked:
                 vcpu_runstate_change(v, RUNSTATE_runnable, self.clock.now_ns())
             if not v.is_running and not v.in_runq:
-                self._enqueue(v)
+                self.policy.wake(v, self.clock.now_ns())
         elif not v.pause_flags & _VPF_BLOCKED and v.runstate.state == RUNSTATE_blocked:
             vcpu_runstate_change(v, RUNSTATE_offline, self.clock.now_ns())
 
@@ -167,7 +175,7 @@ class Scheduler:
         if v.runstate.state == RUNSTATE_runnable:
             vcpu_runstate_change(v, RUNSTATE_offline, self.clock.now_ns())
         if v.in_runq:
-            self._dequeue(v)
+            self.policy.remove(v)
         if v.is_running and v.pcpu is not None:
             self.raise_schedule_softirq(v.pcpu)
 
@@ -268,8 +276,7 @@ class Scheduler:
         v.pause_flags &= ~int(VPF_migrating)
         self.vcpu_wake(v)
         if v.in_runq and pcpu.curr is None:
-            self._dequeue(v)
-            self._enqueue(v, front=True)
+            self.policy.requeue_front(v)
 
     def set_affinity(self, v: Vcpu, cpu: int | None) -> None:
         """Pin ``v`` to pCPU ``cpu`` (None: any pCPU); a vCPU running elsewhere is moved at once."""
@@ -285,35 +292,30 @@ class Scheduler:
     # ------------------------------------------------------------------ context switch
 
     def schedule(self, pcpu: Pcpu) -> None:
-        """SCHEDULE_SOFTIRQ on ``pcpu``: keep the current vCPU or switch to the head of the run queue."""
+        """SCHEDULE_SOFTIRQ on ``pcpu``: the policy keeps the current vCPU or picks another; arm the slice."""
         pcpu.need_resched = False
         now = self.clock.now_ns()
         prev = pcpu.curr
-        expired = now >= pcpu.slice_end_ns
         if prev is not None:
             can_continue = prev.runnable and (prev.hard_affinity is None or prev.hard_affinity == pcpu.cpu_id)
             yielding = prev.yield_pending
             prev.yield_pending = False
         else:
             can_continue = yielding = False
-        if can_continue and not yielding and not expired:
+        nxt, slice_ns = self.policy.do_schedule(pcpu, prev, now, can_continue, yielding)
+        if nxt is prev:
+            # continue_running (or idle staying idle): no runstate change and no area update.
+            pcpu.slice_end_ns = now + slice_ns if nxt is not None and slice_ns >= 0 else _NEVER
             return
-        nxt = self._pick(pcpu)
-        if nxt is None:
-            if can_continue:
-                # continue_running: no runstate change and no area update.
-                if expired:
-                    pcpu.slice_end_ns = now + self.time_slice_ns
-                return
-            if prev is None:
-                return
-        self.context_switch(pcpu, nxt, now)
+        self.context_switch(pcpu, nxt, now, slice_ns)
 
-    def context_switch(self, pcpu: Pcpu, nxt: Vcpu | None, now: int) -> None:
-        """Switch ``pcpu`` from its current vCPU to ``nxt`` (``sched_switch_units`` + ``context_switch``)."""
+    def context_switch(self, pcpu: Pcpu, nxt: Vcpu | None, now: int, slice_ns: int | None = None) -> None:
+        """Switch ``pcpu`` from its current vCPU to ``nxt`` (``sched_switch_units`` + ``context_switch``), for
+        ``slice_ns`` (None: the policy's slice for ``nxt``); a still runnable ``prev`` goes back to the policy
+        (``context_saved``)."""
         prev = pcpu.curr
         if nxt is not None and nxt.in_runq:
-            self._dequeue(nxt)
+            self.policy.remove(nxt)
         if prev is not None:
             if prev.pause_flags & _VPF_BLOCKED:
                 new_state = RUNSTATE_blocked
@@ -324,17 +326,17 @@ class Scheduler:
             vcpu_runstate_change(prev, new_state, now)
             prev.is_running = False
             prev.pcpu = None
-            if prev.runnable:
-                self._enqueue(prev)
         if nxt is not None:
+            if slice_ns is None:
+                slice_ns = self.policy.slice_for(pcpu, nxt, now)
             vcpu_runstate_change(nxt, RUNSTATE_running, now)
             nxt.is_running = True
             nxt.pcpu = pcpu
             nxt.processor = pcpu.cpu_id
-            pcpu.slice_end_ns = now + self.time_slice_ns
-        else:
-            pcpu.slice_end_ns = _NEVER
+        pcpu.slice_end_ns = now + slice_ns if nxt is not None and slice_ns is not None and slice_ns >= 0 else _NEVER
         pcpu.curr = nxt
+        if prev is not None and prev.runnable:
+            self.policy.context_saved(prev, now)
         pcpu.nr_switches += 1
         self.nr_context_switches += 1
         # sched_context_switch: the periodic timer runs only while scheduled (spec 3.1).
@@ -369,12 +371,9 @@ class Scheduler:
             target = self.pcpus[v.processor] if v.hard_affinity is None else candidates[0]
         now = self.clock.now_ns()
         prev = target.curr
-        if not v.in_runq:
-            self._enqueue(v)
         self.context_switch(target, v, now)
         if prev is not None and prev.in_runq:
-            self.runq.remove(prev)
-            self.runq.appendleft(prev)
+            self.policy.requeue_front(prev)
         return target
 
     # ------------------------------------------------------------------ softirqs and time
@@ -400,9 +399,10 @@ class Scheduler:
                 for pcpu in pcpus:
                     if pcpu.need_resched:
                         self.schedule(pcpu)
-                if self.runq:
+                policy = self.policy
+                if policy.idle_pulls and policy.runq:
                     for pcpu in pcpus:
-                        if pcpu.curr is None and self.runq and self._pick(pcpu) is not None:
+                        if pcpu.curr is None and policy.has_work(pcpu):
                             self.schedule(pcpu)
         finally:
             self.in_softirq = False

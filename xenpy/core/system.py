@@ -22,7 +22,9 @@ from xenpy.core.clock import NSEC_PER_SEC, Clock, HostClock, VirtualClock
 from xenpy.core.domain import Domain, DomainState, Vcpu
 from xenpy.core.memory import DomainMemory, MachineMemory
 from xenpy.core.profiles import XenProfile, get_profile
-from xenpy.core.scheduler import DEFAULT_TIME_SLICE_NS, Pcpu, Scheduler
+from xenpy.core.sched_credit2 import Credit2Scheduler
+from xenpy.core.sched_fifo import DEFAULT_TIME_SLICE_NS, FifoScheduler
+from xenpy.core.scheduler import Pcpu, SchedPolicy, Scheduler
 from xenpy.core.systime import init_time_calibration
 from xenpy.core.timers import PERIODIC_DEFAULT_NS, TimerQueue, kill_vcpu_timers
 
@@ -83,6 +85,28 @@ def make_clock(clock: str | Clock) -> Clock:
     return clock
 
 
+#: The scheduling policies by name (``xenpy run --sched``): Xen's default, and a plain round-robin.
+SCHEDULERS: dict[str, str] = {
+    "credit2": "Xen's credit2: credits, wake-up preemption, 1 ms rate limit, slices of 0.5-10 ms",
+    "fifo": "one FIFO queue, fixed time slices, no preemption on wake",
+}
+
+
+def make_policy(sched: str | SchedPolicy, time_slice_ns: int = DEFAULT_TIME_SLICE_NS) -> SchedPolicy:
+    """The policy named ``sched`` (one of :data:`SCHEDULERS`), or ``sched`` itself.
+
+    Raises:
+        ValueError: an unknown name.
+    """
+    if not isinstance(sched, str):
+        return sched
+    if sched == "credit2":
+        return Credit2Scheduler()
+    if sched == "fifo":
+        return FifoScheduler(time_slice_ns)
+    raise ValueError(f"unknown scheduler {sched!r} (available: {', '.join(SCHEDULERS)})")
+
+
 class System:
     """The machine-wide state of one hypervisor.
 
@@ -90,7 +114,8 @@ class System:
         nr_pcpus: simulated physical CPUs.
         clock: ``"virtual"`` (deterministic, default), ``"host"``, or a :class:`Clock`.
         memory_mib: machine memory in MiB.
-        time_slice_ns: scheduler time slice.
+        sched: the scheduling policy, a name of :data:`SCHEDULERS` (default ``"credit2"``, Xen's) or a policy.
+        time_slice_ns: the time slice of ``"fifo"``.
         seed: seed of the machine frame allocation order.
         pvclock_tsc_stable: advertise XEN_PVCLOCK_TSC_STABLE_BIT in ``vcpu_time_info.flags``.
         wallclock_boot_ns: wall-clock time (ns since the epoch) at system time 0, for ``shared_info.wc_*``.
@@ -114,6 +139,7 @@ class System:
         *,
         clock: str | Clock = "virtual",
         memory_mib: int = 64,
+        sched: str | SchedPolicy = "credit2",
         time_slice_ns: int = DEFAULT_TIME_SLICE_NS,
         seed: int = 0,
         pvclock_tsc_stable: bool = False,
@@ -128,7 +154,7 @@ class System:
         self.runstate_hooks: list[Callable[[Vcpu, int, int, int], None]] = []
         self.switch_hooks: list[Callable[[Pcpu, Vcpu | None, Vcpu | None], None]] = []
         self.kick_hooks: list[Callable[[Vcpu], None]] = []
-        self.scheduler = Scheduler(self, nr_pcpus, time_slice_ns)
+        self.scheduler = Scheduler(self, nr_pcpus, make_policy(sched, time_slice_ns))
         self.timers.now_ns = self.clock.now_ns
         self.timers.raise_softirq = self.scheduler.raise_timer_softirq
         self.calibration_timer = init_time_calibration(self)

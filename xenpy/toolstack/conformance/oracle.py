@@ -70,13 +70,15 @@ def boot_on_xen(
     cmdline: str = "",
     *,
     vcpus: int = 1,
+    pcpus: int | None = None,
     timeout_s: float = 120.0,
     qemu: str | None = None,
     initrd: Path | None = None,
     dom0_mem_mib: int = 64,
 ) -> XenBoot:
     """Boot ``image`` as dom0 (with ``vcpus`` vCPUs, ``dom0_mem_mib`` of memory, ``cmdline`` and, if given, the
-    module ``initrd``) on the Xen hypervisor ``xen``.
+    module ``initrd``) on the Xen hypervisor ``xen``, in a QEMU machine of ``pcpus`` CPUs (default: as many as
+    the vCPUs, at least 2).
 
     Raises:
         OracleError: QEMU is missing, ``xen`` or ``image`` is not a file, or QEMU could not start.
@@ -95,7 +97,7 @@ def boot_on_xen(
     )
     modules = f"{image} {cmdline}".rstrip() + (f",{initrd}" if initrd else "")
     argv = [
-        qemu, "-M", "q35", "-cpu", QEMU_CPU, "-m", "512", "-smp", str(max(2, vcpus)),
+        qemu, "-M", "q35", "-cpu", QEMU_CPU, "-m", "512", "-smp", str(pcpus or max(2, vcpus)),
         "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio", "-display", "none",
         "-kernel", str(xen), "-append", xen_args,
         "-initrd", modules,

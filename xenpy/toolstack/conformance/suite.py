@@ -43,6 +43,7 @@ class SuiteTest:
     vcpus: int = 1
     pcpus: int = 1
     timeout: float = 60.0
+    xen_pcpus: int | None = None  # CPUs of the QEMU machine on real Xen; None: as many as the vCPUs, at least 2
 
     def image(self, guest_dir: Path) -> Path:
         return guest_dir / "build" / f"test-pv64-{self.name}"
@@ -107,16 +108,17 @@ def load_suite(guest_dir: Path = GUEST_DIR) -> list[SuiteTest]:
         raise ConformanceError(f"{path}: {exc}") from None
     tests = []
     for name, entry in raw.get("test", {}).items():
-        unknown = set(entry) - {"vcpus", "pcpus", "timeout"}
+        unknown = set(entry) - {"vcpus", "pcpus", "timeout", "xen_pcpus"}
         if unknown:
             raise ConformanceError(f"{path}: test.{name}: unknown key {sorted(unknown)[0]!r}")
         try:
             test = SuiteTest(name, int(entry.get("vcpus", 1)), int(entry.get("pcpus", 1)),
-                             float(entry.get("timeout", 60.0)))  # fmt: skip
+                             float(entry.get("timeout", 60.0)),
+                             int(entry["xen_pcpus"]) if "xen_pcpus" in entry else None)  # fmt: skip
         except (TypeError, ValueError) as exc:
             raise ConformanceError(f"{path}: test.{name}: {exc}") from None
-        if test.vcpus < 1 or test.pcpus < 1 or test.timeout <= 0:
-            raise ConformanceError(f"{path}: test.{name}: vcpus, pcpus and timeout must be positive")
+        if test.vcpus < 1 or test.pcpus < 1 or test.timeout <= 0 or (test.xen_pcpus or 1) < 1:
+            raise ConformanceError(f"{path}: test.{name}: vcpus, pcpus, xen_pcpus and timeout must be positive")
         tests.append(test)
     dirs = {p.parent.name for p in (guest_dir / "tests").glob("*/main.c")}
     listed = {t.name for t in tests}
@@ -178,7 +180,9 @@ def run_on_xen(test: SuiteTest, xen: Path, guest_dir: Path = GUEST_DIR) -> tuple
     Raises:
         OracleError: QEMU or the Xen image is missing.
     """
-    boot = boot_on_xen(xen, test.image(guest_dir), vcpus=test.vcpus, timeout_s=test.timeout + 60.0)
+    boot = boot_on_xen(
+        xen, test.image(guest_dir), vcpus=test.vcpus, pcpus=test.xen_pcpus, timeout_s=test.timeout + 60.0
+    )
     return parse_console(boot.console), boot
 
 
