@@ -94,6 +94,7 @@ class Credit2Scheduler:
         self.runq: list[Vcpu] = []
         self.tickled: set[int] = set()
         self.units: dict[Vcpu, Credit2Unit] = {}
+        self.max_weight = 1  # rqd->max_weight: the highest weight of the units
         self.nr_resets = 0
         self.sched: Scheduler | None = None
 
@@ -108,6 +109,7 @@ class Credit2Scheduler:
         if u is None:
             assert self.sched is not None
             u = self.units[v] = Credit2Unit(self.sched.clock.now_ns())
+            self.max_weight = max(self.max_weight, u.weight)
         return u
 
     def _all_units(self) -> list[tuple[Vcpu, Credit2Unit]]:
@@ -115,12 +117,12 @@ class Credit2Scheduler:
         assert self.sched is not None
         live = [v for d in self.sched.system.domains.values() for v in d.vcpus]
         alive = set(live)
-        for v in [v for v in self.units if v not in alive]:
+        gone = [v for v in self.units if v not in alive]
+        for v in gone:
             del self.units[v]
+        if gone:
+            self.max_weight = max((u.weight for u in self.units.values()), default=1)
         return [(v, self.unit(v)) for v in live]
-
-    def _max_weight(self) -> int:
-        return max((u.weight for u in self.units.values()), default=1)
 
     def burn_credits(self, v: Vcpu, now: int) -> None:
         """``burn_credits``: charge the running ``v`` for the time since ``start_time``."""
@@ -128,13 +130,13 @@ class Credit2Scheduler:
         delta = now - u.start_time
         if delta <= 0:
             return
-        val = delta * self._max_weight() + u.residual
+        val = delta * self.max_weight + u.residual
         u.residual = val % u.weight
         u.credit = max(u.credit - val // u.weight, CSCHED2_CREDIT_MIN)
         u.start_time = now
 
     def _c2t(self, credit: int, u: Credit2Unit) -> int:
-        return credit * u.weight // self._max_weight()
+        return credit * u.weight // self.max_weight
 
     def _reset_credit(self, now: int, snext: Vcpu) -> None:
         """``reset_credit``: a new epoch for every unit, running, queued or not."""
