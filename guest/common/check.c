@@ -7,39 +7,6 @@
 #include <xenpy-guest/lib.h>
 #include <xenpy-guest/test.h>
 
-#define PROFILE_KEY "profile="
-
-/* The value of "profile=" in the command line, copied to buf; false if absent. */
-static bool cmdline_profile(char *buf, size_t size)
-{
-    const char *p = (const char *)start_info->cmd_line;
-    const char *end = p + strnlen(p, sizeof(start_info->cmd_line));
-    size_t keylen = strlen(PROFILE_KEY);
-
-    while ( p < end )
-    {
-        const char *word = p;
-        size_t len;
-
-        while ( p < end && *p != ' ' )
-            p++;
-        len = p - word;
-        if ( len > keylen && !strncmp(word, PROFILE_KEY, keylen) )
-        {
-            len -= keylen;
-            if ( len >= size )
-                len = size - 1;
-            memcpy(buf, word + keylen, len);
-            buf[len] = '\0';
-            return true;
-        }
-        while ( p < end && *p == ' ' )
-            p++;
-    }
-
-    return false;
-}
-
 static const struct xen_profile *profile_by_version(void)
 {
     long version = HYPERVISOR_xen_version(XENVER_version, NULL);
@@ -73,7 +40,7 @@ const struct xen_profile *test_profile(void)
     if ( profile )
         return profile;
 
-    if ( cmdline_profile(name, sizeof(name)) )
+    if ( cmdline_get("profile=", name, sizeof(name)) )
     {
         for ( i = 0; i < NR_XEN_PROFILES; i++ )
             if ( !strcmp(xen_profiles[i].name, name) )

@@ -82,3 +82,33 @@ void crash_domain(void)
 {
     shutdown_domain(SHUTDOWN_crash);
 }
+
+bool cmdline_get(const char *key, char *buf, size_t size)
+{
+    const char *p = (const char *)start_info->cmd_line;
+    const char *end = p + strnlen(p, sizeof(start_info->cmd_line));
+    size_t keylen = strlen(key);
+
+    while ( p < end )
+    {
+        const char *word = p;
+        size_t len;
+
+        while ( p < end && *p != ' ' )
+            p++;
+        len = p - word;
+        if ( len > keylen && !strncmp(word, key, keylen) )
+        {
+            len -= keylen;
+            if ( len >= size )
+                len = size - 1;
+            memcpy(buf, word + keylen, len);
+            buf[len] = '\0';
+            return true;
+        }
+        while ( p < end && *p == ' ' )
+            p++;
+    }
+
+    return false;
+}

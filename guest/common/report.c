@@ -60,6 +60,11 @@ static int format_verdict(char *buf, size_t size)
 
 void xtf_exit(void)
 {
+    xtf_exit_reason(SHUTDOWN_poweroff);
+}
+
+void xtf_exit_reason(unsigned int reason)
+{
     char buf[64];
     int len;
 
@@ -68,7 +73,7 @@ void xtf_exit(void)
 
     len = format_verdict(buf, sizeof(buf));
     console_write_last(buf, len, false);
-    shutdown_domain(SHUTDOWN_poweroff);
+    shutdown_domain(reason);
 }
 
 void xtf_exit_crash(void)

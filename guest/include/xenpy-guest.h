@@ -15,5 +15,6 @@
 #include <xenpy-guest/traps.h>
 #include <xenpy-guest/test.h>
 #include <xenpy-guest/check.h>
+#include <xenpy-guest/xenstore.h>
 
 #endif /* XENPY_GUEST_H */

@@ -6,6 +6,7 @@ comparison with real Xen is the conformance kernel ``contention`` (wake latency 
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -222,3 +223,24 @@ def test_credit2_invariants(nr_pcpus, nr_vcpus, actions):
         return infos, waiting
 
     assert scenario() == scenario()
+
+
+def test_weights_share_a_pcpu_in_proportion():
+    """csched2_dom_cntl putinfo: credit burns at max_weight / weight, so a domain of twice the weight gets about
+    twice the time of a busy pCPU; setting it back restores max_weight (update_max_weight)."""
+    hv = Hypervisor(nr_pcpus=1, memory_mib=32)
+    heavy, light = (hv.create_domain(DomainConfig(max_vcpus=1, memory_mib=2, periodic_period_ns=0)) for _ in "ab")
+    for d in (heavy, light):
+        d.unpause()
+    pol = hv.scheduler.policy
+    assert pol.domain_weight(heavy) == 256
+    pol.set_domain_weight(heavy, 512)
+    assert (pol.domain_weight(heavy), pol.max_weight) == (512, 512)
+    hv.run_for(2000 * MS)
+    ran = [hv.runstate(d.vcpus[0])[2] for d in (heavy, light)]
+    assert 1.8 <= ran[0] / ran[1] <= 2.2
+    pol.set_domain_weight(heavy, 256)
+    assert pol.max_weight == 256
+    for bad in (0, 65536):
+        with pytest.raises(ValueError, match="1-65535"):
+            pol.set_domain_weight(light, bad)

@@ -14,3 +14,4 @@ class CliError(Exception):
     def __init__(self, message: str, exit_code: int = EXIT_DATAERR) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: no running xenpy to attach to, or it went away

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from xenpy import __version__
-from xenpy.cli import abi_cmd, conformance_cmd, inspect_cmd, run_cmd
+from xenpy.cli import abi_cmd, conformance_cmd, ctl_cmd, inspect_cmd, run_cmd, runstate_cmd, top_cmd
 from xenpy.cli.errors import EXIT_USAGE, CliError
 
 
@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     conformance_cmd.add_parser(subparsers)
     inspect_cmd.add_parser(subparsers)
     run_cmd.add_parser(subparsers)
+    ctl_cmd.add_parser(subparsers)
+    top_cmd.add_parser(subparsers)
+    runstate_cmd.add_parser(subparsers)
     return parser
 
 

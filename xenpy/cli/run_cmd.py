@@ -5,10 +5,11 @@ output as the guest writes it, and standard input (a terminal, a pipe or a file;
 to the guest's console input, as ``xl console`` does: a terminal is put in raw mode for the run and Ctrl-] ends
 the run. Ctrl-C (SIGINT; a terminal in raw mode passes Ctrl-C to the guest instead) asks the guest to power off
 through its xenstore ``control/shutdown``, as ``xl shutdown`` does; a second one stops the run at once.
-``--xenstore-socket PATH`` serves the store on a Unix socket for Xen's own clients while the guest runs. A
-one-line summary goes to standard error. Exit status: 0 the guest powered off, 1 it crashed (or the hypervisor
-crashed it), 2 any other shutdown reason, 3 timeout, 130 ended with Ctrl-] or a second Ctrl-C; 64/65 for errors
-in the command line or the image.
+``--xenstore-socket PATH`` serves the store on a Unix socket for Xen's own clients while the guest runs;
+``--control [PATH]`` serves the control socket (:mod:`xenpy.toolstack.control`) that ``xenpy top`` and
+``xenpy runstate`` attach to. A one-line summary goes to standard error. Exit status: 0 the guest powered off,
+1 it crashed (or the hypervisor crashed it), 2 any other shutdown reason, 3 timeout, 4 destroyed through the
+control socket, 130 ended with Ctrl-] or a second Ctrl-C; 64/65 for errors in the command line or the image.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import signal
 import sys
 from contextlib import ExitStack
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from xenpy.abi.vcpu import RUNSTATE
 from xenpy.cli.errors import EXIT_DATAERR, CliError
@@ -30,9 +32,13 @@ from xenpy.hypervisor import Hypervisor
 from xenpy.loader import LoaderError
 from xenpy.toolstack.boot import DEFAULT_MEMORY_MIB, HYPERVISOR_MEMORY_MIB, boot_pv_image
 from xenpy.toolstack.console_input import ESCAPE_CHAR, ConsoleInput, input_kind, raw_terminal
+from xenpy.toolstack.control import ControlServer, default_control_dir, default_control_path
 from xenpy.toolstack.run import Outcome, RunReport, run_domain
 from xenpy.toolstack.trace import HypercallTracer
 from xenpy.toolstack.xenstore import XenstoreRingBackend, XenstoreSocketServer
+
+if TYPE_CHECKING:
+    from xenpy.core.domain import Domain
 
 #: Most vCPUs of a PV domain: x86 Xen's MAX_VIRT_CPUS (one 32-page GDT/LDT slot per vCPU in a 1 GiB
 #: per-domain area: GDT_LDT_MBYTES << (20 - GDT_LDT_VCPU_VA_SHIFT) = 8192). vCPUs >= 32
@@ -53,7 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "buffering, Ctrl-C goes to the guest) and Ctrl-] ends the run, as in 'xl console'. Otherwise Ctrl-C asks "
         "the guest to power off through xenstore's control/shutdown, as 'xl shutdown' does, and a second Ctrl-C "
         "stops at once. A summary goes to stderr. Exit status: 0 poweroff, 1 crash, 2 other shutdown, 3 timeout, "
-        "130 ended with Ctrl-] or a second Ctrl-C.",
+        "4 destroyed (xenpy's control socket), 130 ended with Ctrl-] or a second Ctrl-C.",
     )
     run.add_argument("image", metavar="IMAGE",
                      help="the PV kernel: an ELF file, a gzipped ELF, or a Linux bzImage (compressed with gzip, "
@@ -93,6 +99,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--xenstore-socket", metavar="PATH",
                      help="also serve the xenstore on a Unix socket at PATH while the guest runs, for Xen's clients "
                      "(XENSTORED_PATH=PATH xenstore-ls)")
+    run.add_argument("--control", metavar="PATH", nargs="?", const="",
+                     help="serve the control socket (mode 0600) at PATH, or with no PATH at "
+                     f"{default_control_dir()}/run-PID.sock, where 'xenpy top' and 'xenpy runstate' find it: "
+                     "domain and vCPU lists, runstate samples, pause, unpause, shutdown, destroy")
     run.set_defaults(handler=_run)
 
 
@@ -187,7 +197,24 @@ def _run(args: argparse.Namespace) -> int:
                 raise CliError(f"--xenstore-socket {args.xenstore_socket}: {error.strerror}", EXIT_DATAERR) from None
             print(f"xenpy: xenstore on {args.xenstore_socket} (XENSTORED_PATH={args.xenstore_socket} xenstore-ls)",
                   file=sys.stderr)
-        between_steps = _ShutdownOnInterrupt(domain.domid, booted.xenstore, server)
+        control = None
+        if args.control is not None:
+            control_path = args.control or str(default_control_path())
+            xenstore = booted.xenstore
+
+            def request_shutdown(d: Domain, reason: str) -> None:
+                if xenstore is None or d is not domain:
+                    raise LookupError(f"domain {d.domid} has no xenstore control node")
+                xenstore.request_shutdown(reason)
+
+            try:
+                control = stack.enter_context(ControlServer(
+                    hv, control_path, request_shutdown=request_shutdown,
+                    info={"sched": args.sched, "clock": args.clock, "engine": args.engine}))
+            except OSError as error:
+                raise CliError(f"--control {control_path}: {error.strerror}", EXIT_DATAERR) from None
+            print(f"xenpy: control socket {control_path} ('xenpy top' attaches to it)", file=sys.stderr)
+        between_steps = _ShutdownOnInterrupt(domain.domid, booted.xenstore, server, control)
         stack.enter_context(between_steps.installed())
         create_engine(args.engine, hv)  # attaches itself to the scheduler
         report = run_domain(hv, domain, timeout_s=args.timeout, console_input=console_input,
@@ -203,12 +230,13 @@ def _run(args: argparse.Namespace) -> int:
 class _ShutdownOnInterrupt:
     """Between the run's steps: after a first SIGINT, ask the guest to power off through xenstore's
     ``control/shutdown`` (as ``xl shutdown``); after a second one, raise KeyboardInterrupt. Also serves the
-    xenstore socket, if any (which may wake a stalled guest)."""
+    xenstore socket and the control socket, if any (either may wake a stalled or paused guest)."""
 
-    def __init__(self, domid: int, xenstore: XenstoreRingBackend | None, server: XenstoreSocketServer | None):
+    def __init__(self, domid: int, xenstore: XenstoreRingBackend | None, server: XenstoreSocketServer | None,
+                 control: ControlServer | None = None):
         self.domid = domid
         self.xenstore = xenstore
-        self.server = server
+        self.servers = [s for s in (control, server) if s is not None]
         self.interrupted = False
         self.stop = False
         self.asked = False
@@ -237,9 +265,10 @@ class _ShutdownOnInterrupt:
                       file=sys.stderr)
             else:
                 raise KeyboardInterrupt
-        if self.server is None:
+        if not self.servers:
             return False
-        self.server.poll(wait_s)
+        for i, server in enumerate(self.servers):
+            server.poll(wait_s if i == 0 else 0.0)
         return True
 
 
@@ -253,6 +282,7 @@ def _summary(domid: int, args: argparse.Namespace, report: RunReport, hypercalls
         Outcome.CRASH: "crashed",
         Outcome.OTHER_SHUTDOWN: "shut down",
         Outcome.TIMEOUT: "timed out",
+        Outcome.DESTROYED: "destroyed",
         Outcome.INTERRUPTED: "interrupted",
     }[report.outcome]
     detail = f" ({report.detail})" if report.detail and report.outcome is not Outcome.POWEROFF else ""

@@ -412,6 +412,9 @@ class Domain:
         self.vm_assist = 0
         self.console = ConsoleStream()
         self.poll_mask = 0
+        #: event-channel ports the hypervisor set pending (a notification that found the port already pending
+        #: is not counted), for monitors.
+        self.events_sent = 0
         self.watchdog_timers: list[Timer] = []
         self.watchdog_inuse_map = 0
         # Guest address space for the Python API (set by the builder).

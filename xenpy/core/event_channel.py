@@ -192,6 +192,7 @@ class EventChannels:
         if word & mask:
             return
         pending[idx] = word | mask
+        d.events_sent += 1
         if not d.evtchn_mask_words[idx] & mask:
             sel = v.vcpu_info_sel
             sel_word = sel[0]

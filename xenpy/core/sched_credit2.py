@@ -30,10 +30,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from xenpy.core.domain import Vcpu
+    from xenpy.core.domain import Domain, Vcpu
     from xenpy.core.scheduler import Pcpu, Scheduler
 
 CSCHED2_DEFAULT_WEIGHT = 256
+#: The range of a domain's weight (``xen_domctl_sched_credit2.weight`` is 16 bits; 0 means "unchanged").
+CSCHED2_MIN_WEIGHT, CSCHED2_MAX_WEIGHT = 1, 65535
 CSCHED2_MIN_TIMER = 500_000
 CSCHED2_CREDIT_INIT = 10_000_000
 CSCHED2_CREDIT_MIN = -CSCHED2_CREDIT_INIT
@@ -95,6 +97,7 @@ class Credit2Scheduler:
         self.tickled: set[int] = set()
         self.units: dict[Vcpu, Credit2Unit] = {}
         self.max_weight = 1  # rqd->max_weight: the highest weight of the units
+        self.weights: dict[Domain, int] = {}  # sdom->weight, where not the default
         self.nr_resets = 0
         self.sched: Scheduler | None = None
 
@@ -109,8 +112,31 @@ class Credit2Scheduler:
         if u is None:
             assert self.sched is not None
             u = self.units[v] = Credit2Unit(self.sched.clock.now_ns())
+            u.weight = self.weights.get(v.domain, CSCHED2_DEFAULT_WEIGHT)
             self.max_weight = max(self.max_weight, u.weight)
         return u
+
+    def domain_weight(self, d: Domain) -> int:
+        """``d``'s weight (``XEN_DOMCTL_SCHEDOP_getinfo``)."""
+        return self.weights.get(d, CSCHED2_DEFAULT_WEIGHT)
+
+    def set_domain_weight(self, d: Domain, weight: int) -> None:
+        """``XEN_DOMCTL_SCHEDOP_putinfo``'s weight (``csched2_dom_cntl``): every unit of ``d`` takes it, and the
+        run queue's ``max_weight`` follows (``update_max_weight``).
+
+        Raises:
+            ValueError: ``weight`` is outside 1-65535.
+        """
+        if not CSCHED2_MIN_WEIGHT <= weight <= CSCHED2_MAX_WEIGHT:
+            raise ValueError(f"a credit2 weight is {CSCHED2_MIN_WEIGHT}-{CSCHED2_MAX_WEIGHT}, not {weight}")
+        self.weights[d] = weight
+        for v in d.vcpus:
+            u = self.unit(v)
+            old, u.weight = u.weight, weight
+            if weight > self.max_weight:
+                self.max_weight = weight
+            elif old == self.max_weight:
+                self.max_weight = max((unit.weight for unit in self.units.values()), default=1)
 
     def _all_units(self) -> list[tuple[Vcpu, Credit2Unit]]:
         """Every vCPU of the live domains with its unit (``rqd->svc``); units of destroyed domains go."""
@@ -122,6 +148,8 @@ class Credit2Scheduler:
             del self.units[v]
         if gone:
             self.max_weight = max((u.weight for u in self.units.values()), default=1)
+            for d in [d for d in self.weights if d.is_dying]:
+                del self.weights[d]
         return [(v, self.unit(v)) for v in live]
 
     def burn_credits(self, v: Vcpu, now: int) -> None:

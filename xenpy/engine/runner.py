@@ -70,8 +70,9 @@ def run_domain_until_stopped(
     timeout_s: float | None = None,
     max_guest_ns: int | None = None,
     pcpu_quantum_ns: int = PCPU_QUANTUM_NS,
+    unpause: bool = True,
 ) -> RunSummary:
-    """Unpause ``domain`` (if paused) and run the hypervisor until the domain shuts down, crashes or is
+    """Unpause ``domain`` (if paused and ``unpause``) and run the hypervisor until the domain shuts down, crashes or is
     destroyed, until ``timeout_s`` wall seconds or ``max_guest_ns`` of system time pass, or until it stalls.
 
     The scheduler must have an executor (e.g. a :class:`~xenpy.engine.unicorn_engine.UnicornEngine`).
@@ -84,7 +85,7 @@ def run_domain_until_stopped(
     max_step = pcpu_quantum_ns if len(hv.scheduler.pcpus) > 1 else None
     start_wall = time.monotonic()
     start_ns = hv.now_ns()
-    if domain.controller_pause_count:
+    if unpause and domain.controller_pause_count:
         domain.unpause()
     end = RunEnd.STOPPED
     while domain.state not in (DomainState.SHUTDOWN, DomainState.CRASHED, DomainState.DESTROYED):

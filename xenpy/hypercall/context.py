@@ -58,10 +58,11 @@ class HypercallContext:
         continuation: ``(nr, args)`` after a handler called :meth:`create_continuation`: the caller (the CPU
             engine, :meth:`Hypervisor.hypercall <xenpy.hypervisor.Hypervisor.hypercall>`, or a multicall)
             issues hypercall ``nr`` again with ``args`` and clears it; None otherwise.
+        hypercalls: hypercalls the vCPU made through the dispatcher (a multicall's entries included).
     """
 
-    __slots__ = ("_clock", "_dispatch", "_system", "abi", "continuation", "cpu", "domain", "machine", "profile",
-                 "vcpu")  # fmt: skip
+    __slots__ = ("_clock", "_dispatch", "_system", "abi", "continuation", "cpu", "domain", "hypercalls",
+                 "machine", "profile", "vcpu")  # fmt: skip
 
     def __init__(self, vcpu: Vcpu, system: System, dispatch: Callable[..., int]) -> None:
         """``dispatch(ctx, nr, a1..a5)`` runs a nested hypercall (the dispatcher's, with its hooks)."""
@@ -73,6 +74,7 @@ class HypercallContext:
         self.machine: MachineMemory = system.machine
         self.cpu: CpuPort | None = None
         self.continuation: tuple[int, tuple[int, ...]] | None = None
+        self.hypercalls = 0
         self._clock = system.clock
         self._system = system
         self._dispatch = dispatch

@@ -112,7 +112,7 @@ class HypercallDispatcher:
         table: one entry per hypercall number (``NR_hypercalls``), -ENOSYS where there is no handler.
         pre_hooks / post_hooks: installed hooks, in order.
         hooked: True while any hook is installed (the engine's direct table path must not be used).
-        count: hypercalls dispatched.
+        count: hypercalls dispatched (per vCPU: ``context(vcpu).hypercalls``).
     """
 
     def __init__(self, system: System) -> None:
@@ -187,6 +187,7 @@ class HypercallDispatcher:
         """Run hypercall ``nr`` for ``ctx.vcpu`` with raw registers ``a1..a5`` (each ``< 2**64``); returns the
         signed result (``-errno`` on error)."""
         self.count += 1
+        ctx.hypercalls += 1
         if self.hooked:
             return self._dispatch_hooked(ctx, nr, (a1, a2, a3, a4, a5))
         if 0 <= nr < NR_HYPERCALLS:

@@ -51,6 +51,8 @@ class Outcome(Enum):
     CRASH = 1
     OTHER_SHUTDOWN = 2
     TIMEOUT = 3
+    #: the toolstack destroyed the domain (``destroy`` on the control socket).
+    DESTROYED = 4
     #: the console's escape character ended the run (the status of a run stopped by the user).
     INTERRUPTED = 130
 
@@ -115,6 +117,9 @@ def run_domain(
     if console_input is not None and console_input.detached and summary.end is not RunEnd.STOPPED:
         outcome = Outcome.INTERRUPTED
         detail = "Ctrl-], the console escape character, was typed"
+    elif summary.state is DomainState.DESTROYED:
+        outcome = Outcome.DESTROYED
+        detail = "destroyed by the toolstack"
     elif summary.crash_reason is not None or reason == SHUTDOWN.SHUTDOWN_crash:
         outcome = Outcome.CRASH
         detail = summary.crash_reason or "the guest shut down with SHUTDOWN_crash"
@@ -147,6 +152,7 @@ def _run_stepped(
     start_wall = time.monotonic()
     start_ns = hv.now_ns()
     end = RunEnd.TIMED_OUT
+    first = True  # later steps leave a pause of the toolstack's (between_steps) in place
     while True:
         if console_input is not None:
             console_input.poll()
@@ -159,7 +165,9 @@ def _run_stepped(
         if max_guest_ns is not None and guest_ns >= max_guest_ns:
             break
         step_ns = STEP_NS if max_guest_ns is None else min(STEP_NS, max_guest_ns - guest_ns)
-        summary = run_domain_until_stopped(hv, domain, timeout_s=timeout_s - elapsed_s, max_guest_ns=step_ns)
+        summary = run_domain_until_stopped(hv, domain, timeout_s=timeout_s - elapsed_s, max_guest_ns=step_ns,
+                                           unpause=first)
+        first = False
         if summary.end is RunEnd.STOPPED:
             end = RunEnd.STOPPED
             break

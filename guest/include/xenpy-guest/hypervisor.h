@@ -85,6 +85,14 @@ static inline uint64_t virt_to_maddr(const void *va)
 /* pfn whose p2m entry is mfn (a linear search), or -1 if there is none. */
 long mfn_to_pfn(xen_pfn_t mfn);
 
+/*
+ * The value of the word "key=value" of the kernel command line
+ * (start_info.cmd_line; key given with its "="), copied NUL-terminated into
+ * buf and cut to size - 1 bytes; false if no word starts with key or the
+ * value is empty.
+ */
+bool cmdline_get(const char *key, char *buf, size_t size);
+
 /* Crash the domain at once (SCHEDOP_shutdown, SHUTDOWN_crash). */
 void __attribute__((__noreturn__)) crash_domain(void);
 

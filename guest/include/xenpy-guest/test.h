@@ -49,6 +49,9 @@ static inline bool xtf_ok(void)
  */
 void __noreturn xtf_exit(void);
 
+/* xtf_exit(), shutting down with reason (a SHUTDOWN_* value) instead. */
+void __noreturn xtf_exit_reason(unsigned int reason);
+
 /* The verdict line after a panic: at least ERROR, then SHUTDOWN_crash. */
 void __noreturn xtf_exit_crash(void);
 
