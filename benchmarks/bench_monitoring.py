@@ -1,12 +1,13 @@
 """What watching costs the guest: the load guest's throughput with and without the control socket's samples.
 
-Run: ``.venv/bin/python benchmarks/bench_monitoring.py [--guest-ms 60] [--rate 10] [--repeat 2]`` after
+Run: ``.venv/bin/python benchmarks/bench_monitoring.py [--guest-ms 60] [--rate 10] [--repeat 3]`` after
 ``make -C guest``. ``test-pv64-runstate-load`` runs three spinning vCPUs and its monitor (4 vCPUs on 2
 pCPUs) for ``--guest-ms`` of guest time, three ways, side by side in this process:
 
 * ``off``: no control socket (``xenpy run`` without ``--control``);
 * ``served``: the control socket polled between the guest's steps, nobody attached;
-* ``watched``: a client subscribed at ``--rate`` samples per second of host time, reading every sample.
+* ``watched``: ``xenpy runstate record`` in another process (as ``xenpy top`` would be), subscribed at
+  ``--rate`` samples per second of host time.
 
 Guest time follows executed instructions (the virtual clock), so guest ms per host second is the guest's
 throughput. Prints each way's best of ``--repeat`` runs and the overhead against ``off``; the target is under
@@ -16,15 +17,16 @@ throughput. Prints each way's best of ``--repeat`` runs and the overhead against
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from xenpy.engine import DEFAULT_ENGINE, create_engine
 from xenpy.hypervisor import Hypervisor
 from xenpy.toolstack.boot import HYPERVISOR_MEMORY_MIB, boot_pv_image
-from xenpy.toolstack.control import ControlClient, ControlServer
+from xenpy.toolstack.control import ControlServer
 from xenpy.toolstack.run import Outcome, run_domain
 
 IMAGE = Path(__file__).resolve().parent.parent / "guest" / "build" / "test-pv64-runstate-load"
@@ -40,19 +42,8 @@ def run_once(way: str, guest_ms: int, rate: float) -> tuple[float, int]:
     read = [0]
     with tempfile.TemporaryDirectory() as directory:
         server = None if way == "off" else ControlServer(hv, Path(directory) / "control.sock")
+        record = Path(directory) / "record.jsonl"
         watcher = None
-        stop = threading.Event()
-
-        def watch() -> None:
-            assert server is not None
-            try:
-                with ControlClient(server.path, timeout_s=60) as client:  # greeted at the run's first poll
-                    for _sample in client.samples(1 / rate):
-                        read[0] += 1
-                        if stop.is_set():
-                            return
-            except (ConnectionError, OSError):
-                return
 
         def between_steps(wait_s: float) -> bool:
             assert server is not None
@@ -60,8 +51,13 @@ def run_once(way: str, guest_ms: int, rate: float) -> tuple[float, int]:
             return True
 
         if way == "watched":
-            watcher = threading.Thread(target=watch, daemon=True)
-            watcher.start()
+            assert server is not None
+            # Another process, as 'xenpy top' would be: `xenpy runstate record` at the rate.
+            watcher = subprocess.Popen([sys.executable, "-m", "xenpy", "runstate", "record", "--control", server.path,
+                                        "-d", str(1 / rate), "-o", str(record)],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            while server.clients == 0:  # the record's connection, before the clock starts
+                server.poll(0.05)
         start_ns, wall = hv.now_ns(), time.perf_counter()
         report = run_domain(hv, booted.domain, timeout_s=600, between_steps=None if server is None else between_steps)
         wall = time.perf_counter() - wall
@@ -69,8 +65,8 @@ def run_once(way: str, guest_ms: int, rate: float) -> tuple[float, int]:
         if server is not None:
             server.close()
         if watcher is not None:
-            stop.set()
-            watcher.join(timeout=5)
+            watcher.wait(timeout=30)
+            read[0] = len(record.read_text().splitlines())
     if report.outcome is not Outcome.POWEROFF:
         raise SystemExit(f"the load guest did not finish ({way}): {report.outcome.name} {report.detail}")
     return guest_ns / 1e6 / wall, read[0]
@@ -80,7 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--guest-ms", type=int, default=60, help="guest time of each run (default 60)")
     parser.add_argument("--rate", type=float, default=10.0, help="samples per second of the watcher (default 10)")
-    parser.add_argument("--repeat", type=int, default=2, help="runs of each way; the best counts (default 2)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each way; the best counts (default 3)")
     args = parser.parse_args()
     if not IMAGE.exists():
         raise SystemExit(f"{IMAGE} is missing: run 'make -C guest' first")

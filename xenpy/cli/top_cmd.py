@@ -3,7 +3,9 @@
 Per vCPU, over each interval: its state and pCPU, the share of the interval's system time it spent running,
 runnable, blocked and offline (summing to 100), its steal (runnable / (running + runnable)), its hypercalls per
 second and its domain's events per second (of system time). The live view redraws every ``-d`` seconds (``q``
-quits); batch mode (``-b``) prints ``-n`` intervals as CSV rows (a header first) or JSON lines.
+quits); batch mode (``-b``) prints ``-n`` intervals as CSV rows (a header first) or JSON lines. An interval in
+which no system time passed (under the virtual clock: every vCPU paused, or idle with no timer armed) has all
+shares 0.
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ def _batch(client: ControlClient, args: argparse.Namespace) -> int:
     previous: Sample | None = None
     try:
         for sample in client.samples(args.delay):
-            if previous is not None and sample.time_ns > previous.time_ns:
+            if previous is not None:
                 rows = shares(previous, sample)
                 if args.format == "csv":
                     writer.writerows(csv_row(sample, row) for row in rows)
@@ -107,8 +109,7 @@ def _batch(client: ControlClient, args: argparse.Namespace) -> int:
                 done += 1
                 if args.iterations is not None and done >= args.iterations:
                     break
-            if previous is None or sample.time_ns > previous.time_ns:
-                previous = sample
+            previous = sample
     except (ConnectionError, TimeoutError, OSError) as error:
         if args.iterations is not None and done < args.iterations:
             raise CliError(f"the hypervisor went away after {done} of {args.iterations} intervals ({error})",
@@ -125,7 +126,8 @@ def render(greeting: dict[str, Any], before: Sample, after: Sample, wall_s: floa
         f"clock {greeting.get('clock', '?')}  system time {after.time_ns / 1e9:.3f} s "
         f"(+{interval * 1e3:.1f} ms in {wall_s:.2f} s)",
         f"{len(after.domains)} domain(s), {sum(len(d.vcpus) for d in after.domains)} vCPU(s)   "
-        "shares of the interval's system time, rates per second of it",
+        + ("shares of the interval's system time, rates per second of it" if interval > 0 else
+           "system time stood still (every vCPU paused, or idle with no timer, under the virtual clock)"),
         "",
         f"{'DOMAIN':<20}{'ID':>4}{'VCPU':>5} {'STATE':<9}{'PCPU':>5}{'RUN%':>7}{'WAIT%':>7}{'BLOCK%':>7}"
         f"{'OFF%':>7}{'STEAL%':>8}{'HCALL/s':>10}{'EVENT/s':>10}",
@@ -171,12 +173,9 @@ def _live(client: ControlClient, args: argparse.Namespace) -> int:
             except (ConnectionError, OSError):
                 return -1
             now = time.monotonic()
-            if after.time_ns > before.time_ns:
-                lines = render(client.greeting, before, after, now - wall)
-                before, wall = after, now
-                done += 1
-            else:
-                wall = now
+            lines = render(client.greeting, before, after, now - wall)
+            before, wall = after, now
+            done += 1
             if args.iterations is not None and done >= args.iterations:
                 _draw(screen, lines)
                 return 0
