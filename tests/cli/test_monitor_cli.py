@@ -3,8 +3,8 @@
 Two runs of ``test-pv64-runstate-load`` on 2 pCPUs side by side: one with three spinning vCPUs (with vCPU 0,
 the monitor, four vCPUs compete for two pCPUs) and one with a single spinner. ``xenpy top -b`` shows every vCPU's
 four shares summing to 100 and the spinners' runnable share rising when they outnumber the pCPUs; then the
-other commands attach to the first run, which the toolstack shuts down through xenstore, and the second is
-destroyed.
+other commands attach to the first run, which the toolstack shuts down through xenstore; the second is capped
+at half a pCPU, which parks its spinner half the time, and destroyed.
 """
 
 from __future__ import annotations
@@ -92,6 +92,15 @@ def test_top_ctl_runstate_against_running_guests(runs: tuple[Run, Run], tmp_path
     assert mean_runnable(crowded_rows, {1, 2, 3}) > 15.0
     assert mean_runnable(alone_rows, {1}) < 5.0
     assert {r["state"] for r in alone_rows if r["vcpu"] in ("2", "3")} == {"blocked"}
+
+    # A cap of 50 (per cent of one pCPU) for the whole domain: the spinner is parked (offline) once the budget
+    # of each 10 ms period is spent.
+    capped = alone.xenpy("ctl", "sched-credit2", "-c", "50", "test-pv64-runstate-load")
+    assert capped.returncode == 0 and capped.stdout.split()[-2:] == ["256", "50"], capped.stderr
+    capped_rows = top_rows(alone)
+    spinner = [r for r in capped_rows if r["vcpu"] == "1"]
+    assert max(float(r["running"]) for r in spinner) < 60.0
+    assert min(float(r["offline"]) for r in spinner) > 30.0
 
     listed = crowded.xenpy("ctl", "list")
     assert listed.returncode == 0 and "test-pv64-runstate-load" in listed.stdout.splitlines()[1]

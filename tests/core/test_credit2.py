@@ -11,8 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xenpy.abi.generated.hypercalls import Hypercall, SchedOp
-from xenpy.core.runstate import RUNSTATE_blocked, RUNSTATE_runnable, RUNSTATE_running
+from xenpy.core.domain import PauseFlags
+from xenpy.core.runstate import RUNSTATE_blocked, RUNSTATE_offline, RUNSTATE_runnable, RUNSTATE_running
 from xenpy.core.sched_credit2 import (
+    CSCHED2_BDGT_REPL_PERIOD,
     CSCHED2_CARRYOVER_MAX,
     CSCHED2_CREDIT_INIT,
     CSCHED2_CREDIT_MIN,
@@ -198,13 +200,20 @@ def test_busy_units_share_pcpus_evenly():
     nr_vcpus=st.integers(1, 6),
     actions=st.lists(st.tuples(st.integers(0, 5), st.sampled_from(["block", "yield", "run"]), st.integers(1, 5_000)),
                      max_size=30),
+    cap=st.sampled_from([0, 0, 30, 100, 250]),
 )
-def test_credit2_invariants(nr_pcpus, nr_vcpus, actions):
+def test_credit2_invariants(nr_pcpus, nr_vcpus, actions, cap):
     """Whatever the vCPUs do: credits stay within [CREDIT_MIN, CREDIT_INIT + CARRYOVER_MAX + compensation],
-    runstate times sum to the time since creation, pCPU time is all accounted, and the run is deterministic."""
+    runstate times sum to the time since creation, pCPU time is all accounted, a capped domain runs at most its
+    cap (plus what one period's overruns can add), and the run is deterministic."""
+    cap = min(cap, 100 * nr_vcpus)
 
     def scenario():
         hv, dom, pol = make(nr_pcpus, nr_vcpus)
+        start = hv.now_ns()
+        before = [hv.runstate(v) for v in dom.vcpus]
+        if cap:
+            pol.set_domain_cap(dom, cap)
         for vid, action, us in actions:
             v = dom.vcpus[vid % nr_vcpus]
             if v.runstate.state == RUNSTATE_running and action == "block":
@@ -218,7 +227,13 @@ def test_credit2_invariants(nr_pcpus, nr_vcpus, actions):
         infos = [hv.runstate(v) for v in dom.vcpus]
         for v, info in zip(dom.vcpus, infos, strict=True):
             assert sum(info[2:]) == now - v.creation_ns
-        assert sum(i[2 + RUNSTATE_running] for i in infos) <= nr_pcpus * now
+        running = sum(i[2 + RUNSTATE_running] for i in infos)
+        assert running <= nr_pcpus * now
+        if cap:
+            ran = running - sum(r[2 + RUNSTATE_running] for r in before)
+            quota = max(CSCHED2_BDGT_REPL_PERIOD * cap // 100 // nr_vcpus, CSCHED2_MIN_TIMER)
+            slack = CSCHED2_BDGT_REPL_PERIOD * cap // 100 + nr_vcpus * (quota + MS)
+            assert ran <= (now - start) * cap // 100 + slack
         waiting = sum(i[2 + RUNSTATE_runnable] for i in infos)
         return infos, waiting
 
@@ -244,3 +259,72 @@ def test_weights_share_a_pcpu_in_proportion():
     for bad in (0, 65536):
         with pytest.raises(ValueError, match="1-65535"):
             pol.set_domain_weight(light, bad)
+
+
+def busy_capped(nr_pcpus, nr_vcpus, cap):
+    hv, dom, pol = make(nr_pcpus, nr_vcpus)
+    pol.set_domain_cap(dom, cap)
+    return hv, dom, pol
+
+
+def test_a_capped_vcpu_runs_its_share_and_is_offline_when_parked():
+    """cap 50 of a busy vCPU alone on a pCPU: a 5 ms quota a 10 ms period, then parked (_VPF_parked) until the
+    replenishment: half the time running, the other half offline (a unit parked while running leaves as
+    offline, not runnable); removing the cap unparks it and it runs all the time."""
+    hv, dom, pol = busy_capped(1, 1, 50)
+    v = dom.vcpus[0]
+    assert pol.domain_cap(dom) == 50 and pol.unit(v).budget_quota == 5 * MS
+    start = hv.runstate(v)
+    hv.run_for(1000 * MS)
+    end = hv.runstate(v)
+    running = end[2 + RUNSTATE_running] - start[2 + RUNSTATE_running]
+    offline = end[2 + RUNSTATE_offline] - start[2 + RUNSTATE_offline]
+    assert 490 * MS <= running <= 510 * MS and running + offline == 1000 * MS
+    parked = [hv.now_ns()]
+    while not v.pause_flags & PauseFlags.VPF_parked:
+        hv.run_for(100 * US)
+        parked.append(hv.now_ns())
+    assert v.runstate.state == RUNSTATE_offline and v in pol.doms[dom].parked
+    pol.set_domain_cap(dom, 0)
+    hv.run_for(1 * MS)
+    assert not v.pause_flags & PauseFlags.VPF_parked and v.runstate.state == RUNSTATE_running
+    before = hv.runstate(v)[2 + RUNSTATE_running]
+    hv.run_for(100 * MS)
+    assert hv.runstate(v)[2 + RUNSTATE_running] - before == 100 * MS
+
+
+def test_a_cap_bounds_a_domain_across_its_vcpus():
+    """cap 100 of two busy vCPUs on two pCPUs: one pCPU's worth between them, about half each. The other domain's
+    busy vCPU trails them in credit, so they preempt it while they have budget; once both are parked, one pCPU
+    idles with nothing runnable queued (a pCPU never idles while a runnable unit waits)."""
+    hv = Hypervisor(nr_pcpus=2, memory_mib=32)
+    capped = hv.create_domain(DomainConfig(max_vcpus=2, memory_mib=2, periodic_period_ns=0))
+    other = hv.create_domain(DomainConfig(max_vcpus=1, memory_mib=2, periodic_period_ns=0))
+    for d in (capped, other):
+        d.unpause()
+    hv.bring_up_vcpus(capped)
+    pol = hv.scheduler.policy
+    pol.set_domain_cap(capped, 100)
+    idle_with_work = []
+    hv.switch_hooks.append(lambda p, prev, nxt: nxt is None and any(v.runnable for v in pol.runq)
+                           and idle_with_work.append(hv.now_ns()))
+    hv.run_for(1 * MS)
+    vcpus = (*capped.vcpus, other.vcpus[0])
+    start = [hv.runstate(v)[2 + RUNSTATE_running] for v in vcpus]
+    hv.run_for(1000 * MS)
+    ran = [hv.runstate(v)[2 + RUNSTATE_running] - t for v, t in zip(vcpus, start, strict=True)]
+    assert 980 * MS <= ran[0] + ran[1] <= 1020 * MS
+    assert all(400 * MS <= r <= 600 * MS for r in ran[:2])
+    assert ran[2] >= 500 * MS
+    assert not idle_with_work
+
+
+def test_cap_limits():
+    """Xen's -EINVAL above 100 per cent per unit; 100 per unit is accepted."""
+    _hv, dom, pol = make(1, 2)
+    pol.set_domain_cap(dom, 200)
+    with pytest.raises(ValueError, match="0-200"):
+        pol.set_domain_cap(dom, 201)
+    with pytest.raises(ValueError):
+        pol.set_domain_cap(dom, -1)
+    assert pol.domain_cap(dom) == 200

@@ -153,6 +153,20 @@ def test_registers_and_segment_bases(guest):
     assert (arch.fs_base, arch.gs_base_kernel, arch.gs_base_user) == (0x7000_0000, 0x7100_0000, 0x7200_0000)
 
 
+def test_a_selector_on_an_unmapped_gdt_page_is_refused_before_unicorn(guest):
+    """SEGBASE_GS_USER_SEL with a selector whose GDT page is not mapped (no set_gdt frames): Xen's fix-up loads
+    the null selector and the call returns 0. Unicorn's own check would read the descriptor and fault inside
+    QEMU, which unwinds across the Python frames of the hypercall (found by the in-guest fuzzer, seed 1040).
+    (Loads Unicorn accepts are exercised from guest code, inside the emulation, by the fuzz guest.)"""
+    g = guest("roundtrip")
+    ctx = g.engine.context(g.vcpu)
+    hctx = g.hv.dispatcher.context(g.vcpu)
+    assert ctx.load_selector("ds", 0x47A3) is False
+    assert ctx.load_selector("es", 0x0007) is False  # an LDT selector: the engine never has an LDT
+    assert do_set_segment_base(hctx, 3, 0x47A3) == 0
+    assert ctx.read_registers(("gs",))["gs"] == 0
+
+
 def test_bounce_to_a_zero_handler_crashes_with_the_vector(guest):
     """spec 3.3: create_bounce_frame with a zero handler address crashes the domain (message names the vector)."""
     g = guest("roundtrip")

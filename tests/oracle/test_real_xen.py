@@ -37,7 +37,7 @@ def _xen_image(release: str) -> Path:
     return image
 
 
-@pytest.mark.parametrize("test", load_suite(), ids=lambda t: t.name)
+@pytest.mark.parametrize("test", [t for t in load_suite() if t.oracle], ids=lambda t: t.name)
 @pytest.mark.parametrize("release", RELEASES)
 def test_xenpy_agrees_with_real_xen(guest_build_dir: Path, release: str, test) -> None:  # type: ignore[no-untyped-def]
     xen = _xen_image(release)

@@ -2,8 +2,8 @@
 
 ``list`` and ``vcpu-list`` print ``xl list`` and ``xl vcpu-list`` tables (``vcpu-list`` adds the four runstate
 times); ``--json`` prints the control socket's answer instead. ``pause``, ``unpause``, ``shutdown`` (``-r``:
-reboot) and ``destroy`` act on one domain, by id or name; ``sched-credit2 DOMAIN [-w WEIGHT]`` shows or sets its
-credit2 weight.
+reboot) and ``destroy`` act on one domain, by id or name; ``sched-credit2 DOMAIN [-w WEIGHT] [-c CAP]`` shows or sets
+its credit2 weight and cap.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         add_control_argument(sub)
         sub.set_defaults(handler=_run)
     for name, what in (("pause", "pause a domain's vCPUs"), ("unpause", "unpause a domain"),
-                       ("sched-credit2", "show or set a domain's credit2 weight, as 'xl sched-credit2'"),
+                       ("sched-credit2", "show or set a domain's credit2 weight and cap, as 'xl sched-credit2'"),
                        ("shutdown", "ask a domain to shut down through its xenstore control/shutdown, as 'xl "
                         "shutdown'"),
                        ("destroy", "destroy a domain at once")):
@@ -47,6 +47,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             sub.add_argument("-w", "--weight", type=int, metavar="WEIGHT",
                              help="set the weight (1-65535; a domain of twice the weight gets twice the CPU time "
                              "under contention; default 256)")
+            sub.add_argument("-c", "--cap", type=int, metavar="CAP",
+                             help="set the cap, in per cent of one pCPU (0: none, the default; at most 100 per vCPU)")
         add_control_argument(sub)
         sub.set_defaults(handler=_run)
 
@@ -63,8 +65,8 @@ def _run(args: argparse.Namespace) -> int:
             request["domain"] = _domain_arg(args.domain)
         if command == "shutdown":
             request["reason"] = "reboot" if args.reboot else "poweroff"
-        if command == "sched-credit2" and args.weight is not None:
-            request["weight"] = args.weight
+        if command == "sched-credit2":
+            request.update({k: v for k, v in (("weight", args.weight), ("cap", args.cap)) if v is not None})
         try:
             result = client.request(command, **request)
         except ControlError as error:

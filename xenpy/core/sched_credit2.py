@@ -2,7 +2,7 @@
 
 That is what Xen builds for the machines xenpy simulates and the oracle boots (one socket, one thread per core,
 at most 16 CPUs: ``credit2_runqueue=socket`` gives a single run queue), so load balancing between run queues,
-which runs only between queues, never moves anything and is not modelled. Caps are off (Xen's default).
+which runs only between queues, never moves anything and is not modelled.
 
 The rules, each as in Xen 4.20's source:
 
@@ -23,15 +23,26 @@ The rules, each as in Xen 4.20's source:
   there is one (the unit's own, else the next one after it); else the pCPU whose running unit has run past the
   rate limit (less 50 us) and trails the woken unit by the most credit (by more than 500 us if it is not the
   unit's own pCPU; its own pCPU wins at once if the woken unit has more credit).
+* Weights (``xl sched-credit2 -w``, 256 by default) scale the burn; caps (``-c``, per cent of one pCPU, 0: none)
+  give a domain a budget of ``CSCHED2_BDGT_REPL_PERIOD * cap / 100`` per 10 ms period. A capped unit grabs up to
+  its quota (the budget over its domain's units, at least 500 us) from the domain's pool when it is scheduled
+  with none left, burns it with its run time, and gives what is left back when it leaves its pCPU; a unit that
+  finds the pool empty is parked (``_VPF_parked``: not runnable; a running one leaves as offline) until a
+  return or the period's replenishment leaves budget in the pool, which unparks every parked unit. A unit's
+  slice is at most its budget, but never under the minimum, so budgets overrun and the debt is paid at the
+  next grab.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from xenpy.core.domain import PauseFlags
+
 if TYPE_CHECKING:
     from xenpy.core.domain import Domain, Vcpu
     from xenpy.core.scheduler import Pcpu, Scheduler
+    from xenpy.core.timers import Timer
 
 CSCHED2_DEFAULT_WEIGHT = 256
 #: The range of a domain's weight (``xen_domctl_sched_credit2.weight`` is 16 bits; 0 means "unchanged").
@@ -48,6 +59,9 @@ CSCHED2_CREDIT_RESET = 0
 CSCHED2_MAX_TIMER = CSCHED2_CREDIT_INIT
 #: ``sched_ratelimit_us``'s default (``SCHED_DEFAULT_RATELIMIT_US``), in ns.
 DEFAULT_RATELIMIT_NS = 1_000_000
+#: The budget period of capped domains (``credit2_cap_period_ms``'s default, 10 ms).
+CSCHED2_BDGT_REPL_PERIOD = 10_000_000
+_VPF_PARKED = int(PauseFlags.VPF_parked)
 
 
 class Credit2Unit:
@@ -59,9 +73,11 @@ class Credit2Unit:
         residual: the remainder of the last weighted burn.
         weight: the domain's weight.
         tickled_cpu: the pCPU tickled for this unit (-1: none).
+        budget: ns of budget it holds (<= 0: none, or a debt); None while its domain has no cap (STIME_MAX).
+        budget_quota: what it grabs from its domain's pool at a time (0 without a cap).
     """
 
-    __slots__ = ("credit", "residual", "start_time", "tickled_cpu", "weight")
+    __slots__ = ("budget", "budget_quota", "credit", "residual", "start_time", "tickled_cpu", "weight")
 
     def __init__(self, now: int) -> None:
         self.credit = CSCHED2_CREDIT_INIT
@@ -69,6 +85,33 @@ class Credit2Unit:
         self.residual = 0
         self.weight = CSCHED2_DEFAULT_WEIGHT
         self.tickled_cpu = -1
+        self.budget: int | None = None
+        self.budget_quota = 0
+
+
+class Credit2Domain:
+    """credit2's per-domain data (``struct csched2_dom``).
+
+    Attributes:
+        weight: the weight of its units.
+        cap: per cent of one pCPU (0: none).
+        tot_budget: budget per period (``CSCHED2_BDGT_REPL_PERIOD * cap / 100``).
+        budget: the pool (units' holdings not included; negative after overruns).
+        next_repl: when the pool is next replenished.
+        parked: its parked vCPUs, the last parked first.
+        repl_timer: the replenishment timer (a guest timer while a unit is parked: it is what can wake it).
+    """
+
+    __slots__ = ("budget", "cap", "next_repl", "parked", "repl_timer", "tot_budget", "weight")
+
+    def __init__(self, repl_timer: Timer) -> None:
+        self.weight = CSCHED2_DEFAULT_WEIGHT
+        self.cap = 0
+        self.tot_budget = 0
+        self.budget = 0
+        self.next_repl = 0
+        self.parked: list[Vcpu] = []
+        self.repl_timer = repl_timer
 
 
 class Credit2Scheduler:
@@ -97,7 +140,7 @@ class Credit2Scheduler:
         self.tickled: set[int] = set()
         self.units: dict[Vcpu, Credit2Unit] = {}
         self.max_weight = 1  # rqd->max_weight: the highest weight of the units
-        self.weights: dict[Domain, int] = {}  # sdom->weight, where not the default
+        self.doms: dict[Domain, Credit2Domain] = {}  # csched2_dom, made on first use
         self.nr_resets = 0
         self.sched: Scheduler | None = None
 
@@ -112,13 +155,31 @@ class Credit2Scheduler:
         if u is None:
             assert self.sched is not None
             u = self.units[v] = Credit2Unit(self.sched.clock.now_ns())
-            u.weight = self.weights.get(v.domain, CSCHED2_DEFAULT_WEIGHT)
+            sdom = self.doms.get(v.domain)
+            if sdom is not None:
+                u.weight = sdom.weight
+                if sdom.cap:
+                    u.budget, u.budget_quota = 0, self._quota(sdom, v.domain)
             self.max_weight = max(self.max_weight, u.weight)
         return u
 
+    def _dom(self, d: Domain) -> Credit2Domain:
+        sdom = self.doms.get(d)
+        if sdom is None:
+            assert self.sched is not None
+            timer = self.sched.timers.timer(self._replenish, d, f"credit2 budget d{d.domid}", housekeeping=True)
+            sdom = self.doms[d] = Credit2Domain(timer)
+        return sdom
+
     def domain_weight(self, d: Domain) -> int:
         """``d``'s weight (``XEN_DOMCTL_SCHEDOP_getinfo``)."""
-        return self.weights.get(d, CSCHED2_DEFAULT_WEIGHT)
+        sdom = self.doms.get(d)
+        return CSCHED2_DEFAULT_WEIGHT if sdom is None else sdom.weight
+
+    def domain_cap(self, d: Domain) -> int:
+        """``d``'s cap in per cent of one pCPU (0: none)."""
+        sdom = self.doms.get(d)
+        return 0 if sdom is None else sdom.cap
 
     def set_domain_weight(self, d: Domain, weight: int) -> None:
         """``XEN_DOMCTL_SCHEDOP_putinfo``'s weight (``csched2_dom_cntl``): every unit of ``d`` takes it, and the
@@ -129,7 +190,7 @@ class Credit2Scheduler:
         """
         if not CSCHED2_MIN_WEIGHT <= weight <= CSCHED2_MAX_WEIGHT:
             raise ValueError(f"a credit2 weight is {CSCHED2_MIN_WEIGHT}-{CSCHED2_MAX_WEIGHT}, not {weight}")
-        self.weights[d] = weight
+        self._dom(d).weight = weight
         for v in d.vcpus:
             u = self.unit(v)
             old, u.weight = u.weight, weight
@@ -148,8 +209,8 @@ class Credit2Scheduler:
             del self.units[v]
         if gone:
             self.max_weight = max((u.weight for u in self.units.values()), default=1)
-            for d in [d for d in self.weights if d.is_dying]:
-                del self.weights[d]
+            for d in [d for d in self.doms if d.is_dying]:
+                self.doms.pop(d).repl_timer.stop()
         return [(v, self.unit(v)) for v in live]
 
     def burn_credits(self, v: Vcpu, now: int) -> None:
@@ -161,6 +222,8 @@ class Credit2Scheduler:
         val = delta * self.max_weight + u.residual
         u.residual = val % u.weight
         u.credit = max(u.credit - val // u.weight, CSCHED2_CREDIT_MIN)
+        if u.budget is not None:
+            u.budget -= delta
         u.start_time = now
 
     def _c2t(self, credit: int, u: Credit2Unit) -> int:
@@ -175,6 +238,10 @@ class Credit2Scheduler:
         for v, u in self._all_units():
             if v.is_running and v.pcpu is not None:
                 self.burn_credits(v, now)
+                if u.budget is not None and u.budget <= 0:
+                    self.tickled.add(v.pcpu.cpu_id)  # tickle_cpu: it reschedules, and grabs or parks
+                    assert self.sched is not None
+                    self.sched.raise_schedule_softirq(v.pcpu)
             u.credit = min(u.credit + reset, CSCHED2_CREDIT_INIT + CSCHED2_CARRYOVER_MAX)
             u.start_time = now
 
@@ -212,9 +279,16 @@ class Credit2Scheduler:
         self._tickle(v, now)
 
     def context_saved(self, prev: Vcpu, now: int) -> None:
-        """``csched2_context_saved``: a preempted, still runnable ``prev`` is queued and may tickle a pCPU."""
-        self.enqueue(prev)
-        self._tickle(prev, now)
+        """``csched2_context_saved``: ``prev`` left its pCPU. A capped one gives back its budget (which may unpark
+        its domain's parked units); a still runnable one is queued and may tickle a pCPU."""
+        u = self.unit(prev)
+        were_parked: list[Vcpu] = []
+        if u.budget is not None and u.budget > 0:
+            were_parked = self._return_budget(prev, u)
+        if prev.runnable:
+            self.enqueue(prev)
+            self._tickle(prev, now)
+        self._unpark(were_parked, now)
 
     def _tickle_cpu(self, pcpu: Pcpu, v: Vcpu) -> None:
         assert self.sched is not None
@@ -286,7 +360,7 @@ class Credit2Scheduler:
             snext = prev if can_continue else None
         snext_credit = self.unit(snext).credit if snext is not None else CSCHED2_IDLE_CREDIT
         units = self.units
-        for v in self.runq:
+        for v in list(self.runq):  # a unit without budget is parked, out of the queue
             u = units[v]
             if not yielding and u.credit <= snext_credit:
                 break
@@ -295,6 +369,8 @@ class Credit2Scheduler:
             if u.tickled_cpu not in (-1, cpu) and u.tickled_cpu in self.tickled:
                 continue
             if v.processor != cpu and snext_credit + CSCHED2_MIGRATE_RESIST > u.credit:
+                continue
+            if u.budget is not None and not self._grab_budget(v, u):
                 continue
             return v
         return snext
@@ -306,6 +382,9 @@ class Credit2Scheduler:
         self.tickled.discard(pcpu.cpu_id)
         if prev is not None:
             self.burn_credits(prev, now)
+            u = self.unit(prev)
+            if u.budget is not None and u.budget <= 0 and not self._grab_budget(prev, u):
+                can_continue = False  # parked
         snext = self._candidate(pcpu, prev, now, can_continue, yielding)
         if snext is None:
             return None, -1
@@ -341,6 +420,8 @@ class Credit2Scheduler:
         swait = max(swait, inflight)
         rt_credit = u.credit - swait if swait > 0 else u.credit
         time = self._c2t(rt_credit, u) if rt_credit > 0 else 0
+        if u.budget is not None:
+            time = min(u.budget, time)
         if time < min_time:
             return min_time
         return min(time, CSCHED2_MAX_TIMER)
@@ -349,3 +430,117 @@ class Credit2Scheduler:
         """The slice of ``v`` put on ``pcpu`` outside :meth:`do_schedule`."""
         self.unit(v).start_time = now
         return self._runtime(v, False, now)
+
+    # ------------------------------------------------------------------ caps and budget
+
+    def _quota(self, sdom: Credit2Domain, d: Domain) -> int:
+        return max(sdom.tot_budget // len(d.vcpus), CSCHED2_MIN_TIMER)
+
+    def set_domain_cap(self, d: Domain, cap: int) -> None:
+        """``XEN_DOMCTL_SCHEDOP_putinfo``'s cap (``csched2_dom_cntl``), in per cent of one pCPU; 0 removes it.
+
+        Capping an uncapped domain fills its pool, starts the period and charges its running units for their
+        run so far (uncapped), then leaves every unit without budget; removing the cap unparks every unit.
+
+        Raises:
+            ValueError: ``cap`` is negative or above 100 per vCPU (Xen's -EINVAL).
+        """
+        if not 0 <= cap <= 100 * len(d.vcpus):
+            raise ValueError(f"a cap is 0-{100 * len(d.vcpus)} (per cent of one pCPU per vCPU), not {cap}")
+        assert self.sched is not None
+        sdom = self._dom(d)
+        now = self.sched.clock.now_ns()
+        if cap:
+            sdom.tot_budget = CSCHED2_BDGT_REPL_PERIOD * cap // 100
+            quota = self._quota(sdom, d)
+            for v in d.vcpus:
+                self.unit(v).budget_quota = quota
+            if sdom.cap == 0:
+                sdom.budget = sdom.tot_budget
+                sdom.next_repl = now + CSCHED2_BDGT_REPL_PERIOD
+                sdom.repl_timer.set(sdom.next_repl)
+                for v in d.vcpus:
+                    u = self.unit(v)
+                    if v.is_running and v.pcpu is not None:
+                        self.burn_credits(v, now)
+                        self.tickled.add(v.pcpu.cpu_id)
+                        self.sched.raise_schedule_softirq(v.pcpu)
+                    u.budget = 0
+            sdom.cap = cap
+        elif sdom.cap:
+            sdom.repl_timer.stop()
+            for v in d.vcpus:
+                u = self.unit(v)
+                u.budget, u.budget_quota = None, 0
+            sdom.cap = 0
+            parked, sdom.parked = sdom.parked, []
+            self._unpark(parked, now)
+
+    def _grab_budget(self, v: Vcpu, u: Credit2Unit) -> bool:
+        """``unit_grab_budget``: a unit without budget pays its debt into the pool and takes up to its quota; it
+        is parked if the pool has none. True if it has budget."""
+        assert u.budget is not None
+        if u.budget > 0:
+            return True
+        sdom = self._dom(v.domain)
+        sdom.budget += u.budget
+        if sdom.budget > 0:
+            u.budget = min(u.budget_quota, sdom.budget)
+            sdom.budget -= u.budget
+        else:
+            u.budget = 0
+            self._park(v, sdom)
+        return u.budget > 0
+
+    def _park(self, v: Vcpu, sdom: Credit2Domain) -> None:
+        """``park_unit``: ``_VPF_parked`` (not runnable: its runstate stays as it is until it leaves a pCPU or
+        runs again), out of the run queue, onto the domain's parked list."""
+        v.pause_flags |= _VPF_PARKED
+        if v.in_runq:
+            self.remove(v)
+        sdom.parked.insert(0, v)
+        sdom.repl_timer.housekeeping = False
+
+    def _return_budget(self, v: Vcpu, u: Credit2Unit) -> list[Vcpu]:
+        """``unit_return_budget``: the unit's budget goes back to the pool; the parked units to unpark if the
+        pool now has budget."""
+        assert u.budget is not None
+        sdom = self._dom(v.domain)
+        sdom.budget += u.budget
+        u.budget = 0
+        if sdom.budget > 0:
+            parked, sdom.parked = sdom.parked, []
+            return parked
+        return []
+
+    def _unpark(self, vcpus: list[Vcpu], now: int) -> None:
+        """``unpark_parked_units``: clear ``_VPF_parked``; a runnable unit goes back to the run queue (with no
+        budget: it grabs again when picked) and may tickle a pCPU."""
+        for v in vcpus:
+            v.pause_flags &= ~_VPF_PARKED
+            if v.runnable and not v.is_running and not v.in_runq:
+                self.enqueue(v)
+                self._tickle(v, now)
+        if vcpus:
+            sdom = self.doms.get(vcpus[0].domain)
+            if sdom is not None and not sdom.parked:
+                sdom.repl_timer.housekeeping = True
+
+    def _replenish(self, d: Domain) -> None:
+        """``replenish_domain_budget``, the period's timer: add the budget of every period passed; a positive
+        pool is capped at one period's budget and unparks every parked unit; re-arm at the next period."""
+        assert self.sched is not None
+        sdom = self.doms.get(d)
+        if sdom is None or not sdom.cap:
+            return
+        now = self.sched.clock.now_ns()
+        sdom.next_repl += CSCHED2_BDGT_REPL_PERIOD
+        sdom.budget += sdom.tot_budget
+        while sdom.next_repl <= now:
+            sdom.next_repl += CSCHED2_BDGT_REPL_PERIOD
+            sdom.budget += sdom.tot_budget
+        if sdom.budget > 0:
+            sdom.budget = min(sdom.budget, sdom.tot_budget)
+            parked, sdom.parked = sdom.parked, []
+            self._unpark(parked, now)
+        sdom.repl_timer.set(sdom.next_repl)

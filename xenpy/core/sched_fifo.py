@@ -58,8 +58,9 @@ class FifoScheduler:
         self.enqueue(v)
 
     def context_saved(self, prev: Vcpu, now: int) -> None:
-        """``prev`` left its pCPU still runnable: it goes to the tail."""
-        self.enqueue(prev)
+        """``prev`` left its pCPU: if still runnable, it goes to the tail."""
+        if prev.runnable:
+            self.enqueue(prev)
 
     def requeue_front(self, v: Vcpu) -> None:
         """``v`` was displaced without its fault (force_reschedule, schedule_in): it goes back to the head."""

@@ -72,9 +72,10 @@ class SchedPolicy(Protocol):
     """A scheduling policy (Xen's ``struct scheduler`` ops), as :class:`Scheduler` drives it.
 
     ``wake`` queues a vCPU that became runnable and is on no pCPU (and may tickle pCPUs with
-    :meth:`Scheduler.raise_schedule_softirq`); ``remove`` takes a queued vCPU out; ``context_saved`` queues one
-    that left its pCPU still runnable; ``do_schedule`` picks what runs on a pCPU (``prev`` itself to continue, None
-    for idle) and its slice in ns (-1: no timer), taking the pick out of the queue. ``idle_pulls``: an idle pCPU
+    :meth:`Scheduler.raise_schedule_softirq`); ``remove`` takes a queued vCPU out; ``context_saved`` sees every
+    vCPU that left its pCPU (and queues it if it is still runnable); ``do_schedule`` picks what runs on a pCPU
+    (``prev`` itself to continue, None for idle) and its slice in ns (-1: no timer), taking the pick out of the
+    queue. ``idle_pulls``: an idle pCPU
     looks for work at every softirq (``has_work``) instead of waiting to be tickled.
     """
 
@@ -311,8 +312,8 @@ class Scheduler:
 
     def context_switch(self, pcpu: Pcpu, nxt: Vcpu | None, now: int, slice_ns: int | None = None) -> None:
         """Switch ``pcpu`` from its current vCPU to ``nxt`` (``sched_switch_units`` + ``context_switch``), for
-        ``slice_ns`` (None: the policy's slice for ``nxt``); a still runnable ``prev`` goes back to the policy
-        (``context_saved``)."""
+        ``slice_ns`` (None: the policy's slice for ``nxt``); ``prev`` goes back to the policy (``context_saved``),
+        which queues it if it is still runnable."""
         prev = pcpu.curr
         if nxt is not None and nxt.in_runq:
             self.policy.remove(nxt)
@@ -335,7 +336,7 @@ class Scheduler:
             nxt.processor = pcpu.cpu_id
         pcpu.slice_end_ns = now + slice_ns if nxt is not None and slice_ns is not None and slice_ns >= 0 else _NEVER
         pcpu.curr = nxt
-        if prev is not None and prev.runnable:
+        if prev is not None:
             self.policy.context_saved(prev, now)
         pcpu.nr_switches += 1
         self.nr_context_switches += 1

@@ -124,6 +124,13 @@ class HypervisorArea:
             entry = (mfns[page] << PAGE_SHIFT) | HV_PTE if page < len(mfns) else 0
             self._set(vcpu_id, page, entry)
 
+    def gdt_page_mapped(self, vcpu_id: int, page: int) -> bool:
+        """Whether page ``page`` of the vCPU's 16-page GDT is mapped (a guest frame, Xen's page or the zero page)."""
+        if not 0 <= page < GDT_LIMIT // PAGE_SIZE + 1:
+            return False
+        slot = vcpu_id * VCPU_AREA_PAGES + page
+        return bool(self._q[(2 + slot // 512) * 512 + slot % 512] & PAGE_PRESENT)
+
     def stack_write(self, data: bytes) -> int:
         """Write ``data`` at the top of the trampoline stack; returns its offset from the stack page."""
         offset = PAGE_SIZE - len(data)

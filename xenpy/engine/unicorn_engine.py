@@ -335,6 +335,8 @@ class UnicornVcpu(Pv64Context):
         length after the hook returns.
         """
         items = {k: v for k, v in values.items() if k != "shadow_gs_base"}
+        for seg in _SEGMENT_NAMES.intersection(items):
+            self._check_selector(seg, items[seg])
         if "shadow_gs_base" in values:
             self._write_msr(MSR_SHADOW_GS_BASE, values["shadow_gs_base"])
         if not items:
@@ -345,6 +347,26 @@ class UnicornVcpu(Pv64Context):
         for i, value in enumerate(items.values()):
             batch.vals[i] = value & _U64
         lib.uc_reg_write_batch(self._uch, batch.ids, batch.ptrs, batch.n)
+
+    def _check_selector(self, segment: str, selector: int) -> None:
+        """Refuse a selector whose descriptor Unicorn could not read without faulting.
+
+        Unicorn checks a segment load (``uc_check_cpu_x86_load_seg``) by reading the descriptor from the GDT; on
+        an unmapped GDT page that read raises a page fault inside QEMU, which unwinds with ``siglongjmp`` across
+        the Python frames of the caller (the interpreter's state is lost). So the descriptor's GDT page must be
+        mapped (the guest's ``set_gdt`` frames, or Xen's reserved page) before the selector goes to Unicorn; the
+        descriptor's own checks (present, type, privilege) are then Unicorn's.
+
+        Raises:
+            ValueError: the selector cannot be loaded (the caller loads the null selector or crashes the guest).
+        """
+        selector &= 0xFFFF
+        if selector & 0xFFFC == 0:
+            return
+        if selector & 4:  # an LDT selector: the engine never loads an LDT (LDTR is null, its limit 0)
+            raise ValueError(f"{segment} selector {selector:#06x}: there is no LDT")
+        if not self.area.gdt_page_mapped(self.vcpu.vcpu_id, (selector & 0xFFF8) >> PAGE_SHIFT):
+            raise ValueError(f"{segment} selector {selector:#06x}: its GDT page is not mapped")
 
     # ---------------------------------------------------------------- Pv64Context primitives
 

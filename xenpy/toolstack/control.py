@@ -17,7 +17,7 @@ The ops: ``list`` (with ``xl list``'s State letters as ``xl_state``); ``vcpu-lis
 ``metrics`` (Prometheus text); ``pause``, ``unpause``, ``destroy`` ``domain``; ``shutdown`` ``domain``
 [``reason``: poweroff, reboot, halt, suspend, crash], written into the guest's xenstore ``control/shutdown`` as
 ``xl shutdown`` does (a guest that watches or reads the node acts on it); ``sched-credit2`` ``domain``
-[``weight``], ``xl sched-credit2``'s weight (caps are not implemented: a non-zero ``cap`` is ``unsupported``);
+[``weight``] [``cap``], ``xl sched-credit2``'s weight and cap;
 ``subscribe`` [``interval`` s, 0.05-3600, default 1]; ``unsubscribe``. ``domain`` is a domid or a name. Error
 codes: ``bad-json``, ``bad-request``, ``too-large``, ``unknown-op``, ``no-such-domain``, ``invalid`` (the
 domain's state does not allow it), ``unsupported``, ``permission`` (another user).
@@ -408,17 +408,21 @@ class ControlServer:
         policy = self.hv.scheduler.policy
         if not isinstance(policy, Credit2Scheduler):
             raise ControlError("unsupported", f"the scheduler is {policy.name}, not credit2")
-        if request.get("cap", 0) not in (0, None):
-            raise ControlError("unsupported", "credit2 caps are not implemented (weights are)")
-        weight = request.get("weight")
-        if weight is not None:
-            if isinstance(weight, bool) or not isinstance(weight, int):
-                raise ControlError("bad-request", "\"weight\" must be an integer")
-            try:
-                policy.set_domain_weight(d, weight)
-            except ValueError as error:
-                raise ControlError("bad-request", str(error)) from None
-        return {"domid": d.domid, "name": d.name, "weight": policy.domain_weight(d), "cap": 0}
+        values = {}
+        for name in ("weight", "cap"):
+            value = request.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ControlError("bad-request", f"\"{name}\" must be an integer")
+            values[name] = value
+        # csched2_dom_cntl: the weight first, then the cap (a bad cap leaves the new weight in place).
+        try:
+            if values["weight"] is not None:
+                policy.set_domain_weight(d, values["weight"])
+            if values["cap"] is not None:
+                policy.set_domain_cap(d, values["cap"])
+        except ValueError as error:
+            raise ControlError("invalid", str(error)) from None
+        return {"domid": d.domid, "name": d.name, "weight": policy.domain_weight(d), "cap": policy.domain_cap(d)}
 
     def _op_subscribe(self, client: _Client, request: dict[str, Any]) -> dict[str, Any]:
         interval = request.get("interval", DEFAULT_INTERVAL_S)
