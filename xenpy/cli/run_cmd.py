@@ -23,6 +23,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from xenpy.abi.vcpu import RUNSTATE
+from xenpy.cli.argtypes import float_range, int_range
 from xenpy.cli.errors import EXIT_DATAERR, CliError
 from xenpy.core.memory import OutOfMachineMemory
 from xenpy.core.profiles import PROFILES
@@ -64,11 +65,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("image", metavar="IMAGE",
                      help="the PV kernel: an ELF file, a gzipped ELF, or a Linux bzImage (compressed with gzip, "
                      "bzip2, xz, lzma, lz4 or zstd)")
-    run.add_argument("--vcpus", type=_int_range(1, MAX_VCPUS), default=1, metavar="N",
+    run.add_argument("--vcpus", type=int_range(1, MAX_VCPUS), default=1, metavar="N",
                      help=f"vCPUs of the guest (1-{MAX_VCPUS}, default 1)")
-    run.add_argument("--pcpus", type=_int_range(1, 64), default=1, metavar="N",
+    run.add_argument("--pcpus", type=int_range(1, 64), default=1, metavar="N",
                      help="simulated physical CPUs (default 1)")
-    run.add_argument("--memory", type=_int_range(4, MAX_MEMORY_MIB), default=DEFAULT_MEMORY_MIB,
+    run.add_argument("--memory", type=int_range(4, MAX_MEMORY_MIB), default=DEFAULT_MEMORY_MIB,
                      metavar="MiB", help=f"guest memory in MiB (default {DEFAULT_MEMORY_MIB})")
     engines = available_engines()
     run.add_argument("--engine", type=_engine_name, default=DEFAULT_ENGINE, metavar="NAME",
@@ -82,7 +83,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--clock", choices=("virtual", "host"), default="virtual",
                      help="virtual: deterministic time advanced by executed instructions (default); "
                      "host: the host's monotonic clock")
-    run.add_argument("--timeout", type=_positive_float, default=60.0, metavar="S",
+    run.add_argument("--timeout", type=float_range(0, low_open=True), default=60.0, metavar="S",
                      help="give up after S seconds of wall-clock time (default 60)")
     run.add_argument("--cmdline", default="", metavar="TEXT", help="the kernel command line (start_info.cmd_line)")
     run.add_argument("--initrd", metavar="FILE",
@@ -106,34 +107,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run.set_defaults(handler=_run)
 
 
-def _int_range(low: int, high: int):  # type: ignore[no-untyped-def]
-    def parse(text: str) -> int:
-        try:
-            value = int(text, 0)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low} and {high}")
-        return value
-
-    return parse
-
-
 def _engine_name(text: str) -> str:
     engines = available_engines()
     if text not in engines:
         raise argparse.ArgumentTypeError(f"unknown engine {text!r} (available: {', '.join(engines)})")
     return text
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return value
 
 
 def _read_file(path: str, what: str = "") -> bytes:
@@ -199,7 +177,10 @@ def _run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         control = None
         if args.control is not None:
-            control_path = args.control or str(default_control_path())
+            try:
+                control_path = args.control or str(default_control_path())
+            except OSError as error:
+                raise CliError(f"--control: {default_control_dir()}: {error.strerror}", EXIT_DATAERR) from None
             xenstore = booted.xenstore
 
             def request_shutdown(d: Domain, reason: str) -> None:

@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from xenpy.cli.attach import add_control_argument, connect
 from xenpy.cli.errors import EXIT_DATAERR, EXIT_UNAVAILABLE, CliError
-from xenpy.cli.top_cmd import _interval, _positive_int
+from xenpy.cli.top_cmd import interval_seconds, positive_int
 from xenpy.toolstack.control import ControlClient
 from xenpy.toolstack.monitor import STATE_NAMES, Sample, prometheus_text, shares
 
@@ -45,9 +45,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                  "runstate times, pCPU, hypercalls, events) per interval as a JSON line, until the "
                                  "hypervisor stops, -n samples are written, or Ctrl-C.")
     record.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: standard output)")
-    record.add_argument("-d", "--delay", type=_interval, default=0.1, metavar="S",
+    record.add_argument("-d", "--delay", type=interval_seconds, default=0.1, metavar="S",
                         help="seconds between samples (default 0.1)")
-    record.add_argument("-n", "--samples", type=_positive_int, metavar="N", help="stop after N samples")
+    record.add_argument("-n", "--samples", type=positive_int, metavar="N", help="stop after N samples")
     add_control_argument(record)
     record.set_defaults(handler=_record)
 

@@ -17,6 +17,7 @@ import sys
 import time
 from typing import Any
 
+from xenpy.cli.argtypes import float_range, int_range
 from xenpy.cli.attach import add_control_argument, connect
 from xenpy.cli.errors import EXIT_UNAVAILABLE, CliError
 from xenpy.toolstack.control import MAX_INTERVAL_S, MIN_INTERVAL_S, ControlClient
@@ -38,9 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "system time. 'q' quits. With -b, print -n intervals as CSV rows or JSON lines instead.",
     )
     top.add_argument("-b", "--batch", action="store_true", help="batch mode: print rows instead of a live view")
-    top.add_argument("-d", "--delay", type=_interval, default=1.0, metavar="S",
+    top.add_argument("-d", "--delay", type=interval_seconds, default=1.0, metavar="S",
                      help=f"seconds between updates ({MIN_INTERVAL_S:g}-{MAX_INTERVAL_S:g}, default 1)")
-    top.add_argument("-n", "--iterations", type=_positive_int, metavar="N",
+    top.add_argument("-n", "--iterations", type=positive_int, metavar="N",
                      help="stop after N intervals (default: until the hypervisor stops, or 'q')")
     top.add_argument("--format", choices=("csv", "json"), default="csv",
                      help="batch output: CSV rows with a header (default) or one JSON object per interval")
@@ -48,24 +49,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     top.set_defaults(handler=_run)
 
 
-def _interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not MIN_INTERVAL_S <= value <= MAX_INTERVAL_S:
-        raise argparse.ArgumentTypeError(f"must be between {MIN_INTERVAL_S:g} and {MAX_INTERVAL_S:g}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+#: ``-d``: seconds between samples, within the control socket's bounds.
+interval_seconds = float_range(MIN_INTERVAL_S, MAX_INTERVAL_S)
+positive_int = int_range(1)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import selectors
 import socket
 import struct
 import time
@@ -44,6 +43,7 @@ from xenpy.abi.sched import SHUTDOWN
 from xenpy.core.domain import DomainState, VPF_blocked
 from xenpy.core.sched_credit2 import Credit2Scheduler
 from xenpy.toolstack.monitor import STATE_NAMES, Sample, prometheus_text, take_sample
+from xenpy.toolstack.socket_server import UnixSocketServer, is_listening
 
 if TYPE_CHECKING:
     from xenpy.core.domain import Domain
@@ -84,8 +84,11 @@ def default_control_dir() -> Path:
 
 
 def default_control_path(pid: int | None = None) -> Path:
-    """The default socket of the ``xenpy run`` with process id ``pid`` (this process by default)."""
-    return default_control_dir() / f"run-{os.getpid() if pid is None else pid}.sock"
+    """The default socket of the ``xenpy run`` with process id ``pid`` (this process by default); its directory
+    is made (mode 0700) if missing."""
+    directory = default_control_dir()
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return directory / f"run-{os.getpid() if pid is None else pid}.sock"
 
 
 @dataclass
@@ -99,11 +102,10 @@ class _Client:
     closing: bool = False
 
 
-class ControlServer:
+class ControlServer(UnixSocketServer):
     """Serves the control protocol for ``hv`` on a Unix socket at ``path``.
 
-    The directory is created (mode 0700) if missing; a stale socket file at ``path`` (nobody listening) is
-    replaced, a live one is an error.
+    A stale socket file at ``path`` (nobody listening) is replaced, a live one is an error.
 
     Args:
         hv: the hypervisor to control.
@@ -117,34 +119,11 @@ class ControlServer:
 
     def __init__(self, hv: Hypervisor, path: str | os.PathLike[str], *,
                  request_shutdown: ShutdownRequester | None = None, info: dict[str, Any] | None = None) -> None:
+        super().__init__(path, mode=0o600, replace_live=False)
         self.hv = hv
-        self.path = os.fspath(path)
         self.request_shutdown = request_shutdown
         self.greeting = {"protocol": PROTOCOL, "version": PROTOCOL_VERSION, "pid": os.getpid(),
                          "pcpus": len(hv.pcpus), **(info or {})}
-        directory = os.path.dirname(self.path) or "."
-        if not os.path.isdir(directory):
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-        if os.path.exists(self.path):
-            if _is_listening(self.path):
-                raise OSError(98, "another xenpy serves this control socket", self.path)
-            os.unlink(self.path)
-        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o177)
-        try:
-            self._listener.bind(self.path)
-        except OSError:
-            self._listener.close()
-            raise
-        finally:
-            os.umask(old_umask)
-        os.chmod(self.path, 0o600)
-        self._listener.listen(16)
-        self._listener.setblocking(False)
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(self._listener, selectors.EVENT_READ, None)
-        self._clients: dict[socket.socket, _Client] = {}
-        self._closed = False
         self.ops: dict[str, Callable[[_Client, dict[str, Any]], Any]] = {
             "list": self._op_list,
             "vcpu-list": self._op_vcpu_list,
@@ -160,11 +139,6 @@ class ControlServer:
         }
 
     @property
-    def clients(self) -> int:
-        """Clients connected now."""
-        return len(self._clients)
-
-    @property
     def subscribers(self) -> int:
         """Clients subscribed to samples now."""
         return sum(1 for c in self._clients.values() if c.interval_s is not None)
@@ -177,14 +151,10 @@ class ControlServer:
         due = [c.next_sample for c in self._clients.values() if c.interval_s is not None]
         if due:
             timeout = max(0.0, min(timeout, min(due) - time.monotonic()))
-        for key, _events in self._selector.select(timeout):
-            sock = key.fileobj
-            if sock is self._listener:
-                self._accept()
-            else:
-                client = self._clients.get(sock)  # type: ignore[arg-type]
-                if client is not None:
-                    self._receive(client)
+        for sock, _events in self._ready(timeout):
+            client = self._clients.get(sock)
+            if client is not None:
+                self._receive(client)
         now = time.monotonic()
         sample: Sample | None = None
         for client in list(self._clients.values()):
@@ -195,18 +165,6 @@ class ControlServer:
                     self._queue(client, {"event": "sample", "sample": sample.to_json()})
             self._send(client)
 
-    def close(self) -> None:
-        """Disconnect every client and remove the socket."""
-        if self._closed:
-            return
-        self._closed = True
-        for client in list(self._clients.values()):
-            self._drop(client)
-        self._selector.close()
-        self._listener.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
-
     def __enter__(self) -> ControlServer:
         return self
 
@@ -215,22 +173,15 @@ class ControlServer:
 
     # ------------------------------------------------------------------ connections
 
-    def _accept(self) -> None:
-        try:
-            sock, _address = self._listener.accept()
-        except (BlockingIOError, InterruptedError):
-            return
+    def _new_client(self, sock: socket.socket) -> _Client:
         client = _Client(sock)
-        self._clients[sock] = client
-        self._selector.register(sock, selectors.EVENT_READ, None)
         _pid, uid, _gid = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
         if uid != os.geteuid():
             self._queue(client, _error_reply(None, "permission", f"uid {uid} may not use this control socket"))
             client.closing = True
         else:
             self._queue(client, self.greeting)
-        sock.setblocking(False)
-        self._send(client)
+        return client
 
     def _receive(self, client: _Client) -> None:
         try:
@@ -289,27 +240,13 @@ class ControlServer:
     def _queue(self, client: _Client, message: dict[str, Any]) -> None:
         client.out += json.dumps(message, separators=(",", ":")).encode() + b"\n"
 
-    def _send(self, client: _Client) -> None:
-        if client.out:
-            try:
-                sent = client.sock.send(client.out)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                self._drop(client)
-                return
-            del client.out[:sent]
+    def _send(self, client: _Client) -> bool:  # type: ignore[override]
+        if not super()._send(client):
+            return False
         if client.closing and not client.out:
             self._drop(client)
-            return
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.out else 0)
-        self._selector.modify(client.sock, events, None)
-
-    def _drop(self, client: _Client) -> None:
-        self._clients.pop(client.sock, None)
-        with contextlib.suppress(KeyError, ValueError):
-            self._selector.unregister(client.sock)
-        client.sock.close()
+            return False
+        return True
 
     # ------------------------------------------------------------------ ops
 
@@ -450,18 +387,6 @@ def _affinity(mask: int | None) -> str:
     return "all" if mask is None else str(mask)
 
 
-def _is_listening(path: str) -> bool:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.settimeout(0.5)
-        probe.connect(path)
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
-
-
 # ---------------------------------------------------------------------------------------------- client
 
 
@@ -557,7 +482,7 @@ def live_control_sockets(directory: Path | None = None) -> list[Path]:
     live = []
     with contextlib.suppress(OSError):
         for path in directory.glob("*.sock"):
-            if _is_listening(str(path)):
+            if is_listening(str(path)):
                 live.append(path)
             else:
                 with contextlib.suppress(OSError):

@@ -20,6 +20,7 @@ import socket
 import threading
 from dataclasses import dataclass, field
 
+from xenpy.toolstack.socket_server import UnixSocketServer
 from xenpy.toolstack.xenstore.store import Connection, Store
 from xenpy.toolstack.xenstore.wire import MessageReader, ProtocolError
 
@@ -34,7 +35,7 @@ class _Client:
     out: bytearray = field(default_factory=bytearray)
 
 
-class XenstoreSocketServer:
+class XenstoreSocketServer(UnixSocketServer):
     """Serves ``store`` on a Unix socket at ``path`` (an existing socket file there is replaced).
 
     Attributes:
@@ -43,40 +44,23 @@ class XenstoreSocketServer:
     """
 
     def __init__(self, store: Store, path: str | os.PathLike[str]) -> None:
+        super().__init__(path)
         self.store = store
-        self.path = os.fspath(path)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
-        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._listener.bind(self.path)
-        self._listener.listen(16)
-        self._listener.setblocking(False)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(self._listener, selectors.EVENT_READ, None)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
-        self._clients: dict[socket.socket, _Client] = {}
-        self._closed = False
-
-    @property
-    def clients(self) -> int:
-        """Number of connected clients."""
-        return len(self._clients)
+        self._own_sockets += [self._wake_r, self._wake_w]
 
     def poll(self, timeout: float | None = 0.0) -> None:
         """Accept, read and answer what is ready (waiting up to ``timeout`` seconds), then send queued output."""
-        for key, events in self._selector.select(timeout):
-            sock = key.fileobj
-            if sock is self._listener:
-                self._accept()
-            elif sock is self._wake_r:
+        for sock, events in self._ready(timeout):
+            if sock is self._wake_r:
                 with contextlib.suppress(BlockingIOError):
                     while self._wake_r.recv(4096):
                         pass
             else:
-                client = self._clients.get(sock)  # type: ignore[arg-type]
+                client = self._clients.get(sock)
                 if client is not None and events & selectors.EVENT_READ:
                     self._receive(client)
         for client in list(self._clients.values()):
@@ -87,32 +71,18 @@ class XenstoreSocketServer:
         while not stop.is_set() and not self._closed:
             self.poll(interval_s)
 
-    def close(self) -> None:
-        """Disconnect every client and remove the socket."""
-        if self._closed:
-            return
-        self._closed = True
-        for client in list(self._clients.values()):
-            self._drop(client)
-        self._selector.close()
-        for sock in (self._listener, self._wake_r, self._wake_w):
-            sock.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+    def __enter__(self) -> XenstoreSocketServer:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     # ------------------------------------------------------------------ per client
 
-    def _accept(self) -> None:
-        try:
-            sock, _address = self._listener.accept()
-        except (BlockingIOError, InterruptedError):
-            return
-        sock.setblocking(False)
+    def _new_client(self, sock: socket.socket) -> _Client:
         conn = self.store.connect_socket()
         conn.on_output = self._wake
-        client = _Client(sock, conn)
-        self._clients[sock] = client
-        self._selector.register(sock, selectors.EVENT_READ, None)
+        return _Client(sock, conn)
 
     def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):
@@ -140,31 +110,12 @@ class XenstoreSocketServer:
                 self._drop(client)
                 return
 
-    def _send(self, client: _Client) -> None:
+    def _send(self, client: _Client) -> bool:  # type: ignore[override]
         with self.store.lock:
             while (message := client.conn.pop_output()) is not None:
                 client.out += message
-        if client.out:
-            try:
-                sent = client.sock.send(client.out)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                self._drop(client)
-                return
-            del client.out[:sent]
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.out else 0)
-        self._selector.modify(client.sock, events, None)
+        return super()._send(client)
 
-    def _drop(self, client: _Client) -> None:
-        self._clients.pop(client.sock, None)
-        with contextlib.suppress(KeyError, ValueError):
-            self._selector.unregister(client.sock)
-        client.sock.close()
+    def _drop(self, client: _Client) -> None:  # type: ignore[override]
+        super()._drop(client)
         self.store.disconnect(client.conn)
-
-    def __enter__(self) -> XenstoreSocketServer:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
