@@ -1,6 +1,6 @@
-"""A short fuzz campaign in the quick suite (``tests/fuzz/hypercalls.py`` through the Python API,
-``tests/fuzz/guest.py`` from inside a guest; ``make fuzz`` runs long ones): a few thousand random hypercalls break
-no invariant."""
+"""Short fuzz campaigns in the quick suite (``make fuzz`` runs long ones): random hypercalls through the Python
+API (``hypercalls.py``) and from inside a guest (``guest.py``), mutated images, xenstore traffic and control
+requests (``inputs.py``) break no invariant."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 
 from .guest import GuestFuzzError, campaign, fuzz_run
 from .hypercalls import HypercallFuzzer, InvariantError, main
+from .inputs import fuzz_control, fuzz_images, fuzz_xenstore, fuzz_xenstore_ring
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -61,3 +62,20 @@ def test_a_safe_run_without_success_is_reported(guest_build_dir) -> None:
     assert fuzz_run(5, wild=True, calls=10, image=image).outcome.name == "POWEROFF"
     with pytest.raises(GuestFuzzError, match=r"^seed 5 \(safe\): a safe run ended POWEROFF"):
         fuzz_run(5, wild=False, calls=10, image=image)
+
+
+@pytest.mark.needs_gcc
+def test_mutated_images_are_refused_in_one_line_or_boot(guest_build_dir) -> None:
+    endings = fuzz_images(40, seed=1)
+    assert endings["refused"] and endings["booted"]
+
+
+@pytest.mark.needs_gcc
+def test_random_xenstore_requests_and_rings_break_no_invariant(guest_build_dir) -> None:
+    assert fuzz_xenstore(2000, seed=1) > 1500
+    assert fuzz_xenstore_ring(200, seed=1) > 0
+
+
+def test_random_control_requests_always_get_one_reply() -> None:
+    codes = fuzz_control(1000, seed=1)
+    assert codes["ok"] and codes["bad-json"] and codes["unknown-op"]

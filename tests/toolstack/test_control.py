@@ -233,3 +233,15 @@ def test_sched_credit2_weight_and_cap(served: Served) -> None:
         assert client.request("sched-credit2", domain="guest") == {"domid": served.dom.domid, "name": "guest",
                                                                    "weight": 300, "cap": 150}
         assert client.request("sched-credit2", domain="guest", cap=0)["cap"] == 0
+
+
+def test_an_op_that_fails_answers_an_error_and_the_server_goes_on(served: Served, monkeypatch) -> None:
+    def broken(_client, _request):  # type: ignore[no-untyped-def]
+        raise KeyError("boom")
+
+    monkeypatch.setitem(served.server.ops, "list", broken)
+    with ControlClient(served.server.path) as client:
+        with pytest.raises(ControlError, match="list failed: KeyError") as error:
+            client.request("list")
+        assert error.value.code == "internal"
+        assert client.request("vcpu-list")[0]["name"] == "guest"

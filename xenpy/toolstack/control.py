@@ -20,7 +20,8 @@ The ops: ``list`` (with ``xl list``'s State letters as ``xl_state``); ``vcpu-lis
 [``weight``] [``cap``], ``xl sched-credit2``'s weight and cap;
 ``subscribe`` [``interval`` s, 0.05-3600, default 1]; ``unsubscribe``. ``domain`` is a domid or a name. Error
 codes: ``bad-json``, ``bad-request``, ``too-large``, ``unknown-op``, ``no-such-domain``, ``invalid`` (the
-domain's state does not allow it), ``unsupported``, ``permission`` (another user).
+domain's state does not allow it), ``unsupported``, ``permission`` (another user), ``internal`` (the op
+failed; the hypervisor goes on).
 
 The server is single-threaded: :meth:`ControlServer.poll` does one round of I/O; ``xenpy run`` calls it between
 the guest's scheduler steps, so a request never races the guest's CPU.
@@ -236,6 +237,8 @@ class ControlServer(UnixSocketServer):
             return {"id": req_id, "ok": True, "result": handler(client, request)}
         except ControlError as error:
             return _error_reply(req_id, error.code, str(error))
+        except Exception as error:  # a failing op answers an error; the hypervisor keeps running
+            return _error_reply(req_id, "internal", f"{op} failed: {type(error).__name__}: {error}")
 
     def _queue(self, client: _Client, message: dict[str, Any]) -> None:
         client.out += json.dumps(message, separators=(",", ":")).encode() + b"\n"
