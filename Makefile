@@ -38,13 +38,13 @@ guest:
 
 # Long fuzz campaigns (FUZZ_CALLS, FUZZ_SEED): hypercalls through the Python API, then from inside a guest
 # (test-pv64-fuzz, seed after seed), then mutated images, xenstore messages and rings, control requests; the
-# quick suite runs short ones.
+# quick suite runs short ones. The hypercalls and sub-ops each reached go to fuzz-coverage-*.md.
 FUZZ_CALLS ?= 1000000
 FUZZ_SEED ?= 1
 fuzz: $(STAMP)
 	$(MAKE) -s -C guest
-	$(BIN)/python -m tests.fuzz.hypercalls --calls $(FUZZ_CALLS) --seed $(FUZZ_SEED)
-	$(BIN)/python -m tests.fuzz.guest --calls $(FUZZ_CALLS) --seed $(FUZZ_SEED)
+	$(BIN)/python -m tests.fuzz.hypercalls --calls $(FUZZ_CALLS) --seed $(FUZZ_SEED) --coverage fuzz-coverage-api.md
+	$(BIN)/python -m tests.fuzz.guest --calls $(FUZZ_CALLS) --seed $(FUZZ_SEED) --coverage fuzz-coverage-guest.md
 	$(BIN)/python -m tests.fuzz.inputs --cases 2000 --seed $(FUZZ_SEED)
 
 bench: $(STAMP)

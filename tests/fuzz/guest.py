@@ -15,8 +15,8 @@ be sound:
 
 The longest single hypercall invocation (host time) is measured with dispatcher hooks and printed.
 
-Run: ``.venv/bin/python -m tests.fuzz.guest --calls 1000000 --seed 1`` (``make fuzz``, after ``make -C guest``);
-the quick suite runs a short campaign (``tests/fuzz/test_fuzz.py``).
+Run: ``.venv/bin/python -m tests.fuzz.guest --calls 1000000 --seed 1 [--coverage FILE]`` (``make fuzz``, after
+``make -C guest``); the quick suite runs a short campaign (``tests/fuzz/test_fuzz.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from xenpy.engine import DEFAULT_ENGINE, create_engine
 from xenpy.hypervisor import Hypervisor
 from xenpy.toolstack.boot import HYPERVISOR_MEMORY_MIB, boot_pv_image
 from xenpy.toolstack.run import Outcome, run_domain
+
+from .coverage import CallCoverage
 
 IMAGE = Path(__file__).resolve().parents[2] / "guest" / "build" / "test-pv64-fuzz"
 #: Calls of one safe run (the guest's ``calls=``).
@@ -64,7 +66,8 @@ class RunResult:
     longest_nr: int
 
 
-def fuzz_run(seed: int, *, wild: bool, calls: int, image: Path = IMAGE) -> RunResult:
+def fuzz_run(seed: int, *, wild: bool, calls: int, image: Path = IMAGE,
+             coverage: CallCoverage | None = None) -> RunResult:
     """Boot the fuzz guest with ``seed`` and check the hypervisor afterwards.
 
     Raises:
@@ -88,6 +91,7 @@ def fuzz_run(seed: int, *, wild: bool, calls: int, image: Path = IMAGE) -> RunRe
             longest[:] = [elapsed, nr]
 
     remove = hv.add_hypercall_hook(pre, post)
+    remove_coverage = coverage.attach(hv) if coverage is not None else None
     calls_before = hv.dispatcher.count
     try:
         if wild:
@@ -98,6 +102,8 @@ def fuzz_run(seed: int, *, wild: bool, calls: int, image: Path = IMAGE) -> RunRe
         raise GuestFuzzError(f"{where}: the run raised {exc!r}") from exc
     finally:
         remove()
+        if remove_coverage is not None:
+            remove_coverage()
     booted.console.close()
     domain.console.flush()
     console = domain.console.text() if hasattr(domain.console, "text") else ""
@@ -117,7 +123,8 @@ def fuzz_run(seed: int, *, wild: bool, calls: int, image: Path = IMAGE) -> RunRe
     return RunResult(seed, wild, made, report.outcome, report.detail, console, longest[0], int(longest[1]))
 
 
-def campaign(total_calls: int, seed: int, *, wild_every: int = 2, progress: bool = True) -> list[RunResult]:
+def campaign(total_calls: int, seed: int, *, wild_every: int = 2, progress: bool = True,
+             coverage: CallCoverage | None = None) -> list[RunResult]:
     """Runs from ``seed`` on, one in ``wild_every`` of them wild, until ``total_calls`` hypercalls were made; the
     first seed's safe run is repeated to check that it is deterministic."""
     results: list[RunResult] = []
@@ -127,7 +134,7 @@ def campaign(total_calls: int, seed: int, *, wild_every: int = 2, progress: bool
     while made < total_calls:
         wild = (next_seed - seed) % wild_every == wild_every - 1
         run_calls = min(WILD_RUN_CALLS if wild else SAFE_RUN_CALLS, total_calls - made)
-        result = fuzz_run(next_seed, wild=wild, calls=run_calls)
+        result = fuzz_run(next_seed, wild=wild, calls=run_calls, coverage=coverage)
         results.append(result)
         made += max(result.calls, 1)
         next_seed += 1
@@ -155,18 +162,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="the first seed (default 1)")
     parser.add_argument("--wild-every", type=int, default=2,
                         help="one run in this many is wild (default 2: every other run)")
+    parser.add_argument("--coverage", metavar="FILE", help="write the hypercalls and sub-ops reached (Markdown)")
     args = parser.parse_args(argv)
     if not IMAGE.exists():
         print(f"{IMAGE} is missing: run 'make -C guest' first", file=sys.stderr)
         return 2
     start = time.perf_counter()
     try:
-        results = campaign(args.calls, args.seed, wild_every=max(1, args.wild_every))
+        coverage = CallCoverage()
+        results = campaign(args.calls, args.seed, wild_every=max(1, args.wild_every), coverage=coverage)
     except GuestFuzzError as failure:
         print(f"FAIL: {failure}", file=sys.stderr)
         return 1
     safe = [r for r in results if not r.wild]
     wild = [r for r in results if r.wild]
+    if args.coverage:
+        Path(args.coverage).write_text(coverage.report(f"In-guest fuzzer: {len(results)} runs from seed {args.seed}"))
     longest = max(results, key=lambda r: r.longest_s)
     endings: dict[str, int] = {}
     for r in wild:

@@ -16,8 +16,8 @@ A domain that the calls shut down or crash legitimately (SCHEDOP_shutdown, a vCP
 leave with no vCPU that can run (all down, blocked or paused), is replaced by a fresh one. Calls come from a vCPU
 that can run, as a guest's would. A failure raises :class:`InvariantError` with the seed, the call number and the call.
 
-Run: ``.venv/bin/python -m tests.fuzz.hypercalls --calls 1000000 --seed 1`` (``make fuzz``); the quick test
-suite runs a short campaign (``tests/fuzz/test_fuzz.py``).
+Run: ``.venv/bin/python -m tests.fuzz.hypercalls --calls 1000000 --seed 1 [--coverage FILE]`` (``make fuzz``);
+the quick test suite runs a short campaign (``tests/fuzz/test_fuzz.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import random
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from xenpy.abi.cstruct import CStruct, CUnion, layout_rows
 from xenpy.abi.generated.hypercalls import HYPERCALLS
@@ -34,6 +35,8 @@ from xenpy.abi.xen import DOMID_SELF
 from xenpy.core.domain import Domain, DomainState
 from xenpy.core.runstate import vcpu_runstate_get
 from xenpy.hypervisor import DomainConfig, Hypervisor
+
+from .coverage import CallCoverage
 
 #: Hypercall numbers outside the table that are tried too.
 OUT_OF_TABLE = (64, 65, 255, 0xFFFF_FFFF, 1 << 63)
@@ -220,8 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Fuzz xenpy's hypercalls through the Python API.")
     parser.add_argument("--calls", type=int, default=100_000, help="hypercalls to issue (default 100000)")
     parser.add_argument("--seed", type=int, default=1, help="the random seed (default 1)")
+    parser.add_argument("--coverage", metavar="FILE", help="write the hypercalls and sub-ops reached (Markdown)")
     args = parser.parse_args(argv)
     fuzzer = HypercallFuzzer(args.seed)
+    coverage = CallCoverage()
+    coverage.attach(fuzzer.hv)
     start = time.perf_counter()
     step = max(1, args.calls // 10)
     try:
@@ -231,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     except InvariantError as failure:
         print(f"FAIL: {failure}", file=sys.stderr)
         return 1
+    if args.coverage:
+        Path(args.coverage).write_text(coverage.report(f"Python-API fuzzer: {fuzzer.calls} calls, seed {args.seed}"))
     seconds, call = fuzzer.slowest
     longest, nr = fuzzer.slowest_invocation
     print(f"{fuzzer.calls} calls, no invariant broken; slowest {seconds * 1e3:.2f} ms: {call}; "

@@ -79,3 +79,18 @@ def test_random_xenstore_requests_and_rings_break_no_invariant(guest_build_dir) 
 def test_random_control_requests_always_get_one_reply() -> None:
     codes = fuzz_control(1000, seed=1)
     assert codes["ok"] and codes["bad-json"] and codes["unknown-op"]
+
+
+def test_the_coverage_report_lists_what_was_reached_and_what_was_not() -> None:
+    from xenpy.abi.generated.hypercalls import Hypercall, VcpuOp
+
+    from .coverage import CallCoverage
+
+    coverage = CallCoverage()
+    coverage.record(None, int(Hypercall.vcpu_op), (int(VcpuOp.VCPUOP_is_up), 0, 0), 0)
+    coverage.record(None, int(Hypercall.vcpu_op), (int(VcpuOp.VCPUOP_is_up), 99, 0), -2)
+    coverage.record(None, 999, (0,), -38)
+    report = coverage.report("test")
+    assert "| vcpu_op | VCPUOP_is_up | 2 | 1 | ENOENT |" in report
+    assert "1 calls to numbers outside it" in report
+    assert "vcpu_op VCPUOP_up" in report.split("Never reached: ")[1]
