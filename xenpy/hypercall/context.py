@@ -40,8 +40,9 @@ if TYPE_CHECKING:
 
 _U64 = (1 << 64) - 1
 #: The entries a batched hypercall (multicall, mmu_update, mmuext_op) runs at most in one invocation before it
-#: ends with a continuation: xenpy's time does not advance within a hypercall, so this stands in for the
-#: timer-driven preemption of Xen's ``hypercall_preempt_check``.
+#: ends with a continuation, the elements of the batches a multicall's entries run included: xenpy's time does
+#: not advance within a hypercall, so this stands in for the timer-driven preemption of Xen's
+#: ``hypercall_preempt_check``.
 PREEMPT_ENTRIES = 256
 
 
@@ -61,8 +62,8 @@ class HypercallContext:
         hypercalls: hypercalls the vCPU made through the dispatcher (a multicall's entries included).
     """
 
-    __slots__ = ("_clock", "_dispatch", "_system", "abi", "continuation", "cpu", "domain", "hypercalls",
-                 "machine", "profile", "vcpu")  # fmt: skip
+    __slots__ = ("_batch_work", "_clock", "_dispatch", "_nesting", "_system", "abi", "continuation", "cpu", "domain",
+                 "hypercalls", "machine", "profile", "vcpu")  # fmt: skip
 
     def __init__(self, vcpu: Vcpu, system: System, dispatch: Callable[..., int]) -> None:
         """``dispatch(ctx, nr, a1..a5)`` runs a nested hypercall (the dispatcher's, with its hooks)."""
@@ -75,6 +76,8 @@ class HypercallContext:
         self.cpu: CpuPort | None = None
         self.continuation: tuple[int, tuple[int, ...]] | None = None
         self.hypercalls = 0
+        self._batch_work = 0  # batch elements started in this invocation, nested batches included
+        self._nesting = 0  # hypercalls issued through hypercall() (a multicall's entries) now running
         self._clock = system.clock
         self._system = system
         self._dispatch = dispatch
@@ -130,15 +133,26 @@ class HypercallContext:
 
     def should_preempt(self, done: int) -> bool:
         """Before the next element of a batch of which this invocation has done ``done``: Xen's
-        ``done && hypercall_preempt_check()``, or :data:`PREEMPT_ENTRIES` are done."""
-        return bool(done) and (done >= PREEMPT_ENTRIES or self.preempt_check())
+        ``done && hypercall_preempt_check()``, or :data:`PREEMPT_ENTRIES` elements are done in this invocation,
+        counting those of the batches a multicall's entries ran (so a multicall of batches is bounded too)."""
+        if not done:
+            if not self._nesting:
+                self._batch_work = 0  # a top-level batch starts its invocation
+            self._batch_work += 1
+            return False
+        self._batch_work += 1
+        return done >= PREEMPT_ENTRIES or self._batch_work > PREEMPT_ENTRIES or self.preempt_check()
 
     def hypercall(self, nr: int, *args: int) -> int:
         """Issue hypercall ``nr`` with raw register ``args`` as the caller, through the dispatcher (multicall).
 
         Hooks see it as a hypercall of its own; the result is what the guest would see in rax.
         """
-        return self._dispatch(self, nr, *args)
+        self._nesting += 1
+        try:
+            return self._dispatch(self, nr, *args)
+        finally:
+            self._nesting -= 1
 
     def __repr__(self) -> str:
         return f"<HypercallContext {self.vcpu!r}>"
