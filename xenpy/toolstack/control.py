@@ -166,12 +166,6 @@ class ControlServer(UnixSocketServer):
                     self._queue(client, {"event": "sample", "sample": sample.to_json()})
             self._send(client)
 
-    def __enter__(self) -> ControlServer:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
     # ------------------------------------------------------------------ connections
 
     def _new_client(self, sock: socket.socket) -> _Client:

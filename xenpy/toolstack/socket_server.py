@@ -14,7 +14,7 @@ import os
 import selectors
 import socket
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 
 class SocketClient(Protocol):
@@ -138,3 +138,9 @@ class UnixSocketServer:
             sock.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

@@ -71,12 +71,6 @@ class XenstoreSocketServer(UnixSocketServer):
         while not stop.is_set() and not self._closed:
             self.poll(interval_s)
 
-    def __enter__(self) -> XenstoreSocketServer:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
     # ------------------------------------------------------------------ per client
 
     def _new_client(self, sock: socket.socket) -> _Client:
