@@ -176,6 +176,23 @@ def test_full_table_of_256_entries(guest: Guest):
     assert trap_ctxt(guest) == entries
 
 
+def test_a_long_table_continues_and_completes(guest: Guest):
+    """spec 5.7 and Xen's loop: a preempt check after each entry, so a table longer than one invocation's work
+    (here 1000 entries, rewriting vectors) ends the invocation with a continuation at the next entry; the
+    re-issued call finishes it and the result is that of one call."""
+    entries = [(v % 256, 0, 0xE033, KERNEL_VA + 16 * v) for v in range(1000)]
+    gva = put_table(guest, entries)
+    ctx = guest.hv.dispatcher.context(guest.v[0])
+    first = guest.hv.dispatcher.dispatch(ctx, Hypercall.set_trap_table, gva)
+    assert ctx.continuation is not None
+    nr, (resume,) = ctx.continuation
+    ctx.continuation = None
+    assert (nr, resume, first) == (Hypercall.set_trap_table, gva + 256 * ENTRY_SIZE, 0)
+    assert trap_ctxt(guest)[255] == entries[255]
+    assert set_trap_table(guest, gva) == 0  # Hypervisor.hypercall re-issues until done
+    assert trap_ctxt(guest) == [entries[768 + v] if v < 232 else entries[512 + v] for v in range(256)]
+
+
 def test_trap_table_is_per_vcpu(guest: Guest):
     """spec 5.7: the virtual IDT belongs to the calling vCPU."""
     guest.bring_up(1)

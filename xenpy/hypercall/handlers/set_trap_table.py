@@ -48,6 +48,9 @@ def do_set_trap_table(ctx: HypercallContext, traps: int) -> int:
 
       Entries installed before an -EFAULT or -EINVAL stay installed. An entry with vector 2 installs the NMI
       handler (spec 4.2).
+    * As Xen's loop checks ``hypercall_preempt_check`` after each entry, a long array (nothing bounds it but
+      its terminating entry) ends an invocation with a continuation at the next entry
+      (:meth:`~xenpy.hypercall.context.HypercallContext.should_preempt`).
     """
     arch = ctx.vcpu.arch
     if traps == 0:
@@ -58,16 +61,20 @@ def do_set_trap_table(ctx: HypercallContext, traps: int) -> int:
     codec = fast_codec(ctx.abi.trap_info)
     entry_size = codec.size
     gva = traps
+    done = 0
     while True:
         # Read the entries that lie wholly in the current page at once (the page is readable or not as a
         # whole); an entry that crosses a page boundary is read on its own.
         nr_entries = max(1, (PAGE_SIZE - (gva & (PAGE_SIZE - 1))) // entry_size)
         data = ctx.copy_from_guest(gva, nr_entries * entry_size)
         for offset in range(0, len(data), entry_size):
+            if ctx.should_preempt(done):
+                return ctx.create_continuation(Hypercall.set_trap_table, (gva + offset) & _U64)
             vector, flags, cs, address = codec.unpack_from(data, offset)
             if address == 0:
                 return 0
             if not compat and not is_canonical(address):
                 raise HypercallError(XenErrno.EINVAL)
             arch.trap_ctxt[vector] = (vector, flags, fixup_guest_code_selector(d, cs), address)
+            done += 1
         gva = (gva + len(data)) & _U64
