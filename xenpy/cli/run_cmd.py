@@ -167,6 +167,9 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"xenpy: d{domain.domid} console: this terminal (Ctrl-] ends the run)", file=sys.stderr)
             console_input = ConsoleInput(booted.console, fd, escape=ESCAPE_CHAR if interactive else None,
                                          flush_output=interactive)
+        # The SIGINT handler first: a Ctrl-C as soon as a socket appears must already only ask the guest.
+        between_steps = _ShutdownOnInterrupt(domain.domid, booted.xenstore)
+        stack.enter_context(between_steps.installed())
         server = None
         if args.xenstore_socket and booted.xenstore is not None:
             try:
@@ -195,8 +198,7 @@ def _run(args: argparse.Namespace) -> int:
             except OSError as error:
                 raise CliError(f"--control {control_path}: {error.strerror}", EXIT_DATAERR) from None
             print(f"xenpy: control socket {control_path} ('xenpy top' attaches to it)", file=sys.stderr)
-        between_steps = _ShutdownOnInterrupt(domain.domid, booted.xenstore, server, control)
-        stack.enter_context(between_steps.installed())
+        between_steps.servers = [s for s in (control, server) if s is not None]
         create_engine(args.engine, hv)  # attaches itself to the scheduler
         report = run_domain(hv, domain, timeout_s=args.timeout, console_input=console_input,
                             between_steps=between_steps)
@@ -213,11 +215,11 @@ class _ShutdownOnInterrupt:
     ``control/shutdown`` (as ``xl shutdown``); after a second one, raise KeyboardInterrupt. Also serves the
     xenstore socket and the control socket, if any (either may wake a stalled or paused guest)."""
 
-    def __init__(self, domid: int, xenstore: XenstoreRingBackend | None, server: XenstoreSocketServer | None,
-                 control: ControlServer | None = None):
+    def __init__(self, domid: int, xenstore: XenstoreRingBackend | None):
         self.domid = domid
         self.xenstore = xenstore
-        self.servers = [s for s in (control, server) if s is not None]
+        #: the socket servers polled between steps (the first one waits when the guest is stalled).
+        self.servers: list[ControlServer | XenstoreSocketServer] = []
         self.interrupted = False
         self.stop = False
         self.asked = False
