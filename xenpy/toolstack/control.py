@@ -61,7 +61,6 @@ MIN_INTERVAL_S, MAX_INTERVAL_S, DEFAULT_INTERVAL_S = 0.05, 3600.0, 1.0
 #: ``control/shutdown`` commands, by the name the ``shutdown`` op takes.
 SHUTDOWN_REASONS = ("poweroff", "reboot", "halt", "suspend", "crash")
 
-_RECV_SIZE = 65536
 _UCRED = struct.Struct("3i")
 
 #: ``request_shutdown(domain, reason)``: ask the guest to shut down; raises LookupError where it has no
@@ -179,14 +178,8 @@ class ControlServer(UnixSocketServer):
         return client
 
     def _receive(self, client: _Client) -> None:
-        try:
-            data = client.sock.recv(_RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._drop(client)
+        data = self._recv(client)
+        if data is None:
             return
         if client.closing:
             return

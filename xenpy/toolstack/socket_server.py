@@ -16,6 +16,8 @@ import socket
 from collections.abc import Iterator
 from typing import Any, Protocol, Self
 
+_RECV_SIZE = 65536
+
 
 class SocketClient(Protocol):
     """A connected client: its socket and the output queued for it."""
@@ -103,6 +105,19 @@ class UnixSocketServer:
         sock.setblocking(False)
         self._clients[sock] = self._new_client(sock)
         self._selector.register(sock, selectors.EVENT_READ, None)
+
+    def _recv(self, client: SocketClient) -> bytes | None:
+        """What ``client`` sent, or None: nothing yet, or the client went away (then it is dropped)."""
+        try:
+            data = client.sock.recv(_RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(client)
+            return None
+        return data
 
     def _send(self, client: SocketClient) -> bool:
         """Send what the socket takes of ``client.out``; False if the client was dropped (its socket failed)."""

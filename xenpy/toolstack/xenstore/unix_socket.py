@@ -24,8 +24,6 @@ from xenpy.toolstack.socket_server import UnixSocketServer
 from xenpy.toolstack.xenstore.store import Connection, Store
 from xenpy.toolstack.xenstore.wire import MessageReader, ProtocolError
 
-_RECV_SIZE = 65536
-
 
 @dataclass
 class _Client:
@@ -83,14 +81,8 @@ class XenstoreSocketServer(UnixSocketServer):
             self._wake_w.send(b"\0")
 
     def _receive(self, client: _Client) -> None:
-        try:
-            data = client.sock.recv(_RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._drop(client)
+        data = self._recv(client)
+        if data is None:
             return
         try:
             messages = client.reader.feed(data)
