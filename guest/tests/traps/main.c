@@ -174,6 +174,69 @@ static void check_segment_faults(void)
     set_exception_hook(old);
 }
 
+/* SEGBASE_GS_USER_SEL (public/arch-x86/xen-x86_64.h). */
+#define SEGBASE_GS_USER_SEL 3
+/* A GDT selector (RPL 3) on a guest GDT page this kernel never gave Xen (it makes no set_gdt call). */
+#define UNMAPPED_GDT_SEL    0x47a3
+
+static unsigned int read_gs(void)
+{
+    unsigned int sel;
+
+    __asm__ __volatile__ ("mov %%gs, %0" : "=r" (sel));
+    return sel & 0xffff;
+}
+
+/*
+ * SEGBASE_GS_USER_SEL: a selector Xen's load faults on is replaced by the
+ * null selector (its fix-up) and the call still returns 0; a flat one is
+ * loaded. The GS selector goes back to null afterwards.
+ */
+static void check_gs_user_selector(void)
+{
+    long rc = HYPERVISOR_set_segment_base(SEGBASE_GS_USER_SEL, UNMAPPED_GDT_SEL);
+
+    check("gs-user-sel-unmapped", "6.1", rc, 0,
+          "set_segment_base(SEGBASE_GS_USER_SEL, a selector on an unmapped GDT page): rc");
+    check("gs-user-sel-unmapped-loaded", "6.1", read_gs(), 0, "%%gs after it (the null selector)");
+    rc = HYPERVISOR_set_segment_base(SEGBASE_GS_USER_SEL, FLAT_RING3_DS32);
+    check("gs-user-sel-flat", "6.1", rc, 0, "set_segment_base(SEGBASE_GS_USER_SEL, FLAT_RING3_DS32): rc");
+    check("gs-user-sel-flat-loaded", "6.1", read_gs(), FLAT_RING3_DS32, "%%gs after it");
+    (void)HYPERVISOR_set_segment_base(SEGBASE_GS_USER_SEL, 0);
+}
+
+/*
+ * set_trap_table with more entries than one invocation's work: Xen checks
+ * for preemption after each entry and continues; the guest sees one call
+ * returning 0 with every entry installed (the table here is this kernel's
+ * own, repeated to LONG_TABLE_ENTRIES entries, so the handlers stay the
+ * same).
+ */
+#define LONG_TABLE_ENTRIES 600
+static struct trap_info long_table[LONG_TABLE_ENTRIES + 1];
+
+static void check_long_trap_table(void)
+{
+    struct trap_info own[256] = { 0 };
+    unsigned int n = 0;
+    long rc;
+
+    traps_fill_context(own);
+    while ( n < LONG_TABLE_ENTRIES )
+        for ( unsigned int v = 0; v < 256 && n < LONG_TABLE_ENTRIES; v++ )
+            if ( own[v].address )
+                long_table[n++] = own[v];
+    long_table[n].address = 0;
+    rc = HYPERVISOR_set_trap_table(long_table);
+    check("long-trap-table", "5.7", rc, 0, "set_trap_table of %u entries: rc", n);
+
+    nr_seen = 0;
+    set_exception_hook(ud_hook);
+    __asm__ __volatile__ ("ud2" ::: "memory");
+    set_exception_hook(NULL);
+    check("long-trap-table-ud", "5.7", nr_seen, 1, "#UD handled through the table installed by it");
+}
+
 void test_main(void)
 {
     unsigned long ud2_rip, rsp_before, rbx_after, r12_after;
@@ -237,6 +300,8 @@ void test_main(void)
         xtf_failure("Fail: events masked after HYPERVISOR_iret (were enabled)\n");
 
     check_segment_faults();
+    check_gs_user_selector();
+    check_long_trap_table();
 
     if ( xtf_ok() )
         xtf_success(NULL);
