@@ -106,7 +106,7 @@ def fuzz_run(seed: int, *, wild: bool, calls: int, image: Path = IMAGE,
             remove_coverage()
     booted.console.close()
     domain.console.flush()
-    console = domain.console.text() if hasattr(domain.console, "text") else ""
+    console = domain.console.text()
     made = hv.dispatcher.count - calls_before
     if domain.crash_exception is not None or "hypervisor error" in (domain.crash_reason or ""):
         raise GuestFuzzError(f"{where}: a handler raised: {domain.crash_reason}")
