@@ -79,6 +79,12 @@ void evtchn_set_handler(evtchn_port_t port, unsigned int vcpu,
     WRITE_ONCE(bindings[port].handler, handler);
 }
 
+void events_forget_bindings(void)
+{
+    for ( unsigned int port = 0; port < NR_EVTCHN; port++ )
+        WRITE_ONCE(bindings[port].handler, NULL);
+}
+
 void evtchn_mask(evtchn_port_t port)
 {
     set_bit(port, shared_info->evtchn_mask);

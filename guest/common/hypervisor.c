@@ -49,6 +49,11 @@ int map_shared_info(void)
     return 0;
 }
 
+int unmap_shared_info(void)
+{
+    return (int)HYPERVISOR_update_va_mapping((unsigned long)shared_info_page, 0, UVMF_INVLPG);
+}
+
 void spin_wait_yield(void)
 {
     if ( hypercall_page_ready )

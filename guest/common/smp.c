@@ -26,6 +26,12 @@ static unsigned int nr_online = 1;      /* vCPU 0 */
 vcpu_info_t *vcpu_info_area[MAX_VCPUS];
 static ap_fn_t ap_fn;
 
+void smp_forget_vcpu_info(void)
+{
+    for ( unsigned int cpu = 0; cpu < MAX_VCPUS; cpu++ )
+        WRITE_ONCE(vcpu_info_area[cpu], NULL);
+}
+
 /* Only vCPU 0 brings vCPUs up, one at a time: one context suffices. */
 static struct vcpu_guest_context ap_ctxt;
 

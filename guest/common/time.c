@@ -15,6 +15,7 @@
 #include <xenpy-guest/events.h>
 #include <xenpy-guest/lib.h>
 #include <xenpy-guest/smp.h>
+#include <xenpy-guest/setup.h>
 #include <xenpy-guest/time.h>
 
 static long timer_port[MAX_VCPUS];          /* 0: VIRQ_TIMER not bound yet */
@@ -93,6 +94,12 @@ long timer_bind_this_vcpu(void)
         timer_port[cpu] = port;
 
     return port;
+}
+
+void timer_forget_ports(void)
+{
+    for ( unsigned int cpu = 0; cpu < MAX_VCPUS; cpu++ )
+        WRITE_ONCE(timer_port[cpu], 0);
 }
 
 unsigned long timer_nr_events(unsigned int cpu)

@@ -8,6 +8,7 @@
 #include <xen/io/xs_wire.h>
 #include <xenpy-guest/events.h>
 #include <xenpy-guest/lib.h>
+#include <xenpy-guest/setup.h>
 #include <xenpy-guest/xenstore.h>
 
 /* Bounded wait for the store: SCHEDOP_yield calls. */
@@ -29,6 +30,11 @@ bool xs_available(void)
         return false;
     xs_ring = pfn_to_virt(pfn);
     return true;
+}
+
+void xs_reconnect(void)
+{
+    xs_ring = NULL;
 }
 
 static bool xs_put(const void *data, size_t len)

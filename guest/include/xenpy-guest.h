@@ -16,5 +16,6 @@
 #include <xenpy-guest/test.h>
 #include <xenpy-guest/check.h>
 #include <xenpy-guest/xenstore.h>
+#include <xenpy-guest/suspend.h>
 
 #endif /* XENPY_GUEST_H */

@@ -407,6 +407,8 @@ class Domain:
         self.crash_reason: str | None = None
         self.crash_exception: BaseException | None = None
         self.suspend_evtchn = 0
+        #: The TSC incarnation (``d->arch.incarnation``): 0 at creation, one more in each restore.
+        self.tsc_incarnation = 0
         self._watchers: list[DomainWatcher] = []
         self._last_state: DomainState | None = None
         self.vm_assist = 0

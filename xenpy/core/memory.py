@@ -257,6 +257,10 @@ class MachineMemory:
         """Number of outstanding type references on ``mfn``."""
         return int(self._type_count[self._check_mfn(mfn)])
 
+    def page_types(self, mfns: np.ndarray) -> np.ndarray:
+        """The current type of each of ``mfns`` (``PageType`` values; 0 where the type count is zero)."""
+        return np.where(self._type_count[mfns] > 0, self._type[mfns], 0).astype(np.int64)
+
     def typed_frames(self, page_type: PageType) -> np.ndarray:
         """The frames holding ``page_type`` with a non-zero type count (``numpy.int64``, ascending)."""
         return np.flatnonzero((self._type == page_type) & (self._type_count > 0)).astype(np.int64)

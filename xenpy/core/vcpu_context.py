@@ -1,4 +1,5 @@
-"""Loading a vCPU's register and control state: ``arch_set_info_guest`` for PV (spec 1.3).
+"""A vCPU's register and control state as ``vcpu_guest_context``: ``arch_set_info_guest`` for PV (spec 1.3), and
+``arch_get_info_guest``, what XEN_DOMCTL_getvcpucontext gives the toolstack's saver.
 
 Used by VCPUOP_initialise and by the domain builder (as Xen's toolstack uses DOMCTL_setvcpucontext). The
 checks run in the order of spec 1.3 and the state is stored on ``vcpu.arch`` (:class:`~xenpy.core.domain.VcpuArch`)
@@ -298,6 +299,57 @@ def arch_set_info_guest(v: Vcpu, c: dict[str, Any]) -> int:
     else:
         v.pause_flags |= 2
     return 0
+
+
+def arch_get_info_guest(v: Vcpu) -> dict[str, Any]:
+    """``arch_get_info_guest(v, c)`` for a PV64 vCPU: its state as flattened ``vcpu_guest_context`` fields.
+
+    What :func:`arch_set_info_guest` loads gives the same context back: the flags say i387-valid, in-kernel
+    and online as the vCPU is, rflags carries the virtual IOPL, DR7 its emulated I/O enables, ``ctrlreg[3]`` and
+    ``ctrlreg[1]`` the kernel and user L4 (``mfn << 12``), and the registers are those the engine last saved.
+
+    Raises:
+        ValueError: ``v`` belongs to a PV32 domain.
+    """
+    if v.domain.is_compat:
+        raise ValueError("arch_get_info_guest: PV32 vCPUs are not supported")
+    arch = v.arch
+    c: dict[str, Any] = {f"user_regs.{name}": value for name, value in arch.user_regs.items()}
+    flags = arch.vgc_flags & ~(VGCF_i387_valid | VGCF_in_kernel | VGCF_online)
+    if arch.fpu_initialised:
+        flags |= VGCF_i387_valid
+    if arch.kernel_mode:
+        flags |= VGCF_in_kernel
+    if not v.pause_flags & 2:  # not _VPF_down
+        flags |= VGCF_online
+    c["flags"] = int(flags)
+    c["fpu_ctxt"] = bytes(arch.fpu_ctxt)
+    c["user_regs.rflags"] = (arch.user_regs.get("rflags", 0) & ~X86_EFLAGS_IOPL) | arch.iopl
+    for i, (vector, tflags, cs, address) in enumerate(arch.trap_ctxt):
+        c[f"trap_ctxt[{i}].vector"] = vector
+        c[f"trap_ctxt[{i}].flags"] = tflags
+        c[f"trap_ctxt[{i}].cs"] = cs
+        c[f"trap_ctxt[{i}].address"] = address
+    c["ldt_base"] = arch.ldt_base
+    c["ldt_ents"] = arch.ldt_ents
+    for i, frame in enumerate(arch.gdt_frames):
+        c[f"gdt_frames[{i}]"] = frame
+    c["gdt_ents"] = arch.gdt_ents
+    c["kernel_ss"] = arch.kernel_ss
+    c["kernel_sp"] = arch.kernel_sp
+    for i, value in enumerate(arch.ctrlreg):
+        c[f"ctrlreg[{i}]"] = value
+    for i, value in enumerate(arch.debugreg):
+        c[f"debugreg[{i}]"] = value | (arch.dr7_emul if i == 7 else 0)
+    c["event_callback_eip"] = arch.event_callback_eip
+    c["failsafe_callback_eip"] = arch.failsafe_callback_eip
+    c["syscall_callback_eip"] = arch.syscall_callback_eip
+    c["vm_assist"] = v.domain.vm_assist
+    c["fs_base"] = arch.fs_base
+    c["gs_base_kernel"] = arch.gs_base_kernel
+    c["gs_base_user"] = arch.gs_base_user
+    names = set(context_names(v.domain.abi))
+    return {name: value for name, value in c.items() if name in names}
 
 
 #: rflags at entry: IF, plus the always-one bit 1 that ``arch_set_info_guest`` adds (spec 7.5).

@@ -19,6 +19,17 @@ void __noreturn ap_main(unsigned int vcpu_id);
 
 /* HYPERVISOR_update_va_mapping of shared_info over a reserved .bss page. */
 int map_shared_info(void);
+/* Remove that mapping (before a suspend: the saver refuses a mapping of a frame the guest does not own). */
+int unmap_shared_info(void);
+
+/*
+ * After a resume in a new domain (common/suspend.c): forget what did not
+ * survive it, and find the console and xenstore rings again from start_info.
+ */
+void events_forget_bindings(void);
+void timer_forget_ports(void);
+void smp_forget_vcpu_info(void);
+void xs_reconnect(void);
 
 /* AP code address (arch/x86_64/head.S). */
 void ap_entry(void);
