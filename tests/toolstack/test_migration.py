@@ -26,7 +26,7 @@ from xenpy.engine.runner import run_domain_until_stopped
 from xenpy.engine.unicorn_engine import UnicornEngine
 from xenpy.hypervisor import Hypervisor
 from xenpy.toolstack.boot import boot_pv_image
-from xenpy.toolstack.conformance.fetch import DEFAULT_DEST
+from xenpy.toolstack.conformance.fetch import DEFAULT_DEST, tools_dir
 from xenpy.toolstack.migration.restore import restore_domain
 from xenpy.toolstack.migration.save import SaveError, save_domain
 from xenpy.toolstack.migration.stream import Record, SaveFileError, StreamReader
@@ -34,7 +34,7 @@ from xenpy.toolstack.migration.stream import Record, SaveFileError, StreamReader
 pytestmark = pytest.mark.needs_gcc
 
 MEMORY_MIB = 32
-TOOLS = Path(os.environ.get("XENPY_XEN_DIR", DEFAULT_DEST)) / "tools"
+TOOLS = tools_dir(Path(os.environ.get("XENPY_XEN_DIR", DEFAULT_DEST)))
 VERIFY = TOOLS / "usr" / "lib" / "xen-4.17" / "bin" / "verify-stream-v2"
 REQUIRED = os.environ.get("XENPY_REQUIRE_ORACLE") == "1"
 

@@ -1,8 +1,9 @@
 """The store on a Unix socket, checked with a Python client and with Xen's own clients.
 
-Xen's clients are Debian's builds, unpacked without installing (docs/usage.md, "xenstore"): ``apt-get download
-xenstore-utils libxenstore4 libxentoolcore1 xen-utils-4.17`` then ``dpkg-deb -x`` each into one directory, which
-``XENPY_XENSTORE_TOOLS`` names (default ``~/.cache/xenpy/xenstore-tools``). Those tests skip where it is absent.
+Xen's clients are Debian's builds, unpacked without installing (docs/usage.md, "xenstore"): ``xenpy fetch-xen``
+puts them in ``$XENPY_XEN_DIR/tools``, or ``XENPY_XENSTORE_TOOLS`` names a directory where ``xenstore-utils
+libxenstore4 libxentoolcore1 xen-utils-4.17`` are unpacked. Those tests skip where they are absent, and fail
+where ``XENPY_REQUIRE_ORACLE=1`` says Xen's tools must be there (CI).
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from pathlib import Path
 import pytest
 
 from xenpy.abi.io_xs_wire import XENSTORE_PAYLOAD_MAX, XsdSockmsgType
+from xenpy.toolstack.conformance.fetch import DEFAULT_DEST, tools_dir
 from xenpy.toolstack.xenstore import Store, XenstoreSocketServer, parse_perms, write_dom0_nodes
 from xenpy.toolstack.xenstore.wire import MessageReader, encode
 
 T = XsdSockmsgType
-TOOLS = Path(os.environ.get("XENPY_XENSTORE_TOOLS", Path.home() / ".cache" / "xenpy" / "xenstore-tools"))
+TOOLS = Path(os.environ.get("XENPY_XENSTORE_TOOLS") or tools_dir(Path(os.environ.get("XENPY_XEN_DIR", DEFAULT_DEST))))
+REQUIRED = os.environ.get("XENPY_REQUIRE_ORACLE") == "1"
 TEST_XENSTORE = TOOLS / "usr" / "lib" / "xen-4.17" / "bin" / "test-xenstore"
 
 
@@ -115,8 +118,8 @@ def _tools_env(server: XenstoreSocketServer) -> dict[str, str]:
 
 
 needs_xen_tools = pytest.mark.skipif(
-    not (TOOLS / "usr" / "bin" / "xenstore-read").exists(),
-    reason=f"Debian's xenstore-utils are not unpacked in {TOOLS} (set XENPY_XENSTORE_TOOLS)",
+    not (TOOLS / "usr" / "bin" / "xenstore-read").exists() and not REQUIRED,
+    reason=f"Debian's xenstore-utils are not unpacked in {TOOLS} (xenpy fetch-xen, or set XENPY_XENSTORE_TOOLS)",
 )
 
 

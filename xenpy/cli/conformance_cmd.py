@@ -2,7 +2,7 @@
 
     xenpy conformance [--profile P ...] [--test NAME ...] [--xen PATH ...] [--json FILE] [--junit FILE]
                       [--markdown FILE]
-    xenpy fetch-xen [--dest DIR] [RELEASE ...]
+    xenpy fetch-xen [--dest DIR] [--no-tools] [RELEASE ...]
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from xenpy.cli.errors import CliError
 from xenpy.core.profiles import PROFILES
 from xenpy.toolstack.conformance import report
-from xenpy.toolstack.conformance.fetch import DEFAULT_DEST, PACKAGES, FetchError, fetch_xen
+from xenpy.toolstack.conformance.fetch import DEFAULT_DEST, PACKAGES, FetchError, fetch_xen, tools_dir
 from xenpy.toolstack.conformance.oracle import find_qemu
 from xenpy.toolstack.conformance.suite import GUEST_DIR, ConformanceError, build_guests, load_suite, run_suite
 
@@ -53,12 +53,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="fetch Debian's Xen builds for `xenpy conformance --xen`",
         description="Download Debian's Xen hypervisor packages with apt-get (4.17 from Debian 12, 4.20 from "
         "Debian 13, both from the Debian source this machine is configured with), unpack them and print the "
-        "path of each hypervisor image. Images already there are kept.",
+        "path of each hypervisor image. Xen's own checkers (verify-stream-v2, test-xenstore and the xenstore "
+        "clients, from Debian 12) are unpacked into DIR/tools. What is already there is kept.",
     )
     fetch.add_argument("releases", nargs="*", metavar="RELEASE", choices=[[], *PACKAGES],
                        help=f"the releases to fetch (default all: {', '.join(PACKAGES)})")
     fetch.add_argument("--dest", type=Path, default=DEFAULT_DEST, metavar="DIR",
                        help=f"where to put them (default {DEFAULT_DEST})")
+    fetch.add_argument("--no-tools", action="store_true", help="only the hypervisor images, not Xen's checkers")
     fetch.set_defaults(handler=_fetch)
 
 
@@ -94,9 +96,11 @@ def _conformance(args: argparse.Namespace) -> int:
 
 def _fetch(args: argparse.Namespace) -> int:
     try:
-        images = fetch_xen(args.dest, tuple(args.releases) or tuple(PACKAGES))
+        images = fetch_xen(args.dest, tuple(args.releases) or tuple(PACKAGES), tools=not args.no_tools)
     except FetchError as exc:
         raise CliError(str(exc)) from None
     for release, path in images.items():
         print(f"{release} {path}")
+    if not args.no_tools:
+        print(f"tools {tools_dir(args.dest)}")
     return 0

@@ -1,4 +1,9 @@
-"""Debian's Xen builds for the real-Xen oracle, fetched with ``apt-get download`` and unpacked.
+"""Debian's Xen builds for the real-Xen oracle, and Xen's own user-space checkers, fetched with ``apt-get download``
+and unpacked.
+
+The checkers (``TOOLS_PACKAGES``, from Debian 12) go into ``DEST/tools`` as ``dpkg-deb -x`` leaves them: Xen's
+migration stream validator ``usr/lib/xen-4.17/bin/verify-stream-v2`` (with its Python modules under
+``usr/lib/xen-4.17/lib/python``), ``test-xenstore``, and the xenstore clients with their libraries.
 
 The 4.17 build is in Debian 12 (bookworm, with its security updates); the 4.20 build in Debian 13 (trixie).
 The Debian source this machine is configured with is reused: every configured entry, plus the same archive's
@@ -18,6 +23,9 @@ from pathlib import Path
 
 #: Xen release -> its Debian package (the hypervisor image is ``boot/xen-<release>-amd64.gz`` in it).
 PACKAGES = {"4.17": "xen-hypervisor-4.17-amd64", "4.20": "xen-hypervisor-4.20-amd64"}
+#: Xen's user-space checkers, all from Debian 12 (bookworm).
+TOOLS_PACKAGES = ("xen-utils-4.17", "xenstore-utils", "libxenstore4", "libxentoolcore1")
+TOOLS_SUITE = "bookworm"
 DEFAULT_DEST = Path.home() / ".cache" / "xenpy" / "xen"
 _SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
 _EXTRA_SUITES = {"bookworm": "trixie", "bookworm-security": "trixie-security"}
@@ -96,10 +104,17 @@ def oracle_sources(entries: list[SourceEntry]) -> list[SourceEntry]:
     return list(dict.fromkeys([*entries, *extra]))
 
 
-def fetch_xen(dest: Path = DEFAULT_DEST, releases: tuple[str, ...] = tuple(PACKAGES)) -> dict[str, Path]:
-    """Download and unpack the Xen hypervisor of each release into ``dest``; release -> image path.
+def tools_dir(dest: Path = DEFAULT_DEST) -> Path:
+    """Where :func:`fetch_xen` unpacks Xen's user-space checkers."""
+    return dest / "tools"
 
-    An image already in ``dest`` is kept. Raises:
+
+def fetch_xen(dest: Path = DEFAULT_DEST, releases: tuple[str, ...] = tuple(PACKAGES), *,
+              tools: bool = True) -> dict[str, Path]:  # fmt: skip
+    """Download and unpack the Xen hypervisor of each release into ``dest``, and (``tools``) Xen's user-space
+    checkers into :func:`tools_dir`; release -> image path.
+
+    What is already in ``dest`` is kept. Raises:
         FetchError: apt-get or dpkg-deb is missing, no Debian source is configured, or a download failed.
     """
     for tool in ("apt-get", "dpkg-deb"):
@@ -111,8 +126,34 @@ def fetch_xen(dest: Path = DEFAULT_DEST, releases: tuple[str, ...] = tuple(PACKA
     dest.mkdir(parents=True, exist_ok=True)
     images = {r: dest / f"xen-{r}" for r in releases}
     missing = [r for r in releases if not images[r].is_file()]
-    if not missing:
+    tools_stamp = tools_dir(dest) / ".complete"
+    want_tools = tools and not tools_stamp.is_file()
+    if not missing and not want_tools:
         return images
+    apt = _private_apt(dest)
+    with tempfile.TemporaryDirectory(dir=dest) as tmp:
+        packages = [PACKAGES[r] for r in missing]
+        if want_tools:
+            packages += [f"{name}/{TOOLS_SUITE}" for name in TOOLS_PACKAGES]
+        _run([*apt, "download", *packages], "apt-get download", cwd=Path(tmp))
+        for release in missing:
+            unpacked = Path(tmp) / release
+            _run(["dpkg-deb", "-x", str(_deb(Path(tmp), PACKAGES[release])), str(unpacked)], "dpkg-deb -x")
+            compressed = unpacked / "boot" / f"xen-{release}-amd64.gz"
+            if not compressed.is_file():
+                raise FetchError(f"{PACKAGES[release]} has no boot/{compressed.name}")
+            with gzip.open(compressed) as src, open(images[release].with_suffix(".part"), "wb") as out:
+                shutil.copyfileobj(src, out)
+            images[release].with_suffix(".part").replace(images[release])
+        if want_tools:
+            for name in TOOLS_PACKAGES:
+                _run(["dpkg-deb", "-x", str(_deb(Path(tmp), name)), str(tools_dir(dest))], "dpkg-deb -x")
+            tools_stamp.touch()
+    return images
+
+
+def _private_apt(dest: Path) -> list[str]:
+    """apt-get with a private sources list and index under ``dest`` (updated once here)."""
     entries = oracle_sources(configured_sources())
     if not entries:
         raise FetchError("no deb source in /etc/apt/sources.list(.d)")
@@ -128,21 +169,14 @@ def fetch_xen(dest: Path = DEFAULT_DEST, releases: tuple[str, ...] = tuple(PACKA
         "-o", "APT::Sandbox::User=root",
     ]  # fmt: skip
     _run([*apt, "update"], "apt-get update")
-    with tempfile.TemporaryDirectory(dir=dest) as tmp:
-        _run([*apt, "download", *(PACKAGES[r] for r in missing)], "apt-get download", cwd=Path(tmp))
-        for release in missing:
-            debs = sorted(Path(tmp).glob(f"{PACKAGES[release]}_*.deb"))
-            if not debs:
-                raise FetchError(f"apt-get download left no {PACKAGES[release]} package")
-            unpacked = Path(tmp) / release
-            _run(["dpkg-deb", "-x", str(debs[-1]), str(unpacked)], "dpkg-deb -x")
-            compressed = unpacked / "boot" / f"xen-{release}-amd64.gz"
-            if not compressed.is_file():
-                raise FetchError(f"{debs[-1].name} has no boot/{compressed.name}")
-            with gzip.open(compressed) as src, open(images[release].with_suffix(".part"), "wb") as out:
-                shutil.copyfileobj(src, out)
-            images[release].with_suffix(".part").replace(images[release])
-    return images
+    return apt
+
+
+def _deb(directory: Path, package: str) -> Path:
+    debs = sorted(directory.glob(f"{package}_*.deb"))
+    if not debs:
+        raise FetchError(f"apt-get download left no {package} package")
+    return debs[-1]
 
 
 def _run(argv: list[str], what: str, cwd: Path | None = None) -> None:
