@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from xenpy import __version__
-from xenpy.cli import abi_cmd, conformance_cmd, ctl_cmd, inspect_cmd, run_cmd, runstate_cmd, top_cmd
+from xenpy.cli import abi_cmd, conformance_cmd, ctl_cmd, inspect_cmd, migration_cmd, run_cmd, runstate_cmd, top_cmd
 from xenpy.cli.errors import EXIT_USAGE, CliError
 
 
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     ctl_cmd.add_parser(subparsers)
     top_cmd.add_parser(subparsers)
     runstate_cmd.add_parser(subparsers)
+    migration_cmd.add_parser(subparsers)
     return parser
 
 

@@ -9,18 +9,22 @@ through its xenstore ``control/shutdown``, as ``xl shutdown`` does; a second one
 ``--control [PATH]`` serves the control socket (:mod:`xenpy.toolstack.control`) that ``xenpy top`` and
 ``xenpy runstate`` attach to. A one-line summary goes to standard error. Exit status: 0 the guest powered off,
 1 it crashed (or the hypervisor crashed it), 2 any other shutdown reason, 3 timeout, 4 destroyed through the
-control socket, 130 ended with Ctrl-] or a second Ctrl-C; 64/65 for errors in the command line or the image.
+control socket, 5 saved through the control socket (``xenpy save``), 130 ended with Ctrl-] or a second Ctrl-C;
+64/65 for errors in the command line or the image.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
+import os
 import signal
 import sys
 from contextlib import ExitStack
+from dataclasses import replace
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from xenpy.abi.vcpu import RUNSTATE
 from xenpy.cli.argtypes import float_range, int_range
@@ -32,8 +36,10 @@ from xenpy.engine import DEFAULT_ENGINE, available_engines, create_engine
 from xenpy.hypervisor import Hypervisor
 from xenpy.loader import LoaderError
 from xenpy.toolstack.boot import DEFAULT_MEMORY_MIB, HYPERVISOR_MEMORY_MIB, boot_pv_image
+from xenpy.toolstack.console import ConsoleRingBackend
 from xenpy.toolstack.console_input import ESCAPE_CHAR, ConsoleInput, input_kind, raw_terminal
 from xenpy.toolstack.control import ControlServer, default_control_dir, default_control_path
+from xenpy.toolstack.migration.save import SaveProgress, SaveSummary, save_domain
 from xenpy.toolstack.run import Outcome, RunReport, run_domain
 from xenpy.toolstack.trace import HypercallTracer
 from xenpy.toolstack.xenstore import XenstoreRingBackend, XenstoreSocketServer
@@ -60,51 +66,57 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "buffering, Ctrl-C goes to the guest) and Ctrl-] ends the run, as in 'xl console'. Otherwise Ctrl-C asks "
         "the guest to power off through xenstore's control/shutdown, as 'xl shutdown' does, and a second Ctrl-C "
         "stops at once. A summary goes to stderr. Exit status: 0 poweroff, 1 crash, 2 other shutdown, 3 timeout, "
-        "4 destroyed (xenpy's control socket), 130 ended with Ctrl-] or a second Ctrl-C.",
+        "4 destroyed (xenpy's control socket), 5 saved ('xenpy save'), 130 ended with Ctrl-] or a second Ctrl-C.",
     )
     run.add_argument("image", metavar="IMAGE",
                      help="the PV kernel: an ELF file, a gzipped ELF, or a Linux bzImage (compressed with gzip, "
                      "bzip2, xz, lzma, lz4 or zstd)")
     run.add_argument("--vcpus", type=int_range(1, MAX_VCPUS), default=1, metavar="N",
                      help=f"vCPUs of the guest (1-{MAX_VCPUS}, default 1)")
-    run.add_argument("--pcpus", type=int_range(1, 64), default=1, metavar="N",
-                     help="simulated physical CPUs (default 1)")
     run.add_argument("--memory", type=int_range(4, MAX_MEMORY_MIB), default=DEFAULT_MEMORY_MIB,
                      metavar="MiB", help=f"guest memory in MiB (default {DEFAULT_MEMORY_MIB})")
-    engines = available_engines()
-    run.add_argument("--engine", type=_engine_name, default=DEFAULT_ENGINE, metavar="NAME",
-                     help="the CPU engine that runs the guest's code: "
-                     + "; ".join(f"{name}: {what}" for name, what in engines.items())
-                     + f" (default {DEFAULT_ENGINE})")
-    run.add_argument("--sched", choices=list(SCHEDULERS), default="credit2",
-                     help="the scheduling policy: "
-                     + "; ".join(f"{name}: {what}" for name, what in SCHEDULERS.items())
-                     + " (default credit2, as Xen's)")
-    run.add_argument("--clock", choices=("virtual", "host"), default="virtual",
-                     help="virtual: deterministic time advanced by executed instructions (default); "
-                     "host: the host's monotonic clock")
-    run.add_argument("--timeout", type=float_range(0, low_open=True), default=60.0, metavar="S",
-                     help="give up after S seconds of wall-clock time (default 60)")
     run.add_argument("--cmdline", default="", metavar="TEXT", help="the kernel command line (start_info.cmd_line)")
     run.add_argument("--initrd", metavar="FILE",
                      help="load FILE as the guest's initrd (module 0: start_info.mod_start/mod_len)")
-    run.add_argument("--no-input", action="store_true",
-                     help="do not forward stdin to the guest's console (the default forwards a terminal, a pipe "
-                     "or a file, and leaves /dev/null and other devices alone)")
     run.add_argument("--profile", choices=list(PROFILES), default="head",
                      help="the Xen version whose semantics to follow (default head)")
-    run.add_argument("--trace", metavar="FILE",
-                     help="write one JSON line per hypercall (vCPU, time, name, arguments, result) to FILE")
-    run.add_argument("--runstate", action="store_true",
-                     help="print each vCPU's runstate times (running, runnable, blocked, offline) at the end")
-    run.add_argument("--xenstore-socket", metavar="PATH",
-                     help="also serve the xenstore on a Unix socket at PATH while the guest runs, for Xen's clients "
-                     "(XENSTORED_PATH=PATH xenstore-ls)")
-    run.add_argument("--control", metavar="PATH", nargs="?", const="",
-                     help="serve the control socket (mode 0600) at PATH, or with no PATH at "
-                     f"{default_control_dir()}/run-PID.sock, where 'xenpy top' and 'xenpy runstate' find it: "
-                     "domain and vCPU lists, runstate samples, pause, unpause, shutdown, destroy")
+    add_session_arguments(run)
     run.set_defaults(handler=_run)
+
+
+def add_session_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of running a guest, shared by ``xenpy run`` and ``xenpy restore``: the hypervisor (pCPUs,
+    engine, scheduler, clock), the time limit, console input, tracing and the sockets."""
+    parser.add_argument("--pcpus", type=int_range(1, 64), default=1, metavar="N",
+                        help="simulated physical CPUs (default 1)")
+    engines = available_engines()
+    parser.add_argument("--engine", type=_engine_name, default=DEFAULT_ENGINE, metavar="NAME",
+                        help="the CPU engine that runs the guest's code: "
+                        + "; ".join(f"{name}: {what}" for name, what in engines.items())
+                        + f" (default {DEFAULT_ENGINE})")
+    parser.add_argument("--sched", choices=list(SCHEDULERS), default="credit2",
+                        help="the scheduling policy: "
+                        + "; ".join(f"{name}: {what}" for name, what in SCHEDULERS.items())
+                        + " (default credit2, as Xen's)")
+    parser.add_argument("--clock", choices=("virtual", "host"), default="virtual",
+                        help="virtual: deterministic time advanced by executed instructions (default); "
+                        "host: the host's monotonic clock")
+    parser.add_argument("--timeout", type=float_range(0, low_open=True), default=60.0, metavar="S",
+                        help="give up after S seconds of wall-clock time (default 60)")
+    parser.add_argument("--no-input", action="store_true",
+                        help="do not forward stdin to the guest's console (the default forwards a terminal, a "
+                        "pipe or a file, and leaves /dev/null and other devices alone)")
+    parser.add_argument("--trace", metavar="FILE",
+                        help="write one JSON line per hypercall (vCPU, time, name, arguments, result) to FILE")
+    parser.add_argument("--runstate", action="store_true",
+                        help="print each vCPU's runstate times (running, runnable, blocked, offline) at the end")
+    parser.add_argument("--xenstore-socket", metavar="PATH",
+                        help="also serve the xenstore on a Unix socket at PATH while the guest runs, for Xen's "
+                        "clients (XENSTORED_PATH=PATH xenstore-ls)")
+    parser.add_argument("--control", metavar="PATH", nargs="?", const="",
+                        help="serve the control socket (mode 0600) at PATH, or with no PATH at "
+                        f"{default_control_dir()}/run-PID.sock, where 'xenpy top', 'xenpy ctl' and 'xenpy save' "
+                        "find it: domain and vCPU lists, runstate samples, pause, unpause, shutdown, destroy, save")
 
 
 def _engine_name(text: str) -> str:
@@ -142,13 +154,32 @@ def _run(args: argparse.Namespace) -> int:
                                profile=args.profile, name=_name_of(args.image), initrd=initrd)
     except (LoaderError, OutOfMachineMemory) as error:
         raise CliError(f"{args.image}: {error}", EXIT_DATAERR) from None
-    domain = booted.domain
+    return run_guest(hv, booted, args, label=_name_of(args.image))
+
+
+class Guest(Protocol):
+    """What :func:`run_guest` needs of a booted or restored domain."""
+
+    domain: Domain
+    console: ConsoleRingBackend
+    xenstore: XenstoreRingBackend | None
+    cmdline: str
+
+    @property
+    def suspend_cancel(self) -> bool: ...
+
+
+def run_guest(hv: Hypervisor, guest: Guest, args: argparse.Namespace, *, label: str) -> int:
+    """Run ``guest`` as ``xenpy run`` does (console, input, sockets, the session options of ``args``) and
+    print the summary; returns the exit status."""
+    domain = guest.domain
     out = sys.stdout.buffer
 
     def show(chunk: bytes) -> None:
         out.write(chunk)
         out.flush()
 
+    saved_to: list[str] = []
     with ExitStack() as stack:
         stack.callback(domain.console.listen(show))
         if args.trace:
@@ -165,15 +196,15 @@ def _run(args: argparse.Namespace) -> int:
             if interactive:
                 stack.enter_context(raw_terminal(fd))
                 print(f"xenpy: d{domain.domid} console: this terminal (Ctrl-] ends the run)", file=sys.stderr)
-            console_input = ConsoleInput(booted.console, fd, escape=ESCAPE_CHAR if interactive else None,
+            console_input = ConsoleInput(guest.console, fd, escape=ESCAPE_CHAR if interactive else None,
                                          flush_output=interactive)
         # The SIGINT handler first: a Ctrl-C as soon as a socket appears must already only ask the guest.
-        between_steps = _ShutdownOnInterrupt(domain.domid, booted.xenstore)
+        between_steps = _ShutdownOnInterrupt(domain.domid, guest.xenstore)
         stack.enter_context(between_steps.installed())
         server = None
-        if args.xenstore_socket and booted.xenstore is not None:
+        if args.xenstore_socket and guest.xenstore is not None:
             try:
-                server = stack.enter_context(XenstoreSocketServer(booted.xenstore.store, args.xenstore_socket))
+                server = stack.enter_context(XenstoreSocketServer(guest.xenstore.store, args.xenstore_socket))
             except OSError as error:
                 raise CliError(f"--xenstore-socket {args.xenstore_socket}: {error.strerror}", EXIT_DATAERR) from None
             print(f"xenpy: xenstore on {args.xenstore_socket} (XENSTORED_PATH={args.xenstore_socket} xenstore-ls)",
@@ -184,16 +215,25 @@ def _run(args: argparse.Namespace) -> int:
                 control_path = args.control or str(default_control_path())
             except OSError as error:
                 raise CliError(f"--control: {default_control_dir()}: {error.strerror}", EXIT_DATAERR) from None
-            xenstore = booted.xenstore
+            xenstore = guest.xenstore
 
             def request_shutdown(d: Domain, reason: str) -> None:
                 if xenstore is None or d is not domain:
                     raise LookupError(f"domain {d.domid} has no xenstore control node")
                 xenstore.request_shutdown(reason)
 
+            def save(d: Domain, path: str, checkpoint: bool, progress: SaveProgress) -> dict[str, Any]:
+                if xenstore is None or d is not domain:
+                    raise LookupError(f"domain {d.domid} has no xenstore control node to ask it to suspend")
+                summary = _save_to(hv, guest, path, checkpoint, progress)
+                if not checkpoint:
+                    saved_to.append(path)
+                return {"domid": d.domid, "path": path, "pages": summary.pages, "bytes": summary.bytes,
+                        "seconds": summary.seconds, "suspend_ns": summary.suspend_ns, "checkpoint": checkpoint}
+
             try:
                 control = stack.enter_context(ControlServer(
-                    hv, control_path, request_shutdown=request_shutdown,
+                    hv, control_path, request_shutdown=request_shutdown, save=save,
                     info={"sched": args.sched, "clock": args.clock, "engine": args.engine}))
             except OSError as error:
                 raise CliError(f"--control {control_path}: {error.strerror}", EXIT_DATAERR) from None
@@ -202,9 +242,11 @@ def _run(args: argparse.Namespace) -> int:
         create_engine(args.engine, hv)  # attaches itself to the scheduler
         report = run_domain(hv, domain, timeout_s=args.timeout, console_input=console_input,
                             between_steps=between_steps)
-        booted.console.close()
+        guest.console.close()
         domain.console.flush()
-    print(_summary(domain.domid, args, report, hv.dispatcher.count), file=sys.stderr)
+    if saved_to and report.outcome is Outcome.DESTROYED:
+        report = replace(report, outcome=Outcome.SAVED, detail=f"to {saved_to[-1]}")
+    print(_summary(domain.domid, label, args, report, hv.dispatcher.count, len(domain.vcpus)), file=sys.stderr)
     if args.runstate:
         print(_runstate_table(report), file=sys.stderr)
     return report.outcome.value
@@ -259,18 +301,33 @@ def _name_of(path: str) -> str:
     return path.rsplit("/", 1)[-1]
 
 
-def _summary(domid: int, args: argparse.Namespace, report: RunReport, hypercalls: int) -> str:
+def _save_to(hv: Hypervisor, guest: Guest, path: str, checkpoint: bool, progress: SaveProgress) -> SaveSummary:
+    """Save ``guest`` to the file ``path`` (removed again if the save fails)."""
+    store = guest.xenstore.store if guest.xenstore is not None else None
+    try:
+        with open(path, "wb") as out:
+            return save_domain(hv, guest.domain, out, cmdline=guest.cmdline, suspend_cancel=guest.suspend_cancel,
+                               checkpoint=checkpoint, store=store, progress=progress)  # fmt: skip
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+
+
+def _summary(domid: int, label: str, args: argparse.Namespace, report: RunReport, hypercalls: int,
+             vcpus: int) -> str:  # fmt: skip
     what = {
         Outcome.POWEROFF: "powered off",
         Outcome.CRASH: "crashed",
         Outcome.OTHER_SHUTDOWN: "shut down",
         Outcome.TIMEOUT: "timed out",
         Outcome.DESTROYED: "destroyed",
+        Outcome.SAVED: "saved",
         Outcome.INTERRUPTED: "interrupted",
     }[report.outcome]
     detail = f" ({report.detail})" if report.detail and report.outcome is not Outcome.POWEROFF else ""
-    return (f"xenpy: d{domid} {_name_of(args.image)} {what}{detail} after {report.guest_ns / 1e6:.3f} ms of "
-            f"guest time ({report.wall_s:.2f} s wall, {args.vcpus} vCPU(s) on {args.pcpus} pCPU(s), "
+    return (f"xenpy: d{domid} {label} {what}{detail} after {report.guest_ns / 1e6:.3f} ms of "
+            f"guest time ({report.wall_s:.2f} s wall, {vcpus} vCPU(s) on {args.pcpus} pCPU(s), "
             f"{hypercalls} hypercalls, {args.clock} clock)")
 
 

@@ -210,6 +210,11 @@ class XenImageInfo:
     phys32_reloc: bool
     l1_mfn_valid: bool
 
+    @property
+    def suspend_cancel(self) -> bool:
+        """The SUSPEND_CANCEL note says SCHEDOP_shutdown(SHUTDOWN_suspend) may return 1 (resumed in place)."""
+        return any(n.n_type == _N.XEN_ELFNOTE_SUSPEND_CANCEL and n.value for n in self.notes)
+
     def feature_supported(self, xenfeat: int) -> bool:
         """True if FEATURES/SUPPORTED_FEATURES name ``xenfeat`` (a XENFEAT_* bit)."""
         return bool(self.features_supported >> xenfeat & 1)

@@ -50,6 +50,12 @@ class BootedDomain:
     store_port: int
     console_port: int
     xenstore: XenstoreRingBackend | None = None
+    cmdline: str = ""
+
+    @property
+    def suspend_cancel(self) -> bool:
+        """The kernel can be resumed in place after a suspend (its XEN_ELFNOTE_SUSPEND_CANCEL)."""
+        return self.built.info.suspend_cancel
 
 
 def boot_pv_image(
@@ -112,7 +118,7 @@ def boot_pv_image(
     store_ring = attach_pv_domain(hv, domain, store_mfn=built.store_mfn, store_port=store_port,
                                   console_mfn=built.console_mfn, console_port=console_port, cmdline=cmdline,
                                   store=xenstore)  # fmt: skip
-    return BootedDomain(domain, built, console, store_port, console_port, xenstore=store_ring)
+    return BootedDomain(domain, built, console, store_port, console_port, xenstore=store_ring, cmdline=cmdline)
 
 
 def _unbound_port(domain: Domain) -> int:

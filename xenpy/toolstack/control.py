@@ -18,10 +18,14 @@ The ops: ``list`` (with ``xl list``'s State letters as ``xl_state``); ``vcpu-lis
 [``reason``: poweroff, reboot, halt, suspend, crash], written into the guest's xenstore ``control/shutdown`` as
 ``xl shutdown`` does (a guest that watches or reads the node acts on it); ``sched-credit2`` ``domain``
 [``weight``] [``cap``], ``xl sched-credit2``'s weight and cap;
+``save`` ``domain`` ``path`` [``checkpoint``]: ``xl save`` (:mod:`xenpy.toolstack.migration.save`), the xl save
+file written at ``path`` (absolute) by the server, ``{"event": "progress", "id": ..., "done": N, "total": M}``
+lines (pages) sent before the reply, the domain destroyed once saved or, with ``checkpoint``, left running;
 ``subscribe`` [``interval`` s, 0.05-3600, default 1]; ``unsubscribe``. ``domain`` is a domid or a name. Error
 codes: ``bad-json``, ``bad-request``, ``too-large``, ``unknown-op``, ``no-such-domain``, ``invalid`` (the
-domain's state does not allow it), ``unsupported``, ``permission`` (another user), ``internal`` (the op
-failed; the hypervisor goes on).
+domain's state does not allow it), ``unsupported``, ``failed`` (the guest or the file refused: a save the guest
+did not answer), ``permission`` (another user), ``internal`` (the op failed unexpectedly; the hypervisor goes
+on).
 
 The server is single-threaded: :meth:`ControlServer.poll` does one round of I/O; ``xenpy run`` calls it between
 the guest's scheduler steps, so a request never races the guest's CPU.
@@ -66,6 +70,10 @@ _UCRED = struct.Struct("3i")
 #: ``request_shutdown(domain, reason)``: ask the guest to shut down; raises LookupError where it has no
 #: xenstore control node.
 ShutdownRequester = Callable[["Domain", str], None]
+#: ``save(domain, path, checkpoint, progress) -> summary``: save the domain to ``path`` (``progress(done,
+#: total)`` as pages are written); raises LookupError where it cannot be saved, RuntimeError or OSError if the
+#: save fails.
+SaveRequester = Callable[["Domain", str, bool, Callable[[int, int], None]], dict[str, Any]]
 
 
 class ControlError(Exception):
@@ -111,6 +119,7 @@ class ControlServer(UnixSocketServer):
         hv: the hypervisor to control.
         path: the socket's path.
         request_shutdown: how to ask a domain to shut down (None: the ``shutdown`` op is ``unsupported``).
+        save: how to save a domain (None: the ``save`` op is ``unsupported``).
         info: extra greeting fields (the scheduler, the clock, ...).
 
     Raises:
@@ -118,10 +127,12 @@ class ControlServer(UnixSocketServer):
     """
 
     def __init__(self, hv: Hypervisor, path: str | os.PathLike[str], *,
-                 request_shutdown: ShutdownRequester | None = None, info: dict[str, Any] | None = None) -> None:
+                 request_shutdown: ShutdownRequester | None = None, save: SaveRequester | None = None,
+                 info: dict[str, Any] | None = None) -> None:
         super().__init__(path, mode=0o600, replace_live=False)
         self.hv = hv
         self.request_shutdown = request_shutdown
+        self.save = save
         self.greeting = {"protocol": PROTOCOL, "version": PROTOCOL_VERSION, "pid": os.getpid(),
                          "pcpus": len(hv.pcpus), **(info or {})}
         self.ops: dict[str, Callable[[_Client, dict[str, Any]], Any]] = {
@@ -134,6 +145,7 @@ class ControlServer(UnixSocketServer):
             "destroy": self._op_destroy,
             "shutdown": self._op_shutdown,
             "sched-credit2": self._op_sched_credit2,
+            "save": self._op_save,
             "subscribe": self._op_subscribe,
             "unsubscribe": self._op_unsubscribe,
         }
@@ -330,6 +342,30 @@ class ControlServer(UnixSocketServer):
             raise ControlError("unsupported", str(error)) from None
         return {"domid": d.domid, "requested": reason, "node": "control/shutdown"}
 
+    def _op_save(self, client: _Client, request: dict[str, Any]) -> dict[str, Any]:
+        d = self._domain(request)
+        path, checkpoint = request.get("path"), request.get("checkpoint", False)
+        if not isinstance(path, str) or not os.path.isabs(path):
+            raise ControlError("bad-request", "\"path\" must be an absolute path (the server writes the file)")
+        if not isinstance(checkpoint, bool):
+            raise ControlError("bad-request", "\"checkpoint\" must be true or false")
+        if d.state not in (DomainState.RUNNING, DomainState.PAUSED):
+            raise ControlError("invalid", f"domain {d.domid} is {d.state.value}")
+        if self.save is None:
+            raise ControlError("unsupported", "this hypervisor cannot save domains")
+
+        def progress(done: int, total: int) -> None:
+            self._queue(client, {"event": "progress", "id": request.get("id"), "op": "save", "done": done,
+                                 "total": total})  # fmt: skip
+            self._send(client)
+
+        try:
+            return self.save(d, path, checkpoint, progress)
+        except LookupError as error:
+            raise ControlError("unsupported", str(error)) from None
+        except (RuntimeError, ValueError, OSError) as error:
+            raise ControlError("failed", str(error)) from None
+
     def _op_sched_credit2(self, _client: _Client, request: dict[str, Any]) -> dict[str, Any]:
         d = self._domain(request)
         policy = self.hv.scheduler.policy
@@ -420,9 +456,11 @@ class ControlClient:
             raise ConnectionError(f"{self.path}: not a control message: {line[:80]!r}")
         return message
 
-    def request(self, op: str, **args: Any) -> Any:
+    def request(self, op: str, *, on_progress: Callable[[int, int], None] | None = None,
+                timeout_s: float | None = None, **args: Any) -> Any:
         """Send ``op`` with ``args`` and return its result (sample events that arrive meanwhile are kept for
-        :meth:`samples`).
+        :meth:`samples`; the op's progress events go to ``on_progress(done, total)``). ``timeout_s`` bounds the
+        wait for each message (default: the connection's).
 
         Raises:
             ControlError: the error reply.
@@ -430,8 +468,21 @@ class ControlClient:
         self._next_id += 1
         req_id = self._next_id
         self._sock.sendall(json.dumps({"op": op, "id": req_id, **args}).encode() + b"\n")
+        previous = self._sock.gettimeout()
+        if timeout_s is not None:
+            self._sock.settimeout(timeout_s)
+        try:
+            return self._reply(req_id, on_progress)
+        finally:
+            self._sock.settimeout(previous)
+
+    def _reply(self, req_id: int, on_progress: Callable[[int, int], None] | None) -> Any:
         while True:
             message = self._read()
+            if message.get("event") == "progress" and message.get("id") == req_id:
+                if on_progress is not None:
+                    on_progress(int(message.get("done", 0)), int(message.get("total", 0)))
+                continue
             if "event" in message:
                 self._events.append(message)
                 continue

@@ -53,6 +53,8 @@ class Outcome(Enum):
     TIMEOUT = 3
     #: the toolstack destroyed the domain (``destroy`` on the control socket).
     DESTROYED = 4
+    #: the toolstack saved the domain (``xenpy save``), which ended it here.
+    SAVED = 5
     #: the console's escape character ended the run (the status of a run stopped by the user).
     INTERRUPTED = 130
 

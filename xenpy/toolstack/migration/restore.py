@@ -104,6 +104,40 @@ def saved_config(header: StreamHeader, offset: int = 36) -> SavedConfig:
     return SavedConfig(name, max_vcpus, memkb * 1024 // PAGE_SIZE, profile, cmdline, suspend_cancel)
 
 
+@dataclass(frozen=True)
+class StreamSummary:
+    """What :func:`scan_stream` found in a save file, without restoring it."""
+
+    config: SavedConfig
+    xen_version: tuple[int, int]
+    pages: int
+    vcpus: int
+    saved_at_ns: int
+
+
+def scan_stream(source: BinaryIO) -> StreamSummary:
+    """Read a whole save file and check its structure (headers, record framing, page data, vCPU records) without
+    restoring it: what ``xenpy restore`` knows before it creates the hypervisor.
+
+    Raises:
+        SaveFileError: the file is truncated, corrupt, or not a PV save file.
+    """
+    reader = StreamReader(source)
+    header = reader.headers()
+    cfg = saved_config(header)
+    pages = 0
+    vcpus: set[int] = set()
+    saved_at = 0
+    for at, rtype, body in reader.records():
+        if rtype == Record.PAGE_DATA:
+            pages += len(parse_page_data(at, body)[0])
+        elif rtype == Record.X86_PV_VCPU_BASIC:
+            vcpus.add(vcpu_record(at, body)[0])
+        elif rtype == Record.X86_TSC_INFO and len(body) == TSC_INFO.size:
+            saved_at = TSC_INFO.unpack(body)[2]
+    return StreamSummary(cfg, (header.xen_major, header.xen_minor), pages, len(vcpus), saved_at)
+
+
 @dataclass
 class RestoredDomain:
     """A domain restored from a stream, with what the toolstack keeps about it (as for a booted domain).
@@ -126,6 +160,16 @@ class RestoredDomain:
     console_port: int
     saved_at_ns: int
     pages: int
+
+    @property
+    def cmdline(self) -> str:
+        """The saved kernel command line."""
+        return self.config.cmdline
+
+    @property
+    def suspend_cancel(self) -> bool:
+        """The guest can be resumed in place after a suspend (as saved)."""
+        return self.config.suspend_cancel
 
 
 @dataclass
