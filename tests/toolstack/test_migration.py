@@ -27,6 +27,7 @@ from xenpy.engine.unicorn_engine import UnicornEngine
 from xenpy.hypervisor import Hypervisor
 from xenpy.toolstack.boot import boot_pv_image
 from xenpy.toolstack.conformance.fetch import DEFAULT_DEST, tools_dir
+from xenpy.toolstack.lifecycle import LifecycleState, lifecycle_of
 from xenpy.toolstack.migration.restore import restore_domain
 from xenpy.toolstack.migration.save import SaveError, save_domain
 from xenpy.toolstack.migration.stream import Record, SaveFileError, StreamReader
@@ -58,6 +59,7 @@ def boot_suspend_guest(guest_build_dir: Path, *, seed: int = 0):
 def restore_and_run(data: bytes, *, start_ns: int = 0, seed: int = 7):
     hv = Hypervisor(memory_mib=MEMORY_MIB + 16, seed=seed, clock=VirtualClock(start_ns=start_ns))
     restored = restore_domain(hv, io.BytesIO(data))
+    assert lifecycle_of(restored.domain).state is LifecycleState.PAUSED
     UnicornEngine(hv)
     lines: list[str] = []
     restored.domain.console.listen(lambda line: lines.append(line.decode()))
@@ -65,19 +67,27 @@ def restore_and_run(data: bytes, *, start_ns: int = 0, seed: int = 7):
     return hv, restored, "".join(lines)
 
 
+def lifecycle_changes(d) -> list[str]:
+    """The lifecycle states ``d`` goes through from now on."""
+    seen: list[str] = []
+    lifecycle_of(d).watch(lambda _d, _old, new: seen.append(new.value))
+    return seen
+
+
 @pytest.fixture(scope="module")
 def saved(guest_build_dir: Path):
-    """The suspend guest saved once, with the p2m and ring frames it had."""
+    """The suspend guest saved once, with the p2m it had and the lifecycle states it went through."""
     hv, booted, _lines = boot_suspend_guest(guest_build_dir)
     d = booted.domain
     out = io.BytesIO()
-    before = {"p2m": d.memory.p2m.mfns.copy(), "store": booted.built.store_mfn}
+    before = {"p2m": d.memory.p2m.mfns.copy(), "lifecycle": lifecycle_changes(d)}
     summary = save_domain(hv, d, out)
     return out.getvalue(), summary, before, hv
 
 
 def test_save_writes_every_page_and_destroys_the_domain(saved) -> None:
-    data, summary, _before, hv = saved
+    data, summary, before, hv = saved
+    assert before["lifecycle"] == ["suspending", "suspended", "saving", "destroyed"]
     assert summary.pages == MEMORY_MIB * 256
     assert summary.bytes == len(data) > MEMORY_MIB << 20
     assert not hv.domains, "xl save destroys the domain once it is written"
@@ -131,8 +141,10 @@ def test_checkpoint_resumes_the_same_domain_and_the_file_restores_too(guest_buil
     hv, booted, lines = boot_suspend_guest(guest_build_dir)
     d = booted.domain
     out = io.BytesIO()
+    changes = lifecycle_changes(d)
     save_domain(hv, d, out, checkpoint=True)
     assert d.state is DomainState.RUNNING
+    assert changes == ["suspending", "suspended", "saving", "running"]
     run_domain_until_stopped(hv, d, timeout_s=60)
     console = "".join(lines)
     assert "SCHEDOP_shutdown returned 1" in console
@@ -148,9 +160,14 @@ def test_a_guest_that_does_not_suspend_is_a_clear_error_and_keeps_running(guest_
     booted = boot_pv_image(hv, image, max_vcpus=2, memory_mib=MEMORY_MIB, cmdline="load=spin duration=0")
     UnicornEngine(hv)
     run_domain_until_stopped(hv, booted.domain, max_guest_ns=5_000_000)
+    changes = lifecycle_changes(booted.domain)
     with pytest.raises(SaveError, match="did not suspend"):
         save_domain(hv, booted.domain, io.BytesIO(), timeout_s=2)
     assert booted.domain.state is DomainState.RUNNING
+    assert changes == ["suspending", "running"]
+    with pytest.raises(SaveError, match="is destroyed: only a running or paused domain"):
+        hv.destroy_domain(booted.domain)
+        save_domain(hv, booted.domain, io.BytesIO())
     assert booted.xenstore.store.read(f"/local/domain/{booted.domain.domid}/control/shutdown") == b""
 
 

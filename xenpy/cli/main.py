@@ -14,7 +14,7 @@ from xenpy.cli.errors import EXIT_USAGE, CliError
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one ``xenpy: error:`` line and exit :data:`EXIT_USAGE`.
 
-    0-3 are guest outcomes. The line names the command's ``--help`` instead of printing the usage block.
+    0-5 are guest outcomes. The line names the command's ``--help`` instead of printing the usage block.
     """
 
     def error(self, message: str) -> None:  # type: ignore[override]

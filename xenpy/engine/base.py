@@ -147,6 +147,15 @@ class VcpuContext(ABC):
     def save_state(self) -> None:
         """Write the live registers back to ``vcpu.arch`` (``user_regs``, segment bases, mode)."""
 
+    @abstractmethod
+    def fpu_state(self) -> bytes:
+        """The live x87, MMX and SSE state as the 512-byte FXSAVE image (64-bit form) that
+        ``vcpu_guest_context.fpu_ctxt`` holds."""
+
+    @abstractmethod
+    def load_fpu_state(self, image: bytes) -> None:
+        """Load the x87, MMX and SSE state from a 512-byte FXSAVE image (64-bit form)."""
+
 
 class Engine(ABC):
     """A CPU engine serving the vCPUs of one hypervisor.

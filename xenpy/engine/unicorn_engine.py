@@ -136,6 +136,14 @@ if TYPE_CHECKING:
     from xenpy.hypervisor import Hypervisor
 
 _U64 = (1 << 64) - 1
+#: The FXSAVE image (64-bit form) up to MXCSR_MASK: FCW, FSW, abridged FTW, reserved, FOP, FIP, FDP, MXCSR,
+#: MXCSR_MASK; ST0-ST7 follow at 32 (16 bytes each, 10 used), XMM0-XMM15 at 160.
+_FXSAVE_HEAD = struct.Struct("<HHBxHQQII")
+_FXSAVE_ST, _FXSAVE_XMM, _FXSAVE_SIZE = 32, 160, 512
+#: What Xen loads into a new vCPU's FPU (``FCW_DEFAULT``, ``MXCSR_DEFAULT``), and the MXCSR bits this CPU has.
+_FCW_DEFAULT, _MXCSR_DEFAULT, _MXCSR_MASK = 0x37F, 0x1F80, 0xFFFF
+_FP_REGS = tuple(getattr(ux, f"UC_X86_REG_FP{i}") for i in range(8))
+_XMM_REGS = tuple(getattr(ux, f"UC_X86_REG_XMM{i}") for i in range(16))
 _NR_TABLE = NR_HYPERCALLS
 _UNPACK_IN = struct.Struct(f"<{len(_native.SYSCALL_IN)}Q").unpack_from
 _SEGMENT_NAMES = frozenset(("cs", "ss", "ds", "es", "fs", "gs"))
@@ -194,6 +202,7 @@ class UnicornVcpu(Pv64Context):
         self._step_ctx = VOIDP()  # the registers before step_instruction, allocated on first use
         self._entered = False
         self._loaded_regs: dict[str, int] | None = None
+        self._loaded_fpu: bytes | None = None
         self._loaded_cr3 = -1
         self._loaded_gdt: tuple[tuple[int, ...], int] | None = None
         self._loaded_ts = False
@@ -238,6 +247,48 @@ class UnicornVcpu(Pv64Context):
         uc.msr_write(MSR_EFER, CPU_EFER)
         uc.reg_write(ux.UC_X86_REG_CR0, CPU_CR0)
         uc.reg_write(ux.UC_X86_REG_GDTR, (0, HypervisorArea.vcpu_va(self.vcpu.vcpu_id), GDT_LIMIT, 0))
+        # The FPU as Xen gives it to a new vCPU: every register empty, the default control words.
+        uc.reg_write(ux.UC_X86_REG_FPCW, _FCW_DEFAULT)
+        uc.reg_write(ux.UC_X86_REG_FPTAG, 0xFFFF)
+        uc.reg_write(ux.UC_X86_REG_MXCSR, _MXCSR_DEFAULT)
+
+    def fpu_state(self) -> bytes:
+        """See :meth:`VcpuContext.fpu_state`."""
+        uc = self.uc
+        fsw = uc.reg_read(ux.UC_X86_REG_FPSW)
+        full_tag = uc.reg_read(ux.UC_X86_REG_FPTAG)
+        abridged = sum(1 << i for i in range(8) if (full_tag >> 2 * i) & 3 != 3)
+        image = bytearray(_FXSAVE_SIZE)
+        _FXSAVE_HEAD.pack_into(image, 0, uc.reg_read(ux.UC_X86_REG_FPCW), fsw, abridged,
+                               uc.reg_read(ux.UC_X86_REG_FOP), uc.reg_read(ux.UC_X86_REG_FIP),
+                               uc.reg_read(ux.UC_X86_REG_FDP), uc.reg_read(ux.UC_X86_REG_MXCSR), _MXCSR_MASK)
+        top = (fsw >> 11) & 7
+        for i in range(8):  # ST(i) is physical register (TOP + i) mod 8
+            mantissa, exponent = uc.reg_read(_FP_REGS[(top + i) & 7])
+            struct.pack_into("<QH", image, _FXSAVE_ST + 16 * i, mantissa, exponent)
+        for i, reg in enumerate(_XMM_REGS):
+            image[_FXSAVE_XMM + 16 * i : _FXSAVE_XMM + 16 * (i + 1)] = uc.reg_read(reg).to_bytes(16, "little")
+        return bytes(image)
+
+    def load_fpu_state(self, image: bytes) -> None:
+        """See :meth:`VcpuContext.load_fpu_state`."""
+        if len(image) != _FXSAVE_SIZE:
+            raise ValueError(f"an FXSAVE image has {_FXSAVE_SIZE} bytes, not {len(image)}")
+        uc = self.uc
+        fcw, fsw, abridged, fop, fip, fdp, mxcsr, _mask = _FXSAVE_HEAD.unpack_from(image, 0)
+        top = (fsw >> 11) & 7
+        uc.reg_write(ux.UC_X86_REG_FPCW, fcw)
+        uc.reg_write(ux.UC_X86_REG_FPSW, fsw)
+        for i in range(8):
+            mantissa, exponent = struct.unpack_from("<QH", image, _FXSAVE_ST + 16 * i)
+            uc.reg_write(_FP_REGS[(top + i) & 7], (mantissa, exponent))
+        uc.reg_write(ux.UC_X86_REG_FPTAG, sum(3 << 2 * i for i in range(8) if not abridged >> i & 1))
+        uc.reg_write(ux.UC_X86_REG_FOP, fop)
+        uc.reg_write(ux.UC_X86_REG_FIP, fip)
+        uc.reg_write(ux.UC_X86_REG_FDP, fdp)
+        uc.reg_write(ux.UC_X86_REG_MXCSR, mxcsr & _MXCSR_MASK)
+        for i, reg in enumerate(_XMM_REGS):
+            uc.reg_write(reg, int.from_bytes(image[_FXSAVE_XMM + 16 * i : _FXSAVE_XMM + 16 * (i + 1)], "little"))
 
     def _install_hooks(self) -> None:
         uch = self._uch
@@ -490,6 +541,10 @@ class UnicornVcpu(Pv64Context):
         arch = v.arch
         regs = arch.user_regs
         self.sync_mmu()
+        if arch.fpu_ctxt is not self._loaded_fpu:  # a context loaded with VGCF_i387_valid brings its FPU
+            if arch.fpu_initialised:
+                self.load_fpu_state(arch.fpu_ctxt)
+            self._loaded_fpu = arch.fpu_ctxt
         gprs = {name: regs.get(name, 0) & _U64 for name in GPR_NAMES}
         rip = regs.get("rip", 0) & _U64
         rsp = regs.get("rsp", 0) & _U64

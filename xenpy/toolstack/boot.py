@@ -22,6 +22,7 @@ from xenpy.loader import LoaderError
 from xenpy.loader.builder import AddressSpace, BuiltDomain, build_pv64_domain
 from xenpy.loader.xen_notes import read_pv_image
 from xenpy.toolstack.console import ConsoleRingBackend
+from xenpy.toolstack.lifecycle import lifecycle_of
 from xenpy.toolstack.xenstore import Store, XenstoreRingBackend, attach_pv_domain
 
 #: The domain that runs the xenstore and console backends (dom0 in a Xen system).
@@ -111,6 +112,7 @@ def boot_pv_image(
         domain = hv.create_domain(config, builder=image_builder)
     except RuntimeError as error:  # arch_set_info_guest refused vCPU 0 (the domain is destroyed)
         raise LoaderError(str(error)) from error
+    lifecycle_of(domain)  # created: the lifecycle follows the domain from here
     built: BuiltDomain = made["built"]  # type: ignore[assignment]
     store_port: int = made["store_port"]  # type: ignore[assignment]
     console_port: int = made["console_port"]  # type: ignore[assignment]

@@ -13,7 +13,8 @@ disconnected) carrying newline-delimited JSON, protocol version :data:`PROTOCOL_
 * a subscriber also gets ``{"event": "sample", "sample": SAMPLE}`` lines (:class:`~xenpy.toolstack.monitor.Sample`
   as JSON), the first at once, then one per interval of host time.
 
-The ops: ``list`` (with ``xl list``'s State letters as ``xl_state``); ``vcpu-list`` [``domain``]; ``sample``;
+The ops: ``list`` (with ``xl list``'s State letters as ``xl_state`` and the toolstack's
+:mod:`~xenpy.toolstack.lifecycle` state as ``lifecycle``); ``vcpu-list`` [``domain``]; ``sample``;
 ``metrics`` (Prometheus text); ``pause``, ``unpause``, ``destroy`` ``domain``; ``shutdown`` ``domain``
 [``reason``: poweroff, reboot, halt, suspend, crash], written into the guest's xenstore ``control/shutdown`` as
 ``xl shutdown`` does (a guest that watches or reads the node acts on it); ``sched-credit2`` ``domain``
@@ -47,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 from xenpy.abi.sched import SHUTDOWN
 from xenpy.core.domain import DomainState, VPF_blocked
 from xenpy.core.sched_credit2 import Credit2Scheduler
+from xenpy.toolstack.lifecycle import LifecycleState, lifecycle_of
 from xenpy.toolstack.monitor import STATE_NAMES, Sample, prometheus_text, take_sample
 from xenpy.toolstack.socket_server import UnixSocketServer, is_listening
 
@@ -281,6 +283,7 @@ class ControlServer(UnixSocketServer):
             )
             out.append({
                 "domid": d.domid, "name": d.name, "state": d.state.value, "xl_state": "".join(flags),
+                "lifecycle": lifecycle_of(d).state.value,
                 "vcpus": len(d.vcpus),
                 "online_vcpus": sum(1 for v in d.vcpus if v.is_up), "memory_kib": d.memory.nr_pages * 4,
                 "cpu_time_s": running_ns / 1e9, "uptime_s": (now - d.creation_ns) / 1e9,
@@ -349,8 +352,9 @@ class ControlServer(UnixSocketServer):
             raise ControlError("bad-request", "\"path\" must be an absolute path (the server writes the file)")
         if not isinstance(checkpoint, bool):
             raise ControlError("bad-request", "\"checkpoint\" must be true or false")
-        if d.state not in (DomainState.RUNNING, DomainState.PAUSED):
-            raise ControlError("invalid", f"domain {d.domid} is {d.state.value}")
+        lifecycle = lifecycle_of(d).state
+        if lifecycle not in (LifecycleState.RUNNING, LifecycleState.PAUSED, LifecycleState.CREATED):
+            raise ControlError("invalid", f"domain {d.domid} is {lifecycle.value}")
         if self.save is None:
             raise ControlError("unsupported", "this hypervisor cannot save domains")
 

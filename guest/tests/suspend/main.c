@@ -22,7 +22,9 @@
  *     carries the saved times over itself, as Linux does, and prints the sums.
  *   1 (cancelled: the same domain runs on, as after a checkpoint): the
  *     frames are as before, and the ports bound before still work.
- * Either way it writes "resumed" or "cancelled" to data/suspend.
+ * Either way the FPU and SSE state set before the suspend is still there
+ * (vcpu_guest_context.fpu_ctxt, spec 1.3), and it writes "resumed" or
+ * "cancelled" to data/suspend.
  *
  * Command line: wait=MS.
  */
@@ -35,6 +37,28 @@ const char test_title[] = "Suspend: SCHEDOP_shutdown(SHUTDOWN_suspend), then res
 #define DEFAULT_WAIT_MS 100
 
 static vcpu_runstate_info_t area[2];
+
+/* FPU and SSE state the suspend must keep: MXCSR with FTZ, a pattern in xmm5, 1 and pi on the x87 stack. */
+#define TEST_MXCSR   0x9f80u
+#define TEST_XMM5    0x0123456789abcdefUL
+
+static void fpu_load(void)
+{
+    uint32_t mxcsr = TEST_MXCSR;
+    unsigned long xmm = TEST_XMM5;
+
+    __asm__ __volatile__ ("fninit; fld1; fldpi; ldmxcsr %0; movq %1, %%xmm5" :: "m"(mxcsr), "r"(xmm) : "memory");
+}
+
+/* The state fpu_load() left, popped: MXCSR, xmm5's low half, the x87 TOP and the two values as integers. */
+static void fpu_read(uint32_t *mxcsr, unsigned long *xmm, unsigned int *top, long *st0, long *st1)
+{
+    uint16_t fsw;
+
+    __asm__ __volatile__ ("stmxcsr %0; movq %%xmm5, %1; fnstsw %2; fistpll %3; fistpll %4"
+                          : "=m"(*mxcsr), "=r"(*xmm), "=m"(fsw), "=m"(*st0), "=m"(*st1) :: "memory");
+    *top = (fsw >> 11) & 7;
+}
 static volatile unsigned long ipi_count;
 
 static void ipi_handler(evtchn_port_t port, void *data)
@@ -125,6 +149,10 @@ void test_main(void)
     unsigned long store_pfn, console_pfn, old_shared_info;
     long timer_port, ipi_port, rc;
     uint64_t t_before, t_after;
+    unsigned long xmm5;
+    uint32_t mxcsr;
+    unsigned int top;
+    long st0, st1;
 
     if ( !xs_available() )
     {
@@ -159,8 +187,11 @@ void test_main(void)
     runstate_info(0, &before[0]);
     runstate_info(1, &before[1]);
     t_before = now_ns();
+    fpu_load();
 
     rc = suspend_domain();
+
+    fpu_read(&mxcsr, &xmm5, &top, &st0, &st1);
 
     t_after = now_ns();
     printk("Resumed: SCHEDOP_shutdown returned %ld; system time %lu ns before, %lu ns after\n",
@@ -171,6 +202,10 @@ void test_main(void)
           "start_info.store_mfn %#lx is the frame of the xenstore ring's pfn", start_info->store_mfn);
     check("console-frame", "7.2", mfn_to_pfn(start_info->console.domU.mfn), console_pfn,
           "start_info.console.domU.mfn %#lx is the frame of the console ring's pfn", start_info->console.domU.mfn);
+    check_hex("fpu-mxcsr", "1.3", mxcsr, TEST_MXCSR, "MXCSR across the suspend (vcpu_guest_context.fpu_ctxt)");
+    check_hex("fpu-xmm5", "1.3", xmm5, TEST_XMM5, "xmm5 across the suspend");
+    check("fpu-x87", "1.3", top == 6 && st0 == 3 && st1 == 1, 1, "x87 stack across the suspend: TOP %u, "
+          "ST0 %ld (pi), ST1 %ld (1)", top, st0, st1);
     check("time-runs", "3.6", timer_fires() || now_ns() > t_after, 1, "system time runs after the resume");
 
     if ( rc == SUSPEND_CANCELLED )

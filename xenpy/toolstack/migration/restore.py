@@ -14,7 +14,8 @@ header carries. The new domain's frames are its own (a different machine layout 
   frame-list-list cleared (the guest publishes its p2m again);
 * the guest's p2m frames receive the new p2m.
 
-The xenstore and console backends are attached as for a booted domain. The domain is returned paused; when it
+The xenstore and console backends are attached as for a booted domain. The domain's
+:mod:`~xenpy.toolstack.lifecycle` is restoring meanwhile, then paused. The domain is returned paused; when it
 runs, the guest returns from SCHEDOP_shutdown with 0 (resumed in a new domain). Any error raises
 :class:`~xenpy.toolstack.migration.stream.SaveFileError` and leaves no domain behind.
 """
@@ -35,6 +36,7 @@ from xenpy.core.mm import pin_table
 from xenpy.core.system import DomainConfig
 from xenpy.core.vcpu_context import arch_set_info_guest, parse_vcpu_guest_context
 from xenpy.toolstack.console import ConsoleRingBackend
+from xenpy.toolstack.lifecycle import LifecycleState, lifecycle_of
 from xenpy.toolstack.migration.stream import (
     EXT_VCPUCONTEXT,
     PFN_PINNED,
@@ -214,7 +216,9 @@ def restore_domain(
         d = hv.create_domain(config, builder=lambda _d: None)
     except ValueError as exc:  # the configuration's profile or sizes
         raise SaveFileError(36, f"the domain configuration cannot be created: {exc}") from None
+    lifecycle = lifecycle_of(d)
     try:
+        lifecycle.move(LifecycleState.RESTORING)
         store_port = _unbound_port(d)
         console_port = _unbound_port(d)
         st = _State()
@@ -230,6 +234,7 @@ def restore_domain(
     except BaseException:
         hv.destroy_domain(d)
         raise
+    lifecycle.move(LifecycleState.PAUSED)
     console = ConsoleRingBackend(hv, d, console_mfn, console_port)
     ring = attach_pv_domain(hv, d, store_mfn=store_mfn, store_port=store_port, console_mfn=console_mfn,
                             console_port=console_port, cmdline=cfg.cmdline, store=xenstore)  # fmt: skip

@@ -11,10 +11,12 @@ does (``xg_sr_save_x86_pv.c``), as an xl save file (:mod:`~xenpy.toolstack.migra
   marked), an invalid p2m entry as XTAB;
 * page tables are canonicalised: each present entry's mfn becomes its pfn, Xen's L4 slots are cleared; an entry
   that maps a frame outside the guest's pseudo-physical map (shared_info, a grant) or a superpage fails the save;
-* each online vCPU's context has its cr3, user L4 and GDT frames as pfns, and vCPU 0's rdx (start_info) too.
+* each online vCPU's context has its cr3, user L4 and GDT frames as pfns, and vCPU 0's rdx (start_info) too,
+  and its x87/SSE state (``fpu_ctxt``) from the CPU engine.
 
 Then the domain is destroyed, or with ``checkpoint`` resumed as ``xl save -c`` does: SCHEDOP_shutdown returns 1 in
-the same domain. A failed save resumes the domain the same way, so nothing is lost.
+the same domain; its :mod:`~xenpy.toolstack.lifecycle` goes suspending, suspended, saving, then destroyed (or
+running again). A failed save resumes the domain the same way, so nothing is lost.
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
-from xenpy.abi.sched import SHUTDOWN_suspend
+from xenpy.abi.arch_x86 import VGCF_i387_valid
 from xenpy.abi.x86 import PAGE_PRESENT, PAGE_PSE, PAGE_SIZE, PTE_PFN_MASK, XEN_L4_SLOTS
 from xenpy.core.domain import DomainState, VPF_down
 from xenpy.core.memory import INVALID_M2P_ENTRY
 from xenpy.core.pagetable import GuestFault, translate
 from xenpy.core.vcpu_context import arch_get_info_guest, pack_vcpu_guest_context
 from xenpy.engine.runner import run_domain_until_stopped
+from xenpy.toolstack.lifecycle import LifecycleState, lifecycle_of
 from xenpy.toolstack.migration.stream import (
     EXT_VCPUCONTEXT,
     PAGE_BATCH,
@@ -119,12 +122,14 @@ def suspend_domain(hv: Hypervisor, d: Domain, *, store: Store | None = None,
     from xenpy.toolstack.xenstore import store_for
 
     store = store if store is not None else store_for(hv)
-    if d.state not in (DomainState.RUNNING, DomainState.PAUSED):
-        raise SaveError(f"domain {d.domid} is {d.state.value}: only a running or paused domain can be saved")
+    lifecycle = lifecycle_of(d)
+    if lifecycle.state not in (LifecycleState.RUNNING, LifecycleState.PAUSED, LifecycleState.CREATED):
+        raise SaveError(f"domain {d.domid} is {lifecycle.state.value}: only a running or paused domain can be saved")
     start = hv.now_ns()
-    request_suspend(hv, d, store)
-    summary = run_domain_until_stopped(hv, d, timeout_s=timeout_s)
-    if d.state is DomainState.SHUTDOWN and d.shutdown_reason == SHUTDOWN_suspend:
+    with lifecycle.operation(LifecycleState.SUSPENDING):
+        request_suspend(hv, d, store)
+        summary = run_domain_until_stopped(hv, d, timeout_s=timeout_s)
+    if lifecycle.state is LifecycleState.SUSPENDED:
         return hv.now_ns() - start
     if d.state in (DomainState.RUNNING, DomainState.PAUSED):
         store.write(f"/local/domain/{d.domid}/control/shutdown", "")
@@ -160,17 +165,18 @@ def save_domain(
         raise ValueError("a checkpoint needs a guest that supports suspend cancellation (XEN_ELFNOTE_SUSPEND_CANCEL)")
     suspend_ns = suspend_domain(hv, d, store=store, timeout_s=timeout_s)
     config = domain_config(d, cmdline=cmdline, suspend_cancel=suspend_cancel)
-    try:
-        pages, nbytes, seconds = write_domain_stream(hv, d, out, config, progress=progress)
-    except (SaveError, OSError):
-        if suspend_cancel:
+    with lifecycle_of(d).operation(LifecycleState.SAVING):
+        try:
+            pages, nbytes, seconds = write_domain_stream(hv, d, out, config, progress=progress)
+        except (SaveError, OSError):
+            if suspend_cancel:
+                resume_cancelled(d)
+            raise
+        summary = SaveSummary(pages, nbytes, seconds, suspend_ns, hv.now_ns())
+        if checkpoint:
             resume_cancelled(d)
-        raise
-    summary = SaveSummary(pages, nbytes, seconds, suspend_ns, hv.now_ns())
-    if checkpoint:
-        resume_cancelled(d)
-    else:
-        hv.destroy_domain(d)
+        else:
+            hv.destroy_domain(d)
     return summary
 
 
@@ -278,8 +284,11 @@ def _normalise_table(page: np.ndarray, level: int, pmap: _Pseudophysmap, pfn: in
     return entries.view(np.uint8)
 
 
-def _vcpu_basic(v: Any, pmap: _Pseudophysmap) -> bytes:
+def _vcpu_basic(v: Any, pmap: _Pseudophysmap, fpu: bytes | None) -> bytes:
     c = arch_get_info_guest(v)
+    if fpu is not None:
+        c["fpu_ctxt"] = fpu
+        c["flags"] |= int(VGCF_i387_valid)
     vid = v.vcpu_id
     if vid == 0:
         c["user_regs.rdx"] = pmap.to_pfn(c["user_regs.rdx"], "the suspend record (vCPU 0's rdx)")
@@ -302,7 +311,8 @@ def write_domain_stream(
     hv: Hypervisor, d: Domain, out: BinaryIO, config: dict[str, Any], *, progress: SaveProgress | None = None
 ) -> tuple[int, int, float]:
     """Write the suspended (or paused) PV64 domain ``d`` to ``out`` as an xl save file; returns
-    ``(pfns written, bytes written, host seconds)``.
+    ``(pfns written, bytes written, host seconds)``. Each vCPU's FPU state comes from the CPU engine, if one is
+    attached (as Xen's getvcpucontext gives ``fpu_ctxt``).
 
     Raises:
         SaveError: the domain is PV32, has not published its p2m, or maps frames that cannot be saved.
@@ -348,10 +358,12 @@ def write_domain_stream(
     khz = d.system.clock.tsc_hz // 1000  # type: ignore[attr-defined]
     w.record(Record.X86_TSC_INFO, TSC_INFO.pack(TSC_MODE_DEFAULT, khz, hv.now_ns(), d.tsc_incarnation, 0))
     w.record(Record.SHARED_INFO, machine.read(d.shared_info_maddr, PAGE_SIZE))
+    engine = hv.scheduler.executor
     for v in d.vcpus:
         if v.pause_flags & VPF_down:  # offline vCPUs are not sent
             continue
-        w.record(Record.X86_PV_VCPU_BASIC, struct.pack("<II", v.vcpu_id, 0), _vcpu_basic(v, pmap))
+        fpu = engine.context(v).fpu_state() if engine is not None else None
+        w.record(Record.X86_PV_VCPU_BASIC, struct.pack("<II", v.vcpu_id, 0), _vcpu_basic(v, pmap, fpu))
         w.record(Record.X86_PV_VCPU_EXTENDED, struct.pack("<II", v.vcpu_id, 0), _vcpu_extended(v))
     w.end()
     return nr, w.bytes_written, time.monotonic() - start

@@ -1,0 +1,115 @@
+"""Save and restore throughput (MiB of guest memory per second) for a 64 MiB and a 512 MiB guest, beside a plain
+copy of the same bytes in the same run.
+
+For each size the bundled suspend guest boots, is saved (``save_domain``: the suspend, then the stream) to a file
+in a temporary directory and restored (``restore_domain``) into another hypervisor, and the restored guest runs
+to its verdict. The baseline writes the guest's frames to a file of the same directory and reads them back into
+the machine memory, in the scrambled order of its p2m, as the save and restore must. Prints one line per figure;
+``--json`` prints them as one JSON object instead.
+
+    .venv/bin/python benchmarks/bench_save_restore.py [--sizes 64,512] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from xenpy.core.clock import VirtualClock
+from xenpy.engine.runner import run_domain_until_stopped
+from xenpy.engine.unicorn_engine import UnicornEngine
+from xenpy.hypervisor import Hypervisor
+from xenpy.toolstack.boot import HYPERVISOR_MEMORY_MIB, boot_pv_image
+from xenpy.toolstack.migration.restore import restore_domain
+from xenpy.toolstack.migration.save import save_domain
+
+GUEST = Path(__file__).resolve().parent.parent / "guest" / "build" / "test-pv64-suspend"
+
+
+def measure(mib: int, directory: Path) -> dict[str, float]:
+    hv = Hypervisor(memory_mib=mib + HYPERVISOR_MEMORY_MIB)
+    booted = boot_pv_image(hv, GUEST.read_bytes(), max_vcpus=2, memory_mib=mib, cmdline="wait=60000")
+    UnicornEngine(hv)
+    node = f"/local/domain/{booted.domain.domid}/data/suspend"
+    while booted.xenstore.store.read(node) != b"ready":
+        run_domain_until_stopped(hv, booted.domain, max_guest_ns=1_000_000)
+    d = booted.domain
+    mfns = d.memory.p2m.mfns.copy()
+
+    # Baseline: the same bytes to a file and back, page by page in p2m order.
+    plain = directory / "plain.bin"
+    start = time.perf_counter()
+    with open(plain, "wb") as out:
+        for first in range(0, len(mfns), 1024):
+            out.write(hv.system.machine.frames[mfns[first : first + 1024]].tobytes())
+    plain_write = time.perf_counter() - start
+    start = time.perf_counter()
+    with open(plain, "rb") as source:
+        for first in range(0, len(mfns), 1024):
+            chunk = np.frombuffer(source.read(1024 * 4096), dtype=np.uint8).reshape(-1, 4096)
+            hv.system.machine.frames[mfns[first : first + len(chunk)]] = chunk
+    plain_read = time.perf_counter() - start
+    plain.unlink()
+
+    saved = directory / "guest.xl"
+    start = time.perf_counter()
+    with open(saved, "wb") as out:
+        summary = save_domain(hv, d, out)
+    save_s = time.perf_counter() - start
+    size = saved.stat().st_size
+
+    hv2 = Hypervisor(memory_mib=mib + 2 * HYPERVISOR_MEMORY_MIB, seed=1,
+                     clock=VirtualClock(start_ns=summary.saved_at_ns))  # fmt: skip
+    start = time.perf_counter()
+    with open(saved, "rb") as source:
+        restored = restore_domain(hv2, source)
+    restore_s = time.perf_counter() - start
+    UnicornEngine(hv2)
+    lines: list[bytes] = []
+    restored.domain.console.listen(lines.append)
+    run_domain_until_stopped(hv2, restored.domain, timeout_s=120)
+    saved.unlink()
+    verdict = lines[-1].decode().strip() if lines else "(no output)"
+    return {
+        "mib": mib,
+        "file_mib": size / (1 << 20),
+        "save_mib_s": mib / save_s,
+        "stream_mib_s": mib / summary.seconds,
+        "restore_mib_s": mib / restore_s,
+        "plain_write_mib_s": mib / plain_write,
+        "plain_read_mib_s": mib / plain_read,
+        "suspend_ms": summary.suspend_ns / 1e6,
+        "verdict": verdict,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="64,512", help="guest sizes in MiB (default 64,512)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args()
+    if not GUEST.is_file():
+        raise SystemExit(f"{GUEST} is missing: make -C guest")
+    results = []
+    with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as tmp:
+        for mib in (int(s) for s in args.sizes.split(",")):
+            results.append(measure(mib, Path(tmp)))
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    for r in results:
+        print(f"{r['mib']:4d} MiB guest: save {r['save_mib_s']:7.0f} MiB/s (stream alone {r['stream_mib_s']:.0f}; "
+              f"plain write {r['plain_write_mib_s']:.0f}, {r['save_mib_s'] / r['plain_write_mib_s']:.2f}x), "
+              f"restore {r['restore_mib_s']:7.0f} MiB/s (plain read {r['plain_read_mib_s']:.0f}, "
+              f"{r['restore_mib_s'] / r['plain_read_mib_s']:.2f}x); file {r['file_mib']:.1f} MiB; suspend "
+              f"{r['suspend_ms']:.3f} ms; restored guest: {r['verdict']}")
+
+
+if __name__ == "__main__":
+    main()
