@@ -4,7 +4,8 @@
  * kernel_main() runs on vCPU 0 with events masked (spec 7.5):
  *   1. keep start_info and find the console ring (no hypercall yet);
  *   2. check that the hypervisor filled the hypercall page;
- *   3. map shared_info (HYPERVISOR_update_va_mapping);
+ *   3. map shared_info (HYPERVISOR_update_va_mapping) and, in a domU, publish
+ *      the p2m there for the toolstack's saver;
  *   4. install the trap table, mask every port, register the callbacks;
  *   5. print the banner, unmask events, run test_main(), report.
  */
@@ -14,6 +15,7 @@
 #include <xenpy-guest/lib.h>
 #include <xenpy-guest/setup.h>
 #include <xenpy-guest/smp.h>
+#include <xenpy-guest/suspend.h>
 #include <xenpy-guest/test.h>
 #include <xenpy-guest/traps.h>
 
@@ -62,6 +64,10 @@ void kernel_main(start_info_t *si)
     if ( rc )
         panic("Mapping shared_info (maddr %#lx) failed: %d\n",
               start_info->shared_info, rc);
+
+    /* A toolstack's saver may read the p2m while the guest runs (live migration). */
+    if ( !is_initial_domain() )
+        (void)p2m_publish_frame_tree();
 
     traps_init();
     events_init(false);

@@ -26,14 +26,14 @@
 static xen_pfn_t frame_list_list[FPP] __page_aligned_bss;
 static xen_pfn_t frame_lists[NR_FRAME_LISTS][FPP] __page_aligned_bss;
 
-void p2m_publish_frame_tree(void)
+int p2m_publish_frame_tree(void)
 {
     unsigned long nr_pages = start_info->nr_pages;
     unsigned long p2m_frames = (nr_pages + FPP - 1) / FPP;
     const char *p2m = (const char *)p2m_list();
 
     if ( p2m_frames > NR_FRAME_LISTS * FPP )
-        panic("p2m of %lu pages does not fit %u frame lists\n", nr_pages, NR_FRAME_LISTS);
+        return -XEN_E2BIG;
 
     for ( unsigned long i = 0; i < p2m_frames; i++ )
         frame_lists[i / FPP][i % FPP] = virt_to_mfn(p2m + i * PAGE_SIZE);
@@ -42,6 +42,7 @@ void p2m_publish_frame_tree(void)
     wmb();
     WRITE_ONCE(shared_info->arch.max_pfn, nr_pages);
     WRITE_ONCE(shared_info->arch.pfn_to_mfn_frame_list_list, virt_to_mfn(frame_list_list));
+    return 0;
 }
 
 /* start_info's ring frames as pfns (to_pfn) or back as mfns. */
@@ -62,10 +63,12 @@ static void convert_ring_frames(bool to_pfn)
 long suspend_domain(void)
 {
     struct sched_shutdown shutdown = { .reason = SHUTDOWN_suspend };
-    unsigned long flags = local_irq_save();
-    long rc;
+    unsigned long flags;
+    long rc = p2m_publish_frame_tree();
 
-    p2m_publish_frame_tree();
+    if ( rc )
+        return rc;
+    flags = local_irq_save();
     convert_ring_frames(true);
     /* The saver refuses a page table that maps a frame that is not the guest's own. */
     rc = unmap_shared_info();
@@ -85,7 +88,7 @@ long suspend_domain(void)
         panic("Remapping shared_info (maddr %#lx) after suspend failed\n", start_info->shared_info);
     if ( rc == SUSPEND_RESUMED_NEW_DOMAIN )
     {
-        p2m_publish_frame_tree();
+        (void)p2m_publish_frame_tree();   /* it fitted before the suspend */
         events_forget_bindings();
         timer_forget_ports();
         smp_forget_vcpu_info();

@@ -196,3 +196,74 @@ def test_mutated_files_restore_or_fail_with_one_error_never_half_restored(saved)
             assert not hv.domains, f"case {case}: byte {where} left a domain behind"
         else:
             assert restored.domain.state is DomainState.PAUSED
+
+
+def _socket_links():
+    import socket
+
+    from xenpy.toolstack.migration.transport import Link
+
+    a, b = socket.socketpair()
+    return (Link(a.makefile("wb"), a.makefile("rb"), [a.close]), Link(b.makefile("wb"), b.makefile("rb"), [b.close]))
+
+
+def test_live_migration_in_process_resends_what_the_guest_changed(guest_build_dir: Path) -> None:
+    """Pre-copy rounds, the final pause, the receiver's answer: the guest ends in SUCCESS on the other side."""
+    import threading
+
+    from xenpy.toolstack.migration.migrate import migrate_domain, receive_domain
+
+    hv, booted, _lines = boot_suspend_guest(guest_build_dir)
+    sender, receiver = _socket_links()
+    received = {}
+
+    def receive() -> None:
+        received["hv"], received["domain"] = receive_domain(
+            receiver, lambda cfg, sent_at: Hypervisor(memory_mib=cfg.memory_mib + 16, seed=3,
+                                                      clock=VirtualClock(start_ns=sent_at)))
+
+    thread = threading.Thread(target=receive)
+    thread.start()
+    changes = lifecycle_changes(booted.domain)
+    summary = migrate_domain(hv, booted.domain, sender, max_downtime_ms=10_000)
+    thread.join(60)
+    assert not hv.domains
+    assert changes[:2] == ["migrating", "running"] and changes[-3:] == ["suspended", "migrating", "destroyed"]
+    assert summary.rounds >= 1 and summary.pages_sent >= MEMORY_MIB * 256 and summary.met
+    assert summary.final_pages < MEMORY_MIB * 256
+    hv2, restored = received["hv"], received["domain"]
+    UnicornEngine(hv2)
+    lines: list[str] = []
+    restored.domain.console.listen(lambda line: lines.append(line.decode()))
+    run_domain_until_stopped(hv2, restored.domain, timeout_s=60)
+    console = "".join(lines)
+    assert console.rstrip().endswith("Test result: SUCCESS"), console
+    assert "FAIL" not in console
+
+
+def test_a_receiver_that_refuses_leaves_the_source_running(guest_build_dir: Path) -> None:
+    import threading
+
+    from xenpy.toolstack.migration.migrate import migrate_domain
+    from xenpy.toolstack.migration.transport import MigrationError
+
+    hv, booted, lines = boot_suspend_guest(guest_build_dir)
+    sender, receiver = _socket_links()
+
+    def refuse() -> None:
+        reader = StreamReader(receiver.rfile)
+        reader.headers()
+        for _record in reader.records():
+            pass
+        receiver.send_verdict("no room for it here")
+
+    thread = threading.Thread(target=refuse)
+    thread.start()
+    with pytest.raises(MigrationError, match="the receiver refused the domain: no room for it here"):
+        migrate_domain(hv, booted.domain, sender)
+    thread.join(60)
+    d = booted.domain
+    assert lifecycle_of(d).state is LifecycleState.RUNNING
+    run_domain_until_stopped(hv, d, timeout_s=60)
+    console = "".join(lines)
+    assert "SCHEDOP_shutdown returned 1" in console and console.rstrip().endswith("Test result: SUCCESS"), console

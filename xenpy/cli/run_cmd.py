@@ -9,8 +9,8 @@ through its xenstore ``control/shutdown``, as ``xl shutdown`` does; a second one
 ``--control [PATH]`` serves the control socket (:mod:`xenpy.toolstack.control`) that ``xenpy top`` and
 ``xenpy runstate`` attach to. A one-line summary goes to standard error. Exit status: 0 the guest powered off,
 1 it crashed (or the hypervisor crashed it), 2 any other shutdown reason, 3 timeout, 4 destroyed through the
-control socket, 5 saved through the control socket (``xenpy save``), 130 ended with Ctrl-] or a second Ctrl-C;
-64/65 for errors in the command line or the image.
+control socket, 5 saved or migrated away through it (``xenpy save``, ``xenpy migrate``), 130 ended with Ctrl-]
+or a second Ctrl-C; 64/65 for errors in the command line or the image.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import os
 import signal
 import sys
 from contextlib import ExitStack
-from dataclasses import replace
+from dataclasses import asdict, replace
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from xenpy.abi.vcpu import RUNSTATE
 from xenpy.cli.argtypes import float_range, int_range
@@ -39,7 +39,15 @@ from xenpy.toolstack.boot import DEFAULT_MEMORY_MIB, HYPERVISOR_MEMORY_MIB, boot
 from xenpy.toolstack.console import ConsoleRingBackend
 from xenpy.toolstack.console_input import ESCAPE_CHAR, ConsoleInput, input_kind, raw_terminal
 from xenpy.toolstack.control import ControlServer, default_control_dir, default_control_path
+from xenpy.toolstack.migration.migrate import (
+    DEFAULT_MAX_DOWNTIME_MS,
+    DEFAULT_MAX_ROUNDS,
+    MigrateProgress,
+    MigrationSummary,
+    migrate_domain,
+)
 from xenpy.toolstack.migration.save import SaveProgress, SaveSummary, save_domain
+from xenpy.toolstack.migration.transport import MigrationError, connect, parse_address
 from xenpy.toolstack.run import Outcome, RunReport, run_domain
 from xenpy.toolstack.trace import HypercallTracer
 from xenpy.toolstack.xenstore import XenstoreRingBackend, XenstoreSocketServer
@@ -66,7 +74,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "buffering, Ctrl-C goes to the guest) and Ctrl-] ends the run, as in 'xl console'. Otherwise Ctrl-C asks "
         "the guest to power off through xenstore's control/shutdown, as 'xl shutdown' does, and a second Ctrl-C "
         "stops at once. A summary goes to stderr. Exit status: 0 poweroff, 1 crash, 2 other shutdown, 3 timeout, "
-        "4 destroyed (xenpy's control socket), 5 saved ('xenpy save'), 130 ended with Ctrl-] or a second Ctrl-C.",
+        "4 destroyed (xenpy's control socket), 5 saved or migrated away ('xenpy save', 'xenpy migrate'), 130 ended "
+        "with Ctrl-] or a second Ctrl-C.",
     )
     run.add_argument("image", metavar="IMAGE",
                      help="the PV kernel: an ELF file, a gzipped ELF, or a Linux bzImage (compressed with gzip, "
@@ -169,11 +178,13 @@ class Guest(Protocol):
     def suspend_cancel(self) -> bool: ...
 
 
-def run_guest(hv: Hypervisor, guest: Guest, args: argparse.Namespace, *, label: str) -> int:
+def run_guest(hv: Hypervisor, guest: Guest, args: argparse.Namespace, *, label: str,
+              console_out: BinaryIO | None = None) -> int:  # fmt: skip
     """Run ``guest`` as ``xenpy run`` does (console, input, sockets, the session options of ``args``) and
-    print the summary; returns the exit status."""
+    print the summary; returns the exit status. The console goes to ``console_out`` (default standard
+    output)."""
     domain = guest.domain
-    out = sys.stdout.buffer
+    out = console_out if console_out is not None else sys.stdout.buffer
 
     def show(chunk: bytes) -> None:
         out.write(chunk)
@@ -227,13 +238,20 @@ def run_guest(hv: Hypervisor, guest: Guest, args: argparse.Namespace, *, label: 
                     raise LookupError(f"domain {d.domid} has no xenstore control node to ask it to suspend")
                 summary = _save_to(hv, guest, path, checkpoint, progress)
                 if not checkpoint:
-                    saved_to.append(path)
+                    saved_to.append(f"to {path}")
                 return {"domid": d.domid, "path": path, "pages": summary.pages, "bytes": summary.bytes,
                         "seconds": summary.seconds, "suspend_ns": summary.suspend_ns, "checkpoint": checkpoint}
 
+            def migrate(d: Domain, request: dict[str, Any], progress: MigrateProgress) -> dict[str, Any]:
+                if xenstore is None or d is not domain:
+                    raise LookupError(f"domain {d.domid} has no xenstore control node to ask it to suspend")
+                summary = _migrate_to(hv, guest, request, progress)
+                saved_to.append(f"migrated to {request['address']}")
+                return {"domid": d.domid, "address": request["address"], **asdict(summary), "met": summary.met}
+
             try:
                 control = stack.enter_context(ControlServer(
-                    hv, control_path, request_shutdown=request_shutdown, save=save,
+                    hv, control_path, request_shutdown=request_shutdown, save=save, migrate=migrate,
                     info={"sched": args.sched, "clock": args.clock, "engine": args.engine}))
             except OSError as error:
                 raise CliError(f"--control {control_path}: {error.strerror}", EXIT_DATAERR) from None
@@ -245,7 +263,7 @@ def run_guest(hv: Hypervisor, guest: Guest, args: argparse.Namespace, *, label: 
         guest.console.close()
         domain.console.flush()
     if saved_to and report.outcome is Outcome.DESTROYED:
-        report = replace(report, outcome=Outcome.SAVED, detail=f"to {saved_to[-1]}")
+        report = replace(report, outcome=Outcome.SAVED, detail=saved_to[-1])
     print(_summary(domain.domid, label, args, report, hv.dispatcher.count, len(domain.vcpus)), file=sys.stderr)
     if args.runstate:
         print(_runstate_table(report), file=sys.stderr)
@@ -312,6 +330,23 @@ def _save_to(hv: Hypervisor, guest: Guest, path: str, checkpoint: bool, progress
         with contextlib.suppress(OSError):
             os.unlink(path)
         raise
+
+
+def _migrate_to(hv: Hypervisor, guest: Guest, request: dict[str, Any], progress: MigrateProgress) -> MigrationSummary:
+    """Migrate ``guest`` live to the address ``request`` names."""
+    try:
+        address = parse_address(request["address"])
+    except ValueError as error:
+        raise MigrationError(str(error)) from None
+    link = connect(address, ssh_command=request.get("ssh_command") or "ssh")
+    try:
+        store = guest.xenstore.store if guest.xenstore is not None else None
+        return migrate_domain(hv, guest.domain, link, cmdline=guest.cmdline, suspend_cancel=guest.suspend_cancel,
+                              store=store, max_downtime_ms=request.get("max_downtime_ms") or DEFAULT_MAX_DOWNTIME_MS,
+                              max_rounds=int(request.get("max_rounds") or DEFAULT_MAX_ROUNDS),
+                              progress=progress)  # fmt: skip
+    finally:
+        link.close()
 
 
 def _summary(domid: int, label: str, args: argparse.Namespace, report: RunReport, hypercalls: int,

@@ -22,6 +22,9 @@ The ops: ``list`` (with ``xl list``'s State letters as ``xl_state`` and the tool
 ``save`` ``domain`` ``path`` [``checkpoint``]: ``xl save`` (:mod:`xenpy.toolstack.migration.save`), the xl save
 file written at ``path`` (absolute) by the server, ``{"event": "progress", "id": ..., "done": N, "total": M}``
 lines (pages) sent before the reply, the domain destroyed once saved or, with ``checkpoint``, left running;
+``migrate`` ``domain`` ``address`` [``max_downtime_ms``] [``max_rounds``] [``ssh_command``]: live migration
+(:mod:`xenpy.toolstack.migration.migrate`) to a ``xenpy restore --incoming`` at ``address``, with ``{"event":
+"progress", "round": N, "pages": P, "left": L}`` lines after each pre-copy round;
 ``subscribe`` [``interval`` s, 0.05-3600, default 1]; ``unsubscribe``. ``domain`` is a domid or a name. Error
 codes: ``bad-json``, ``bad-request``, ``too-large``, ``unknown-op``, ``no-such-domain``, ``invalid`` (the
 domain's state does not allow it), ``unsupported``, ``failed`` (the guest or the file refused: a save the guest
@@ -76,6 +79,10 @@ ShutdownRequester = Callable[["Domain", str], None]
 #: total)`` as pages are written); raises LookupError where it cannot be saved, RuntimeError or OSError if the
 #: save fails.
 SaveRequester = Callable[["Domain", str, bool, Callable[[int, int], None]], dict[str, Any]]
+#: ``migrate(domain, request, progress) -> summary``: migrate the domain as the request says (``address``,
+#: ``max_downtime_ms``, ``max_rounds``, ``ssh_command``); ``progress(round, pages, left)``; raises as
+#: :data:`SaveRequester` does.
+MigrateRequester = Callable[["Domain", dict[str, Any], Callable[[int, int, int], None]], dict[str, Any]]
 
 
 class ControlError(Exception):
@@ -122,6 +129,7 @@ class ControlServer(UnixSocketServer):
         path: the socket's path.
         request_shutdown: how to ask a domain to shut down (None: the ``shutdown`` op is ``unsupported``).
         save: how to save a domain (None: the ``save`` op is ``unsupported``).
+        migrate: how to migrate a domain (None: the ``migrate`` op is ``unsupported``).
         info: extra greeting fields (the scheduler, the clock, ...).
 
     Raises:
@@ -130,11 +138,12 @@ class ControlServer(UnixSocketServer):
 
     def __init__(self, hv: Hypervisor, path: str | os.PathLike[str], *,
                  request_shutdown: ShutdownRequester | None = None, save: SaveRequester | None = None,
-                 info: dict[str, Any] | None = None) -> None:
+                 migrate: MigrateRequester | None = None, info: dict[str, Any] | None = None) -> None:
         super().__init__(path, mode=0o600, replace_live=False)
         self.hv = hv
         self.request_shutdown = request_shutdown
         self.save = save
+        self.migrate = migrate
         self.greeting = {"protocol": PROTOCOL, "version": PROTOCOL_VERSION, "pid": os.getpid(),
                          "pcpus": len(hv.pcpus), **(info or {})}
         self.ops: dict[str, Callable[[_Client, dict[str, Any]], Any]] = {
@@ -148,6 +157,7 @@ class ControlServer(UnixSocketServer):
             "shutdown": self._op_shutdown,
             "sched-credit2": self._op_sched_credit2,
             "save": self._op_save,
+            "migrate": self._op_migrate,
             "subscribe": self._op_subscribe,
             "unsubscribe": self._op_unsubscribe,
         }
@@ -346,25 +356,48 @@ class ControlServer(UnixSocketServer):
         return {"domid": d.domid, "requested": reason, "node": "control/shutdown"}
 
     def _op_save(self, client: _Client, request: dict[str, Any]) -> dict[str, Any]:
-        d = self._domain(request)
+        d = self._movable(request)
         path, checkpoint = request.get("path"), request.get("checkpoint", False)
         if not isinstance(path, str) or not os.path.isabs(path):
             raise ControlError("bad-request", "\"path\" must be an absolute path (the server writes the file)")
         if not isinstance(checkpoint, bool):
             raise ControlError("bad-request", "\"checkpoint\" must be true or false")
+        if self.save is None:
+            raise ControlError("unsupported", "this hypervisor cannot save domains")
+        save = self.save
+        return self._moving(lambda: save(d, path, checkpoint, self._progress(client, request, "done", "total")))
+
+    def _op_migrate(self, client: _Client, request: dict[str, Any]) -> dict[str, Any]:
+        d = self._movable(request)
+        if not isinstance(request.get("address"), str):
+            raise ControlError("bad-request", "\"address\" must be unix:PATH, tcp:HOST:PORT or HOST")
+        for key, low in (("max_downtime_ms", 1), ("max_rounds", 1)):
+            value = request.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < low):
+                raise ControlError("bad-request", f"\"{key}\" must be a number of at least {low}")
+        if self.migrate is None:
+            raise ControlError("unsupported", "this hypervisor cannot migrate domains")
+        migrate = self.migrate
+        return self._moving(lambda: migrate(d, request, self._progress(client, request, "round", "pages", "left")))
+
+    def _movable(self, request: dict[str, Any]) -> Domain:
+        d = self._domain(request)
         lifecycle = lifecycle_of(d).state
         if lifecycle not in (LifecycleState.RUNNING, LifecycleState.PAUSED, LifecycleState.CREATED):
             raise ControlError("invalid", f"domain {d.domid} is {lifecycle.value}")
-        if self.save is None:
-            raise ControlError("unsupported", "this hypervisor cannot save domains")
+        return d
 
-        def progress(done: int, total: int) -> None:
-            self._queue(client, {"event": "progress", "id": request.get("id"), "op": "save", "done": done,
-                                 "total": total})  # fmt: skip
+    def _progress(self, client: _Client, request: dict[str, Any], *fields: str) -> Callable[..., None]:
+        def progress(*values: int) -> None:
+            self._queue(client, {"event": "progress", "id": request.get("id"), "op": request.get("op"),
+                                 **dict(zip(fields, values, strict=True))})  # fmt: skip
             self._send(client)
 
+        return progress
+
+    def _moving(self, op: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         try:
-            return self.save(d, path, checkpoint, progress)
+            return op()
         except LookupError as error:
             raise ControlError("unsupported", str(error)) from None
         except (RuntimeError, ValueError, OSError) as error:
@@ -460,10 +493,10 @@ class ControlClient:
             raise ConnectionError(f"{self.path}: not a control message: {line[:80]!r}")
         return message
 
-    def request(self, op: str, *, on_progress: Callable[[int, int], None] | None = None,
+    def request(self, op: str, *, on_progress: Callable[[dict[str, Any]], None] | None = None,
                 timeout_s: float | None = None, **args: Any) -> Any:
         """Send ``op`` with ``args`` and return its result (sample events that arrive meanwhile are kept for
-        :meth:`samples`; the op's progress events go to ``on_progress(done, total)``). ``timeout_s`` bounds the
+        :meth:`samples`; the op's progress events go to ``on_progress(event)``). ``timeout_s`` bounds the
         wait for each message (default: the connection's).
 
         Raises:
@@ -480,12 +513,12 @@ class ControlClient:
         finally:
             self._sock.settimeout(previous)
 
-    def _reply(self, req_id: int, on_progress: Callable[[int, int], None] | None) -> Any:
+    def _reply(self, req_id: int, on_progress: Callable[[dict[str, Any]], None] | None) -> Any:
         while True:
             message = self._read()
             if message.get("event") == "progress" and message.get("id") == req_id:
                 if on_progress is not None:
-                    on_progress(int(message.get("done", 0)), int(message.get("total", 0)))
+                    on_progress(message)
                 continue
             if "event" in message:
                 self._events.append(message)

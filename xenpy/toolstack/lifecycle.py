@@ -7,7 +7,9 @@ an illegal one is a :class:`LifecycleError` and changes nothing) and tells watch
 
     created --unpause--> running <--pause/unpause--> paused
     running/paused --suspend request--> suspending --guest suspends--> suspended --> saving
-    saving --written--> destroyed (or, a checkpoint, back to running); migrating likewise
+    saving --written--> destroyed (or, a checkpoint, back to running)
+    running --live migration's pre-copy--> migrating --> running --> suspending --> suspended --> migrating
+    migrating --the receiver has it--> destroyed (or, if it failed, running again)
     restoring --> paused (a domain built from a stream)
     any live state --guest shutdown--> shut down | crashed;  any --destroy--> destroyed
 
@@ -49,9 +51,9 @@ S = LifecycleState
 _ENDED = frozenset({S.SHUTDOWN, S.CRASHED, S.DESTROYED})
 #: The legal transitions: state -> the states it may go to.
 TRANSITIONS: dict[LifecycleState, frozenset[LifecycleState]] = {
-    S.CREATED: frozenset({S.RUNNING, S.PAUSED, S.RESTORING}) | _ENDED,
-    S.RUNNING: frozenset({S.PAUSED, S.SUSPENDING}) | _ENDED,
-    S.PAUSED: frozenset({S.RUNNING, S.SUSPENDING}) | _ENDED,
+    S.CREATED: frozenset({S.RUNNING, S.PAUSED, S.RESTORING, S.SUSPENDING, S.MIGRATING}) | _ENDED,
+    S.RUNNING: frozenset({S.PAUSED, S.SUSPENDING, S.MIGRATING}) | _ENDED,
+    S.PAUSED: frozenset({S.RUNNING, S.SUSPENDING, S.MIGRATING}) | _ENDED,
     S.SUSPENDING: frozenset({S.SUSPENDED, S.RUNNING, S.PAUSED}) | _ENDED,
     S.SUSPENDED: frozenset({S.SAVING, S.MIGRATING, S.RUNNING, S.PAUSED}) | _ENDED,
     S.SAVING: frozenset({S.RUNNING, S.PAUSED, S.SUSPENDED}) | _ENDED,

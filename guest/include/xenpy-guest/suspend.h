@@ -26,11 +26,16 @@
  * VIRQ_TIMER port and registered vcpu_info (none survive into a new
  * domain); a test rebinds what it needs. Returns SUSPEND_CANCELLED when the
  * toolstack resumed the same domain (a checkpoint, or a failed save):
- * everything is as before the call.
+ * everything is as before the call. -XEN_E2BIG: the p2m cannot be published.
  */
 long suspend_domain(void);
 
-/* Publish the p2m as a frame tree in shared_info.arch (max_pfn, pfn_to_mfn_frame_list_list). */
-void p2m_publish_frame_tree(void);
+/*
+ * Publish the p2m as a frame tree in shared_info.arch (max_pfn,
+ * pfn_to_mfn_frame_list_list), as a live migration's saver reads it while the
+ * guest runs: kernel_main() does it at boot (in a domU). 0, or -XEN_E2BIG
+ * beyond 2 GiB of memory.
+ */
+int p2m_publish_frame_tree(void);
 
 #endif /* XENPY_GUEST_SUSPEND_H */

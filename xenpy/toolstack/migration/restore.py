@@ -206,6 +206,19 @@ def restore_domain(
     """
     reader = StreamReader(source)
     header = reader.headers()
+    return restore_stream(hv, reader, header, xenstore=xenstore, name=name, progress=progress)
+
+
+def restore_stream(
+    hv: Hypervisor,
+    reader: StreamReader,
+    header: StreamHeader,
+    *,
+    xenstore: Store | None = None,
+    name: str | None = None,
+    progress: RestoreProgress | None = None,
+) -> RestoredDomain:
+    """:func:`restore_domain` of a stream whose headers ``reader`` has read already (``header``)."""
     cfg = saved_config(header)
     domid = 1
     while domid in hv.domains:

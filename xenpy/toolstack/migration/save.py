@@ -307,63 +307,114 @@ def _vcpu_extended(v: Any) -> bytes:
                                 int(arch.syscall32_disables_events), int(arch.sysenter_disables_events), bytes(32))
 
 
+class StreamSaver:
+    """Writes a PV64 domain as libxc's saver does, in the order of the stream: :meth:`start` (headers, PV info,
+    p2m frames), :meth:`send_pages` (PAGE_DATA, as often as pages change), :meth:`finish` (TSC info, shared info,
+    vCPU contexts, END).
+
+    Raises (on construction):
+        SaveError: the domain is PV32 or has not published its p2m.
+    """
+
+    def __init__(self, hv: Hypervisor, d: Domain, out: BinaryIO, *, progress: SaveProgress | None = None) -> None:
+        if d.is_compat:
+            raise SaveError("saving a PV32 domain is not supported")
+        self.hv = hv
+        self.domain = d
+        self.machine = d.system.machine
+        self.p2m, self._p2m_frame_mfns = _guest_p2m(d)
+        self.pmap = _Pseudophysmap(d, self.p2m)
+        frames_ok = self.pmap.valid(self._p2m_frame_mfns)
+        if not frames_ok.all():
+            raise SaveError(f"bad mfn {int(self._p2m_frame_mfns[~frames_ok][0]):#x} for a frame of the p2m")
+        self.writer = StreamWriter(out)
+        self.progress = progress
+        self.nr_pages = len(self.p2m)
+        self.pages_sent = 0
+
+    def start(self, config: dict[str, Any]) -> None:
+        """The headers, X86_PV_INFO, STATIC_DATA_END and X86_PV_P2M_FRAMES."""
+        w = self.writer
+        version = self.domain.profile.version
+        w.headers(config, version[0], version[1])
+        w.record(Record.X86_PV_INFO, struct.pack("<BBHI", 8, 4, 0, 0))
+        w.record(Record.STATIC_DATA_END)
+        w.record(Record.X86_PV_P2M_FRAMES, struct.pack("<II", 0, self.pmap.max_pfn),
+                 self.machine.m2p[self._p2m_frame_mfns].astype("<u8").tobytes())  # fmt: skip
+
+    def send_pages(self, pfns: np.ndarray, *, live: bool = False) -> np.ndarray:
+        """PAGE_DATA records for ``pfns`` (ascending); returns the pfns not sent. While the guest still runs
+        (``live``), a page table that cannot be canonicalised yet (it maps a frame that is not the guest's, such
+        as shared_info) is left for later, as libxc's saver does; otherwise that is a :class:`SaveError`."""
+        machine, pmap = self.machine, self.pmap
+        pinned = np.array(sorted(self.domain.pinned_tables), dtype=np.int64)
+        deferred: list[int] = []
+        for first in range(0, len(pfns), PAGE_BATCH):
+            batch = pfns[first : first + PAGE_BATCH]
+            mfns = self.p2m[batch]
+            valid = pmap.valid(mfns)
+            safe = np.where(valid, mfns, 0)
+            types = machine.page_types(safe)
+            types = np.where((types >= 1) & (types <= 4), types, 0)
+            types = np.where(np.isin(safe, pinned) & (types > 0), types | PFN_PINNED, types)
+            types = np.where(valid, types, int(PfnType.XTAB))
+            pages = machine.frames[safe].copy()
+            keep = np.ones(len(batch), dtype=bool)
+            for row in np.flatnonzero(valid & (types & 0x7 > 0)):
+                level = int(types[row]) & 0x7
+                try:
+                    pages[row] = _normalise_table(pages[row], level, pmap, int(batch[row]))
+                except SaveError:
+                    if not live:
+                        raise
+                    keep[row] = False
+                    deferred.append(int(batch[row]))
+            if keep.any():
+                sent = keep & valid
+                self.writer.page_data(batch[keep], types[keep], pages[sent])
+                self.pages_sent += int(keep.sum())
+            if self.progress is not None:
+                self.progress(min(self.nr_pages, int(batch[-1]) + 1), self.nr_pages)
+        return np.array(deferred, dtype=np.int64)
+
+    def finish(self) -> None:
+        """X86_TSC_INFO, SHARED_INFO, each online vCPU's BASIC and EXTENDED records (its FPU state from the CPU
+        engine, if one is attached, as Xen's getvcpucontext gives ``fpu_ctxt``), END."""
+        hv, d, w, machine = self.hv, self.domain, self.writer, self.machine
+        khz = d.system.clock.tsc_hz // 1000  # type: ignore[attr-defined]
+        w.record(Record.X86_TSC_INFO, TSC_INFO.pack(TSC_MODE_DEFAULT, khz, hv.now_ns(), d.tsc_incarnation, 0))
+        w.record(Record.SHARED_INFO, machine.read(d.shared_info_maddr, PAGE_SIZE))
+        engine = hv.scheduler.executor
+        for v in d.vcpus:
+            if v.pause_flags & VPF_down:  # offline vCPUs are not sent
+                continue
+            fpu = engine.context(v).fpu_state() if engine is not None else None
+            w.record(Record.X86_PV_VCPU_BASIC, struct.pack("<II", v.vcpu_id, 0), _vcpu_basic(v, self.pmap, fpu))
+            w.record(Record.X86_PV_VCPU_EXTENDED, struct.pack("<II", v.vcpu_id, 0), _vcpu_extended(v))
+        w.end()
+
+    def frames(self) -> np.ndarray:
+        """A copy of every page's contents now (``nr_pages`` rows of 4096), to find the pages a guest changes."""
+        return self.machine.frames[np.where(self.pmap.valid(self.p2m), self.p2m, 0)].copy()
+
+    def changed_since(self, snapshot: np.ndarray) -> np.ndarray:
+        """The pfns whose contents differ from ``snapshot`` (ascending)."""
+        now = self.machine.frames[np.where(self.pmap.valid(self.p2m), self.p2m, 0)]
+        return np.flatnonzero((now != snapshot).any(axis=1)).astype(np.int64)
+
+
 def write_domain_stream(
     hv: Hypervisor, d: Domain, out: BinaryIO, config: dict[str, Any], *, progress: SaveProgress | None = None
 ) -> tuple[int, int, float]:
     """Write the suspended (or paused) PV64 domain ``d`` to ``out`` as an xl save file; returns
-    ``(pfns written, bytes written, host seconds)``. Each vCPU's FPU state comes from the CPU engine, if one is
-    attached (as Xen's getvcpucontext gives ``fpu_ctxt``).
+    ``(pfns written, bytes written, host seconds)``.
 
     Raises:
         SaveError: the domain is PV32, has not published its p2m, or maps frames that cannot be saved.
     """
-    if d.is_compat:
-        raise SaveError("saving a PV32 domain is not supported")
     start = time.monotonic()
-    machine = d.system.machine
-    p2m, p2m_frame_mfns = _guest_p2m(d)
-    pmap = _Pseudophysmap(d, p2m)
-    frames_ok = pmap.valid(p2m_frame_mfns)
-    if not frames_ok.all():
-        raise SaveError(f"bad mfn {int(p2m_frame_mfns[~frames_ok][0]):#x} for a frame of the p2m")
-    w = StreamWriter(out)
-    version = d.profile.version
-    w.headers(config, version[0], version[1])
-    w.record(Record.X86_PV_INFO, struct.pack("<BBHI", 8, 4, 0, 0))
-    w.record(Record.STATIC_DATA_END)
-    w.record(Record.X86_PV_P2M_FRAMES, struct.pack("<II", 0, pmap.max_pfn),
-             machine.m2p[p2m_frame_mfns].astype("<u8").tobytes())  # fmt: skip
-
-    nr = len(p2m)
-    pinned = np.array(sorted(d.pinned_tables), dtype=np.int64)
-    for first in range(0, nr, PAGE_BATCH):
-        pfns = np.arange(first, min(nr, first + PAGE_BATCH), dtype=np.int64)
-        mfns = p2m[pfns]
-        valid = pmap.valid(mfns)
-        safe = np.where(valid, mfns, 0)
-        types = machine.page_types(safe)
-        types = np.where((types >= 1) & (types <= 4), types, 0)
-        types = np.where(np.isin(safe, pinned) & (types > 0), types | PFN_PINNED, types)
-        types = np.where(valid, types, int(PfnType.XTAB))
-        pages = machine.frames[safe[valid]].copy()
-        rows = np.flatnonzero(valid)
-        for row, pfn in enumerate(pfns[valid]):
-            level = int(types[rows[row]]) & 0x7
-            if level:
-                pages[row] = _normalise_table(pages[row], level, pmap, int(pfn))
-        w.page_data(pfns, types, pages)
-        if progress is not None:
-            progress(int(pfns[-1]) + 1, nr)
-
-    khz = d.system.clock.tsc_hz // 1000  # type: ignore[attr-defined]
-    w.record(Record.X86_TSC_INFO, TSC_INFO.pack(TSC_MODE_DEFAULT, khz, hv.now_ns(), d.tsc_incarnation, 0))
-    w.record(Record.SHARED_INFO, machine.read(d.shared_info_maddr, PAGE_SIZE))
-    engine = hv.scheduler.executor
-    for v in d.vcpus:
-        if v.pause_flags & VPF_down:  # offline vCPUs are not sent
-            continue
-        fpu = engine.context(v).fpu_state() if engine is not None else None
-        w.record(Record.X86_PV_VCPU_BASIC, struct.pack("<II", v.vcpu_id, 0), _vcpu_basic(v, pmap, fpu))
-        w.record(Record.X86_PV_VCPU_EXTENDED, struct.pack("<II", v.vcpu_id, 0), _vcpu_extended(v))
-    w.end()
-    return nr, w.bytes_written, time.monotonic() - start
+    saver = StreamSaver(hv, d, out, progress=progress)
+    saver.start(config)
+    saver.send_pages(np.arange(saver.nr_pages, dtype=np.int64))
+    saver.finish()
+    return saver.nr_pages, saver.writer.bytes_written, time.monotonic() - start
