@@ -80,7 +80,7 @@ def test_live_migration_between_two_processes(guest_build_dir: Path, tmp_path: P
     finally:
         source_rc, source_out, source_err = finish(source)
         rc, out, err = finish(receiver)
-    assert source_rc == 5 and "saved (migrated to" in source_err, source_err
+    assert source_rc == 5 and "migrated away (to " in source_err, source_err
     assert "Test result" not in source_out
     assert rc == 0, err
     assert "SCHEDOP_shutdown returned 0" in out and out.rstrip().endswith("Test result: SUCCESS"), out

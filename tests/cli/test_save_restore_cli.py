@@ -46,7 +46,7 @@ def test_save_then_restore_in_another_process(guest_build_dir: Path, tmp_path: P
     finally:
         run.kill()
     assert run.returncode == 5, err
-    assert f"saved (to {saved})" in err
+    assert f"saved away (to {saved})" in err
     assert "Test result" not in out, "the guest was saved before it finished"
 
     restored = xenpy("restore", str(saved), "--no-input", "--runstate")

@@ -190,7 +190,7 @@ def run_guest(hv: Hypervisor, guest: Guest, args: argparse.Namespace, *, label: 
         out.write(chunk)
         out.flush()
 
-    saved_to: list[str] = []
+    saved_to: list[tuple[str, str]] = []  # (saved | migrated, where to)
     with ExitStack() as stack:
         stack.callback(domain.console.listen(show))
         if args.trace:
@@ -238,7 +238,7 @@ def run_guest(hv: Hypervisor, guest: Guest, args: argparse.Namespace, *, label: 
                     raise LookupError(f"domain {d.domid} has no xenstore control node to ask it to suspend")
                 summary = _save_to(hv, guest, path, checkpoint, progress)
                 if not checkpoint:
-                    saved_to.append(f"to {path}")
+                    saved_to.append(("saved", f"to {path}"))
                 return {"domid": d.domid, "path": path, "pages": summary.pages, "bytes": summary.bytes,
                         "seconds": summary.seconds, "suspend_ns": summary.suspend_ns, "checkpoint": checkpoint}
 
@@ -246,7 +246,7 @@ def run_guest(hv: Hypervisor, guest: Guest, args: argparse.Namespace, *, label: 
                 if xenstore is None or d is not domain:
                     raise LookupError(f"domain {d.domid} has no xenstore control node to ask it to suspend")
                 summary = _migrate_to(hv, guest, request, progress)
-                saved_to.append(f"migrated to {request['address']}")
+                saved_to.append(("migrated", f"to {request['address']}"))
                 return {"domid": d.domid, "address": request["address"], **asdict(summary), "met": summary.met}
 
             try:
@@ -263,7 +263,9 @@ def run_guest(hv: Hypervisor, guest: Guest, args: argparse.Namespace, *, label: 
         guest.console.close()
         domain.console.flush()
     if saved_to and report.outcome is Outcome.DESTROYED:
-        report = replace(report, outcome=Outcome.SAVED, detail=saved_to[-1])
+        how, where = saved_to[-1]
+        report = replace(report, outcome=Outcome.SAVED, detail=where)
+        label = f"{label} {how}"
     print(_summary(domain.domid, label, args, report, hv.dispatcher.count, len(domain.vcpus)), file=sys.stderr)
     if args.runstate:
         print(_runstate_table(report), file=sys.stderr)
@@ -357,7 +359,7 @@ def _summary(domid: int, label: str, args: argparse.Namespace, report: RunReport
         Outcome.OTHER_SHUTDOWN: "shut down",
         Outcome.TIMEOUT: "timed out",
         Outcome.DESTROYED: "destroyed",
-        Outcome.SAVED: "saved",
+        Outcome.SAVED: "away",
         Outcome.INTERRUPTED: "interrupted",
     }[report.outcome]
     detail = f" ({report.detail})" if report.detail and report.outcome is not Outcome.POWEROFF else ""

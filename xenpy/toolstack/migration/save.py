@@ -60,6 +60,8 @@ SUSPEND_TIMEOUT_S = 60.0
 SaveProgress = Callable[[int, int], None]
 
 _FPP = PAGE_SIZE // 8
+#: Pages compared at a time when looking for the pages a guest changed.
+_COMPARE_CHUNK = 256
 _U64 = (1 << 64) - 1
 _PINNED_TYPE = {1: 0x9, 2: 0xA, 3: 0xB, 4: 0xC}
 
@@ -399,8 +401,14 @@ class StreamSaver:
 
     def changed_since(self, snapshot: np.ndarray) -> np.ndarray:
         """The pfns whose contents differ from ``snapshot`` (ascending)."""
-        now = self.machine.frames[np.where(self.pmap.valid(self.p2m), self.p2m, 0)]
-        return np.flatnonzero((now != snapshot).any(axis=1)).astype(np.int64)
+        mfns = np.where(self.pmap.valid(self.p2m), self.p2m, 0)
+        frames = self.machine.frames
+        changed = []
+        for first in range(0, len(mfns), _COMPARE_CHUNK):  # in chunks: no copy of the whole memory
+            now = frames[mfns[first : first + _COMPARE_CHUNK]].view(np.uint64)
+            was = snapshot[first : first + _COMPARE_CHUNK].view(np.uint64)
+            changed.append(first + np.flatnonzero((now != was).any(axis=1)))
+        return np.concatenate(changed).astype(np.int64) if changed else np.empty(0, dtype=np.int64)
 
 
 def write_domain_stream(
