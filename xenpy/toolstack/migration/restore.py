@@ -60,6 +60,8 @@ RestoreProgress = Callable[[int, int], None]
 
 _U64 = (1 << 64) - 1
 _BACKEND_DOMID = 0
+#: How far past the configuration's pages a stream's p2m may run (the saver's bound).
+_P2M_SLACK = 16
 
 
 @dataclass(frozen=True)
@@ -315,9 +317,9 @@ def _p2m_frames(d: Domain, st: _State, at: int, body: bytes) -> None:
     start, end = struct.unpack_from("<II", body)
     if start != 0:
         raise SaveFileError(at + 8, f"X86_PV_P2M_FRAMES starts at pfn {start:#x}, not 0")
-    if end + 1 != d.memory.nr_pages:
+    if end + 1 < d.memory.nr_pages or end >= _P2M_SLACK * d.memory.nr_pages:
         raise SaveFileError(at + 12, f"the stream's p2m covers {end + 1} pfns but the configuration gives the "
-                            f"domain {d.memory.nr_pages}")  # fmt: skip
+                            f"domain {d.memory.nr_pages} pages")  # fmt: skip
     frames = np.frombuffer(body, dtype="<u8", offset=8).astype(np.int64)
     want = (end + 1 + PAGE_SIZE // 8 - 1) // (PAGE_SIZE // 8)
     if len(frames) != want or (frames < 0).any() or (frames > end).any():
@@ -335,9 +337,13 @@ def _page_data(d: Domain, st: _State, at: int, body: bytes) -> None:
     if (pfns > st.max_pfn).any():
         raise SaveFileError(at + 16, f"PAGE_DATA pfn {int(pfns.max()):#x} beyond max_pfn {st.max_pfn:#x}")
     machine = d.system.machine
-    mfns = d.memory.p2m.mfns[pfns].astype(np.int64)
     with_data = ~np.isin(types, [PfnType.BROKEN, PfnType.XALLOC, PfnType.XTAB])
-    machine.frames[mfns[with_data]] = pages
+    beyond = with_data & (pfns >= d.memory.nr_pages)
+    if beyond.any():
+        raise SaveFileError(at + 16, f"PAGE_DATA for pfn {int(pfns[beyond][0]):#x}, beyond the configuration's "
+                            f"{d.memory.nr_pages} pages")  # fmt: skip
+    mfns = d.memory.p2m.mfns[pfns[with_data]].astype(np.int64)
+    machine.frames[mfns] = pages
     st.pfn_types[pfns] = types
     st.pages += len(pfns)
 
@@ -371,9 +377,10 @@ def _finish(d: Domain, st: _State, store_port: int, console_port: int, end: int)
     missing = np.flatnonzero(types < 0)
     if len(missing):
         raise SaveFileError(end, f"the stream has no PAGE_DATA for {len(missing)} pfns (the first is {missing[0]:#x})")
-    p2m = d.memory.p2m.mfns[: st.max_pfn + 1].astype(np.int64)
+    p2m = np.full(st.max_pfn + 1, -1, dtype=np.int64)
+    p2m[: d.memory.nr_pages] = d.memory.p2m.mfns
     guest_p2m = p2m.copy()
-    for pfn in np.flatnonzero(types == PfnType.XTAB):
+    for pfn in np.flatnonzero((types == PfnType.XTAB) & (p2m >= 0)):
         mfn = int(p2m[pfn])
         machine.m2p[mfn] = INVALID_M2P_ENTRY
         machine.zero_frame(mfn)

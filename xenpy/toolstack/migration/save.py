@@ -60,6 +60,8 @@ SUSPEND_TIMEOUT_S = 60.0
 SaveProgress = Callable[[int, int], None]
 
 _FPP = PAGE_SIZE // 8
+#: How far past its pages a guest's p2m may run (a bound against a garbled max_pfn).
+_P2M_SLACK = 16
 #: Pages compared at a time when looking for the pages a guest changed.
 _COMPARE_CHUNK = 256
 _U64 = (1 << 64) - 1
@@ -226,9 +228,10 @@ def _guest_p2m(d: Domain) -> tuple[np.ndarray, np.ndarray]:
     machine = d.system.machine
     arch = d.shared_info().arch
     nr = int(arch.max_pfn)
-    if not 0 < nr <= d.memory.nr_pages:
+    # The p2m may run past the domain's pages (Linux leaves room to grow); those entries are invalid (XTAB).
+    if not 0 < nr <= _P2M_SLACK * d.memory.nr_pages:
         raise SaveError(f"shared_info.arch.max_pfn is {nr}: the guest has not published its p2m "
-                        f"(it must be 1..{d.memory.nr_pages})")  # fmt: skip
+                        f"(it must be 1..{_P2M_SLACK * d.memory.nr_pages})")  # fmt: skip
     p2m_frames = (nr + _FPP - 1) // _FPP
     owned = d.memory.owns
 
