@@ -11,12 +11,12 @@ import pytest
 from xenpy.abi.generated.hypercalls import GnttabOp, Hypercall, MmuextCmd, XenMem
 from xenpy.abi.x86 import PAGE_GUEST_KERNEL
 from xenpy.abi.xen import DOMID_SELF, MMU_MACHPHYS_UPDATE
-from xenpy.core.memory import PageType
+from xenpy.core.memory import OutOfMachineMemory, PageType
 from xenpy.hypercall.context import PREEMPT_ENTRIES
 from xenpy.hypercall.handlers.mmu_update import MMU_UPDATE_PREEMPTED
 from xenpy.hypervisor import GUEST_VIRT_BASE, DomainConfig, Hypervisor
 
-EINVAL, EBUSY, EPERM, ESRCH, ENOSYS, EACCES, EOPNOTSUPP = -22, -16, -1, -3, -38, -13, -95
+EINVAL, EBUSY, EPERM, ESRCH, ENOSYS, EACCES, EOPNOTSUPP, ENOMEM = -22, -16, -1, -3, -38, -13, -95, -12
 P, RW, USER, ACCESSED, DIRTY, PCD = 1, 2, 4, 0x20, 0x40, 0x10
 
 
@@ -452,3 +452,46 @@ def test_physdev_set_iopl(env):
     assert call(hv, v, Hypercall.physdev_op, 6, arg) == EINVAL and v.arch.iopl == 0
     assert call(hv, v, Hypercall.physdev_op, 6, 0x4000_0000_0000) == -14
     assert call(hv, v, Hypercall.physdev_op, 12, arg) == ENOSYS
+
+
+def test_claim_pages_stakes_free_memory_for_a_domain() -> None:
+    """XENMEM_claim_pages (``domain_set_outstanding_pages``): only the hardware domain may claim; the claim is the
+    pages above tot_pages, refused past max_pages, twice, or beyond the free frames; it shrinks as the domain's
+    pages grow and keeps the frames from other domains until then; 0 cancels it."""
+    hv = Hypervisor(memory_mib=16)
+    dom0 = hv.create_domain(DomainConfig(memory_mib=2, hardware_domain=True))
+    domu = hv.create_domain(DomainConfig(memory_mib=2))
+    dom0.unpause()
+    domu.unpause()
+    v0, vu = dom0.vcpus[0], domu.vcpus[0]
+
+    def claim(v, dom, pages, *, domid=None, extent_start=0, order=0, flags=0):
+        arg = dom.alloc_guest(32, 8)
+        dom.write_guest(arg, struct.pack("<QQIIH6x", extent_start, pages, order, flags,
+                                         domu.domid if domid is None else domid))  # fmt: skip
+        return call(hv, v, Hypercall.memory_op, XenMem.XENMEM_claim_pages, arg)
+
+    free = hv.machine.nr_free_frames
+    domu.max_pages = domu.tot_pages + free + 10
+    assert claim(vu, domu, domu.tot_pages + 5) == EPERM
+    assert claim(v0, dom0, domu.tot_pages + 5, domid=0x7000) == EINVAL
+    assert claim(v0, dom0, domu.tot_pages + 5, extent_start=8) == EINVAL
+    assert claim(v0, dom0, domu.tot_pages + 5, order=1) == EINVAL
+    assert claim(v0, dom0, domu.tot_pages + 5, flags=1) == EINVAL
+    assert claim(v0, dom0, domu.tot_pages) == EINVAL  # not above tot_pages
+    assert claim(v0, dom0, domu.max_pages + 1) == EINVAL
+    assert claim(v0, dom0, domu.tot_pages + free + 1) == ENOMEM
+    assert claim(v0, dom0, domu.tot_pages + free - 10) == 0
+    assert domu.outstanding_pages == free - 10
+    assert claim(v0, dom0, domu.tot_pages + 1) == EINVAL  # one claim at a time
+    with pytest.raises(OutOfMachineMemory):  # what is left unclaimed is too little for a new 1 MiB domain
+        hv.create_domain(DomainConfig(memory_mib=1))
+    # The claimant's new frames come out of its claim.
+    extents = domu.alloc_guest(8, 8)
+    reservation = domu.alloc_guest(32, 8)
+    domu.write_guest(reservation, struct.pack("<QQIIH6x", extents, 1, 0, 0, DOMID_SELF))
+    assert call(hv, vu, Hypercall.memory_op, XenMem.XENMEM_increase_reservation, reservation) == 1
+    assert domu.outstanding_pages == free - 11
+    assert claim(v0, dom0, 0) == 0
+    assert domu.outstanding_pages == 0
+    hv.create_domain(DomainConfig(memory_mib=1))

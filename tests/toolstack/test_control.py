@@ -43,7 +43,10 @@ class Served:
         self.hv.bring_up_vcpus(self.dom)
         self.hv.run_for(4 * MS)
         self.shutdowns: list[tuple[int, str]] = []
-        self.server = ControlServer(self.hv, path, request_shutdown=self._shutdown, info={"sched": "credit2"})
+        self.targets: list[tuple[int, int]] = []
+        self.server = ControlServer(self.hv, path, request_shutdown=self._shutdown,
+                                    set_memory_target=lambda d, kib: self.targets.append((d.domid, kib)),
+                                    info={"sched": "credit2"})  # fmt: skip
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -132,6 +135,26 @@ def test_shutdown_goes_to_the_requester(served: Served) -> None:
             client.request("shutdown", domain="guest", reason="explode")
         assert error.value.code == "bad-request"
     assert served.shutdowns == [(served.dom.domid, "poweroff"), (served.dom.domid, "reboot")]
+
+
+def test_mem_set_goes_to_the_setter_and_list_shows_the_balloon(served: Served) -> None:
+    """``mem-set`` (xl mem-set) checks the target against the domain's maximum; ``list`` reports the memory now,
+    the maximum, what the balloon gave back and what is claimed."""
+    with served.lock:
+        served.dom.tot_pages -= 16  # as if its balloon had given back 16 pages
+        served.dom.ballooned_mfns.update(dict.fromkeys(range(10_000, 10_016)))
+    with ControlClient(served.server.path) as client:
+        reply = client.request("mem-set", domain="guest", memory_kib=1536)
+        assert reply == {"domid": served.dom.domid, "target_kib": 1536, "memory_kib": 2048 - 64,
+                         "node": "memory/target"}
+        for bad in (512, 4096, "1m", True):
+            with pytest.raises(ControlError) as error:
+                client.request("mem-set", domain="guest", memory_kib=bad)
+            assert error.value.code == "bad-request"
+        (row,) = client.request("list")
+        assert (row["memory_kib"], row["max_memory_kib"], row["ballooned_kib"], row["claimed_kib"]) == (
+            2048 - 64, 2048, 64, 0)
+    assert served.targets == [(served.dom.domid, 1536)]
 
 
 def test_subscribers_get_samples(served: Served) -> None:

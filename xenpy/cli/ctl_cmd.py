@@ -2,7 +2,8 @@
 
 ``list`` and ``vcpu-list`` print ``xl list`` and ``xl vcpu-list`` tables (``vcpu-list`` adds the four runstate
 times); ``--json`` prints the control socket's answer instead. ``pause``, ``unpause``, ``shutdown`` (``-r``:
-reboot) and ``destroy`` act on one domain, by id or name; ``sched-credit2 DOMAIN [-w WEIGHT] [-c CAP]`` shows or sets
+reboot), ``destroy`` and ``mem-set DOMAIN MEMORY`` (the balloon target, ``xl mem-set``) act on one domain, by id
+or name; ``sched-credit2 DOMAIN [-w WEIGHT] [-c CAP]`` shows or sets
 its credit2 weight and cap.
 """
 
@@ -38,9 +39,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                        ("sched-credit2", "show or set a domain's credit2 weight and cap, as 'xl sched-credit2'"),
                        ("shutdown", "ask a domain to shut down through its xenstore control/shutdown, as 'xl "
                         "shutdown'"),
-                       ("destroy", "destroy a domain at once")):
+                       ("destroy", "destroy a domain at once"),
+                       ("mem-set", "set a domain's memory target (xenstore memory/target), as 'xl mem-set': its "
+                        "balloon driver gives memory back or takes it again")):
         sub = commands.add_parser(name, help=what, description=what[0].upper() + what[1:] + ".")
         sub.add_argument("domain", metavar="DOMAIN", help="the domain's id or name")
+        if name == "mem-set":
+            sub.add_argument("memory", type=_memory_arg, metavar="MEMORY",
+                             help="the target: MiB, or a number with a k, m or g suffix (KiB, MiB, GiB)")
         if name == "shutdown":
             sub.add_argument("-r", "--reboot", action="store_true", help="ask for a reboot instead of a poweroff")
         if name == "sched-credit2":
@@ -51,6 +57,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              help="set the cap, in per cent of one pCPU (0: none, the default; at most 100 per vCPU)")
         add_control_argument(sub)
         sub.set_defaults(handler=_run)
+
+
+def _memory_arg(text: str) -> int:
+    """A memory size in KiB: plain MiB, or k/m/g suffixed (as xl mem-set reads it)."""
+    scale = {"k": 1, "m": 1024, "g": 1024 * 1024}
+    unit = text[-1:].lower()
+    number = text[:-1] if unit in scale else text
+    if not number.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a memory size (e.g. 128, 128m, 131072k, 1g)")
+    return int(number) * scale.get(unit, 1024)
 
 
 def _domain_arg(text: str) -> int | str:
@@ -65,6 +81,8 @@ def _run(args: argparse.Namespace) -> int:
             request["domain"] = _domain_arg(args.domain)
         if command == "shutdown":
             request["reason"] = "reboot" if args.reboot else "poweroff"
+        if command == "mem-set":
+            request["memory_kib"] = args.memory
         if command == "sched-credit2":
             request.update({k: v for k, v in (("weight", args.weight), ("cap", args.cap)) if v is not None})
         try:
@@ -82,6 +100,9 @@ def _run(args: argparse.Namespace) -> int:
               f"{result['name']:<32}{result['domid']:>6}{result['weight']:>7}{result['cap']:>5}")
     elif command == "shutdown":
         print(f"xenpy: asked domain {result['domid']} to {result['requested']} ({result['node']})")
+    elif command == "mem-set":
+        print(f"xenpy: domain {result['domid']}'s memory target is {result['target_kib'] // 1024} MiB "
+              f"({result['node']}); it has {result['memory_kib'] // 1024} MiB now")
     return 0
 
 

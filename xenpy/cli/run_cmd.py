@@ -249,9 +249,15 @@ def run_guest(hv: Hypervisor, guest: Guest, args: argparse.Namespace, *, label: 
                 saved_to.append(("migrated", f"to {request['address']}"))
                 return {"domid": d.domid, "address": request["address"], **asdict(summary), "met": summary.met}
 
+            def set_memory_target(d: Domain, kib: int) -> None:
+                if xenstore is None or d is not domain:
+                    raise LookupError(f"domain {d.domid} has no xenstore memory/target node")
+                xenstore.store.write(f"/local/domain/{d.domid}/memory/target", str(kib))
+
             try:
                 control = stack.enter_context(ControlServer(
                     hv, control_path, request_shutdown=request_shutdown, save=save, migrate=migrate,
+                    set_memory_target=set_memory_target,
                     info={"sched": args.sched, "clock": args.clock, "engine": args.engine}))
             except OSError as error:
                 raise CliError(f"--control {control_path}: {error.strerror}", EXIT_DATAERR) from None

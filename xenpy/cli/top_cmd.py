@@ -126,8 +126,13 @@ def render(greeting: dict[str, Any], before: Sample, after: Sample, wall_s: floa
         mean = [sum(r.percent[i] for r in mine) / max(1, len(mine)) for i in range(4)]
         calls = sum(r.hypercalls_per_s for r in mine)
         events = mine[0].events_per_s if mine else 0.0
+        memory = f"  mem {d.memory_kib / 1024:.0f}/{d.max_memory_kib / 1024:.0f} MiB"
+        if d.ballooned_kib:
+            memory += f", {d.ballooned_kib / 1024:.0f} ballooned"
+        if d.claimed_kib:
+            memory += f", {d.claimed_kib / 1024:.0f} claimed"
         lines.append(f"{d.name[:20]:<20}{d.domid:>4}{'all':>5} {d.state:<9}{'':>5}"
-                     + "".join(f"{m:>7.1f}" for m in mean) + f"{'':>8}{calls:>10.1f}{events:>10.1f}")
+                     + "".join(f"{m:>7.1f}" for m in mean) + f"{'':>8}{calls:>10.1f}{events:>10.1f}" + memory)
         for r in mine:
             steal = "-" if r.steal is None else f"{r.steal:.1f}"
             lines.append(f"{'':<20}{'':>4}{r.vcpu:>5} {r.state:<9}{r.pcpu if r.online else '-':>5}"

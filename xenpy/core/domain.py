@@ -21,6 +21,7 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum, IntFlag
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -83,6 +84,31 @@ class DomainState(Enum):
     SHUTDOWN = "shutdown"
     CRASHED = "crashed"
     DESTROYED = "destroyed"
+
+
+@dataclass(frozen=True)
+class MemoryStats:
+    """A domain's memory counters (KiB), as Xen keeps them.
+
+    Attributes:
+        total_kib: its memory now (``tot_pages``).
+        max_kib: the most it may have (``max_pages``).
+        ballooned_kib: frames its balloon gave back (XENMEM_decrease_reservation), kept for it to take again.
+        claimed_kib: claimed and not yet allocated (``outstanding_pages``, XENMEM_claim_pages).
+        shared_kib: shared with other domains by page sharing (``shr_pages``; xenpy shares none: 0).
+        free_kib: how much more it may take (``max - total``).
+    """
+
+    total_kib: int
+    max_kib: int
+    ballooned_kib: int
+    claimed_kib: int
+    shared_kib: int = 0
+
+    @property
+    def free_kib(self) -> int:
+        """How much more it may take (``max_kib - total_kib``)."""
+        return max(0, self.max_kib - self.total_kib)
 
 
 #: Observer of a domain's lifecycle: ``callback(domain, old_state, new_state)``.
@@ -432,6 +458,8 @@ class Domain:
         self.tot_pages = memory.nr_pages
         self.max_pages = memory.nr_pages
         self.ballooned_mfns: dict[int, None] = {}
+        #: Pages of a claim not yet allocated (XENMEM_claim_pages, ``d->outstanding_pages``).
+        self.outstanding_pages = 0
         #: The grant table (``xenpy.core.grant_table``): its shared frames, the version of their entries (1 or 2,
         #: GNTTABOP_set_version) and, in version 2, its status frames.
         self.grant_frames: list[int] = []
@@ -599,6 +627,12 @@ class Domain:
         self.system.do_softirqs()
 
     # ------------------------------------------------------------------ guest memory (Python API)
+
+    def memory_stats(self) -> MemoryStats:
+        """The domain's memory counters now."""
+        kib = pagetable.PAGE_SIZE // 1024
+        return MemoryStats(self.tot_pages * kib, self.max_pages * kib, len(self.ballooned_mfns) * kib,
+                           self.outstanding_pages * kib)
 
     def set_address_space(self, pagetables: PageTableBuilder, virt_base: int, alloc_start: int, alloc_end: int) -> None:
         """Adopt the bootstrap page tables a domain builder made: ``pagetables`` maps the domain from

@@ -20,7 +20,7 @@ from xenpy.abi import x86_32, x86_64
 from xenpy.abi.xen import DOMID_FIRST_RESERVED, DOMID_SELF, VIRQ_DOM_EXC
 from xenpy.core.clock import NSEC_PER_SEC, Clock, HostClock, VirtualClock
 from xenpy.core.domain import Domain, DomainState, Vcpu
-from xenpy.core.memory import DomainMemory, MachineMemory
+from xenpy.core.memory import DomainMemory, MachineMemory, OutOfMachineMemory
 from xenpy.core.profiles import XenProfile, get_profile
 from xenpy.core.sched_credit2 import Credit2Scheduler
 from xenpy.core.sched_fifo import DEFAULT_TIME_SLICE_NS, FifoScheduler
@@ -183,6 +183,9 @@ class System:
             raise ValueError(f"domid {domid} is in use or reserved")
         if config.memory_mib <= 0:
             raise ValueError("memory_mib must be positive")
+        free = self.machine.nr_free_frames - self.outstanding_claims()  # frames claimed for others are not free
+        if config.memory_mib * 256 + 1 > free:
+            raise OutOfMachineMemory(config.memory_mib * 256 + 1, max(0, free))
         memory = DomainMemory(self.machine, domid, config.memory_mib * 256)
         shared_info_mfn = int(self.machine.alloc_domain_frames(domid, 1)[0])
         d = Domain(
@@ -204,6 +207,10 @@ class System:
         d.controller_pause_count = 1
         self.scheduler.domain_pause(d)
         return d
+
+    def outstanding_claims(self) -> int:
+        """Pages claimed and not yet allocated, over every domain (Xen's ``outstanding_claims``)."""
+        return sum(d.outstanding_pages for d in self.domains.values())
 
     def _free_domid(self) -> int:
         domid = 0 if self.hardware_domain is None and not self.domains else 1

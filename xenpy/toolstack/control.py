@@ -25,6 +25,9 @@ lines (pages) sent before the reply, the domain destroyed once saved or, with ``
 ``migrate`` ``domain`` ``address`` [``max_downtime_ms``] [``max_rounds``] [``ssh_command``]: live migration
 (:mod:`xenpy.toolstack.migration.migrate`) to a ``xenpy restore --incoming`` at ``address``, with ``{"event":
 "progress", "round": N, "pages": P, "left": L}`` lines after each pre-copy round;
+``mem-set`` ``domain`` ``memory_kib``: ``xl mem-set``, the guest's xenstore ``memory/target`` (its balloon driver
+follows it; ``list`` shows ``memory_kib`` falling or rising, with ``max_memory_kib``, ``ballooned_kib`` and
+``claimed_kib``);
 ``subscribe`` [``interval`` s, 0.05-3600, default 1]; ``unsubscribe``. ``domain`` is a domid or a name. Error
 codes: ``bad-json``, ``bad-request``, ``too-large``, ``unknown-op``, ``no-such-domain``, ``invalid`` (the
 domain's state does not allow it), ``unsupported``, ``failed`` (the guest or the file refused: a save the guest
@@ -82,6 +85,9 @@ SaveRequester = Callable[["Domain", str, bool, Callable[[int, int], None]], dict
 #: ``migrate(domain, request, progress) -> summary``: migrate the domain as the request says (``address``,
 #: ``max_downtime_ms``, ``max_rounds``, ``ssh_command``); ``progress(round, pages, left)``; raises as
 #: :data:`SaveRequester` does.
+#: ``set_memory_target(domain, kib)``: write the guest's xenstore ``memory/target`` (its balloon driver follows
+#: it); raises LookupError where it has no xenstore.
+MemoryTargetSetter = Callable[["Domain", int], None]
 MigrateRequester = Callable[["Domain", dict[str, Any], Callable[[int, int, int], None]], dict[str, Any]]
 
 
@@ -130,6 +136,7 @@ class ControlServer(UnixSocketServer):
         request_shutdown: how to ask a domain to shut down (None: the ``shutdown`` op is ``unsupported``).
         save: how to save a domain (None: the ``save`` op is ``unsupported``).
         migrate: how to migrate a domain (None: the ``migrate`` op is ``unsupported``).
+        set_memory_target: how to set a domain's balloon target (None: ``mem-set`` is ``unsupported``).
         info: extra greeting fields (the scheduler, the clock, ...).
 
     Raises:
@@ -138,12 +145,14 @@ class ControlServer(UnixSocketServer):
 
     def __init__(self, hv: Hypervisor, path: str | os.PathLike[str], *,
                  request_shutdown: ShutdownRequester | None = None, save: SaveRequester | None = None,
-                 migrate: MigrateRequester | None = None, info: dict[str, Any] | None = None) -> None:
+                 migrate: MigrateRequester | None = None, set_memory_target: MemoryTargetSetter | None = None,
+                 info: dict[str, Any] | None = None) -> None:
         super().__init__(path, mode=0o600, replace_live=False)
         self.hv = hv
         self.request_shutdown = request_shutdown
         self.save = save
         self.migrate = migrate
+        self.set_memory_target = set_memory_target
         self.greeting = {"protocol": PROTOCOL, "version": PROTOCOL_VERSION, "pid": os.getpid(),
                          "pcpus": len(hv.pcpus), **(info or {})}
         self.ops: dict[str, Callable[[_Client, dict[str, Any]], Any]] = {
@@ -158,6 +167,7 @@ class ControlServer(UnixSocketServer):
             "sched-credit2": self._op_sched_credit2,
             "save": self._op_save,
             "migrate": self._op_migrate,
+            "mem-set": self._op_mem_set,
             "subscribe": self._op_subscribe,
             "unsubscribe": self._op_unsubscribe,
         }
@@ -281,6 +291,7 @@ class ControlServer(UnixSocketServer):
             running_ns = sum(self.hv.runstate(v)[2] for v in d.vcpus)
             reason = d.shutdown_reason
             online = [v for v in d.vcpus if v.is_up]
+            memory = d.memory_stats()
             # xl list's State, from XEN_DOMCTL_getdomaininfo's flags: running, blocked (every online vCPU),
             # paused (by the toolstack), shutdown, crashed, dying.
             flags = (
@@ -295,7 +306,9 @@ class ControlServer(UnixSocketServer):
                 "domid": d.domid, "name": d.name, "state": d.state.value, "xl_state": "".join(flags),
                 "lifecycle": lifecycle_of(d).state.value,
                 "vcpus": len(d.vcpus),
-                "online_vcpus": sum(1 for v in d.vcpus if v.is_up), "memory_kib": d.memory.nr_pages * 4,
+                "online_vcpus": sum(1 for v in d.vcpus if v.is_up), "memory_kib": memory.total_kib,
+                "max_memory_kib": memory.max_kib, "ballooned_kib": memory.ballooned_kib,
+                "claimed_kib": memory.claimed_kib,
                 "cpu_time_s": running_ns / 1e9, "uptime_s": (now - d.creation_ns) / 1e9,
                 "shutdown_reason": None if reason is None else _shutdown_name(reason),
                 "crash_reason": d.crash_reason,
@@ -379,6 +392,23 @@ class ControlServer(UnixSocketServer):
             raise ControlError("unsupported", "this hypervisor cannot migrate domains")
         migrate = self.migrate
         return self._moving(lambda: migrate(d, request, self._progress(client, request, "round", "pages", "left")))
+
+    def _op_mem_set(self, _client: _Client, request: dict[str, Any]) -> dict[str, Any]:
+        d = self._domain(request)
+        kib = request.get("memory_kib")
+        most = d.memory_stats().max_kib
+        if isinstance(kib, bool) or not isinstance(kib, int) or not 1024 <= kib <= most:
+            raise ControlError("bad-request", f"\"memory_kib\" must be a whole number of KiB, 1024-{most} "
+                               "(the domain's maximum)")  # fmt: skip
+        if d.state not in (DomainState.RUNNING, DomainState.PAUSED):
+            raise ControlError("invalid", f"domain {d.domid} is {d.state.value}")
+        if self.set_memory_target is None:
+            raise ControlError("unsupported", "this hypervisor serves no xenstore memory/target node")
+        try:
+            self.set_memory_target(d, kib)
+        except LookupError as error:
+            raise ControlError("unsupported", str(error)) from None
+        return {"domid": d.domid, "target_kib": kib, "memory_kib": d.memory_stats().total_kib, "node": "memory/target"}
 
     def _movable(self, request: dict[str, Any]) -> Domain:
         d = self._domain(request)

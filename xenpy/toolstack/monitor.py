@@ -65,9 +65,12 @@ class DomainSample:
     Attributes:
         domid / name: the domain's id and name.
         state: its lifecycle state (:class:`~xenpy.core.domain.DomainState` value: running, paused, ...).
-        memory_kib: its memory.
+        memory_kib: its memory now (``tot_pages``: what ``xl list`` shows).
         events: event-channel notifications the hypervisor set pending for it so far.
         vcpus: its vCPUs, by id.
+        max_memory_kib: the most it may have (``max_pages``).
+        ballooned_kib: memory it gave back (XENMEM_decrease_reservation) and may take again.
+        claimed_kib: memory claimed for it and not yet allocated (XENMEM_claim_pages).
     """
 
     domid: int
@@ -76,6 +79,9 @@ class DomainSample:
     memory_kib: int
     events: int
     vcpus: tuple[VcpuSample, ...]
+    max_memory_kib: int = 0
+    ballooned_kib: int = 0
+    claimed_kib: int = 0
 
     @property
     def hypercalls(self) -> int:
@@ -105,7 +111,8 @@ class Sample:
             "domains": [
                 {
                     "domid": d.domid, "name": d.name, "state": d.state, "memory_kib": d.memory_kib,
-                    "events": d.events,
+                    "max_memory_kib": d.max_memory_kib, "ballooned_kib": d.ballooned_kib,
+                    "claimed_kib": d.claimed_kib, "events": d.events,
                     "vcpus": [
                         {"vcpu": v.vcpu, "state": v.state_name, "state_entry_ns": v.state_entry_ns,
                          **{f"{name}_ns": t for name, t in zip(STATE_NAMES, v.times_ns, strict=True)},
@@ -132,6 +139,8 @@ class Sample:
                     DomainSample(
                         domid=int(d["domid"]), name=str(d["name"]), state=str(d["state"]),
                         memory_kib=int(d["memory_kib"]), events=int(d["events"]),
+                        max_memory_kib=int(d.get("max_memory_kib", d["memory_kib"])),
+                        ballooned_kib=int(d.get("ballooned_kib", 0)), claimed_kib=int(d.get("claimed_kib", 0)),
                         vcpus=tuple(
                             VcpuSample(
                                 vcpu=int(v["vcpu"]), state=STATE_NAMES.index(v["state"]),
@@ -160,8 +169,10 @@ def take_sample(hv: Hypervisor) -> Sample:
             state, entry, *times = hv.runstate(v)
             vcpus.append(VcpuSample(v.vcpu_id, state, entry, tuple(times), v.processor,  # type: ignore[arg-type]
                                     v.is_up, context(v).hypercalls))
-        domains.append(DomainSample(d.domid, d.name, d.state.value, d.memory.nr_pages * 4, d.events_sent,
-                                    tuple(vcpus)))
+        mem = d.memory_stats()
+        domains.append(DomainSample(d.domid, d.name, d.state.value, mem.total_kib, d.events_sent, tuple(vcpus),
+                                    max_memory_kib=mem.max_kib, ballooned_kib=mem.ballooned_kib,
+                                    claimed_kib=mem.claimed_kib))
     return Sample(now, time.time(), tuple(domains))
 
 
@@ -257,7 +268,10 @@ PROMETHEUS_METRICS: tuple[tuple[str, str, str], ...] = (
     ("xen_vcpu_online", "gauge", "1 if the vCPU is up, 0 while it is down."),
     ("xen_vcpu_hypercalls_total", "counter", "Hypercalls the vCPU made."),
     ("xen_domain_events_total", "counter", "Event-channel notifications the hypervisor set pending for the domain."),
-    ("xen_domain_memory_bytes", "gauge", "Memory of the domain."),
+    ("xen_domain_memory_bytes", "gauge", "Memory of the domain now (tot_pages)."),
+    ("xen_domain_memory_max_bytes", "gauge", "The most memory the domain may have (max_pages)."),
+    ("xen_domain_memory_ballooned_bytes", "gauge", "Memory the domain's balloon gave back."),
+    ("xen_domain_memory_claimed_bytes", "gauge", "Memory claimed for the domain and not yet allocated."),
     ("xen_domain_vcpus", "gauge", "vCPUs of the domain."),
     ("xen_system_time_seconds", "gauge", "The hypervisor's system time (NOW())."),
 )  # fmt: skip
@@ -274,7 +288,11 @@ def prometheus_text(sample: Sample) -> str:
     for d in sample.domains:
         dom = f'domain="{_label(d.name)}",domid="{d.domid}"'
         lines["xen_domain_events_total"].append(f"xen_domain_events_total{{{dom}}} {d.events}")
-        lines["xen_domain_memory_bytes"].append(f"xen_domain_memory_bytes{{{dom}}} {d.memory_kib * 1024}")
+        for family, kib in (("xen_domain_memory_bytes", d.memory_kib),
+                            ("xen_domain_memory_max_bytes", d.max_memory_kib),
+                            ("xen_domain_memory_ballooned_bytes", d.ballooned_kib),
+                            ("xen_domain_memory_claimed_bytes", d.claimed_kib)):  # fmt: skip
+            lines[family].append(f"{family}{{{dom}}} {kib * 1024}")
         lines["xen_domain_vcpus"].append(f"xen_domain_vcpus{{{dom}}} {len(d.vcpus)}")
         for v in d.vcpus:
             who = f'{dom},vcpu="{v.vcpu}"'

@@ -17,6 +17,13 @@ Implemented sub-ops (the low 6 bits of ``cmd``; the upper bits are a continuatio
   M2P table is mapped: PV64 ``MACH2PHYS_VIRT_START``/``_END`` and the entries that range holds, less one
   (the hardware domain: ``max_page - 1``); PV32 the compat range from ``HYPERVISOR_COMPAT_VIRT_START`` to
   0xFFE00000, 4-byte entries. -EFAULT if it cannot be written.
+* XENMEM_claim_pages (24): the toolstack stakes a claim on free memory for a domain (``xen_memory_reservation``:
+  ``nr_extents`` is the domain's pages once it is populated, ``domid``; ``domain_set_outstanding_pages``). In
+  Xen's order: a start extent, a non-NULL ``extent_start``, an order or ``mem_flags`` other than 0, or an
+  unknown domain: -EINVAL; -EFAULT; an unprivileged caller: -EPERM; a dying domain: -EINVAL. 0 pages cancels
+  the claim; a second claim, or one not above ``tot_pages`` or above ``max_pages``: -EINVAL; more than the free
+  frames less every other claim: -ENOMEM. The claim (``Domain.outstanding_pages``) shrinks as the domain's
+  pages grow, and a new machine frame goes to another domain only where it leaves every claim its frames.
 * anything else: -ENOSYS.
 
 Balloon model (PV: guest frame numbers are machine frame numbers). A decreased frame leaves the domain's
@@ -79,13 +86,16 @@ def _read_pfn(ctx: HypercallContext, gva: int) -> int:
 
 
 def _alloc_frame(machine: MachineMemory, d: Domain) -> int | None:
-    """One zeroed frame for ``d``: a ballooned-out frame first, else a new machine frame."""
+    """One zeroed frame for ``d``: a ballooned-out frame first, else a new machine frame (none that another
+    domain's claim needs: ``alloc_heap_pages``)."""
     if d.ballooned_mfns:
         mfn = next(iter(d.ballooned_mfns))
         if machine.type_count(mfn) == 0:
             del d.ballooned_mfns[mfn]
             machine.zero_frame(mfn)
             return mfn
+    if d.system.outstanding_claims() + 1 > machine.nr_free_frames and d.outstanding_pages < 1:
+        return None
     try:
         return int(machine.alloc_domain_frames(d.domid, 1)[0])
     except OutOfMachineMemory:
@@ -124,6 +134,7 @@ def _increase(
         if mfn is None:
             break
         d.tot_pages += 1
+        d.outstanding_pages = max(0, d.outstanding_pages - 1)
         if gpfn is not None:
             machine.m2p[mfn] = gpfn if gpfn < (1 << 63) else INVALID_M2P_ENTRY
         if extent_start:
@@ -217,9 +228,47 @@ def do_memory_op(ctx: HypercallContext, cmd: int, arg: int) -> int:
         if isinstance(target, int):
             return target
         return target.tot_pages if op == XenMem.XENMEM_current_reservation else target.max_pages
+    if op == XenMem.XENMEM_claim_pages:
+        return _claim_pages(ctx, arg, start)
     if cmd == XenMem.XENMEM_machphys_mapping:  # an arch op: Xen matches the whole cmd (no start extent)
         return _machphys_mapping(ctx, arg)
     return _ENOSYS
+
+
+def _claim_pages(ctx: HypercallContext, arg: int, start: int) -> int:
+    if start:
+        return _EINVAL
+    codec = fast_codec(ctx.abi.xen_memory_reservation)
+    try:
+        extent_start, pages, order, mem_flags, domid = codec.unpack(ctx.copy_from_guest(arg, codec.size))
+    except GuestFault:
+        return _EFAULT
+    if extent_start or order or mem_flags:
+        return _EINVAL
+    d = ctx.domain_by_id(domid)
+    if d is None:
+        return _EINVAL
+    if not ctx.domain.is_hardware_domain:
+        return _EPERM
+    if d.is_dying:
+        return _EINVAL
+    return set_outstanding_pages(d, pages)
+
+
+def set_outstanding_pages(d: Domain, pages: int) -> int:
+    """``domain_set_outstanding_pages(d, pages)``: 0 or -errno (see the module docstring)."""
+    if pages == 0:
+        d.outstanding_pages = 0
+        return 0
+    if d.outstanding_pages:
+        return _EINVAL
+    if pages <= d.tot_pages or pages > d.max_pages:
+        return _EINVAL
+    claim = pages - d.tot_pages
+    if claim > d.system.machine.nr_free_frames - d.system.outstanding_claims():
+        return -int(XenErrno.ENOMEM)
+    d.outstanding_pages = claim
+    return 0
 
 
 def _machphys_mapping(ctx: HypercallContext, arg: int) -> int:
