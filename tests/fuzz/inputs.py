@@ -11,6 +11,11 @@ control-socket requests.
   store, every reply is one well-formed message, the ring backend records no fault.
 * **Control requests**: random lines, JSON of random shape and random ops with random arguments, to
   ``ControlServer.handle``: always one reply, ``ok`` true or an error code.
+* **Save files**: an xl save file of the suspend guest with bits flipped in its headers, record types and lengths
+  at boundary values, record bodies (vCPU contexts, shared info, the p2m frames, PAGE_DATA pfn words) garbled,
+  records dropped or repeated, the file cut short. ``restore_domain`` either refuses one with a one-line
+  ``SaveFileError`` (or ``OutOfMachineMemory``) and leaves no domain, or restores a domain, which then runs
+  for 2 ms of guest time with no hypervisor error.
 
 Run: ``.venv/bin/python -m tests.fuzz.inputs --cases 2000 --seed 1`` (``make fuzz``); the quick suite runs a
 short campaign (``tests/fuzz/test_fuzz.py``).
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import io
 import json
 import random
 import socket
@@ -36,6 +42,9 @@ from xenpy.hypervisor import Hypervisor
 from xenpy.loader import LoaderError
 from xenpy.toolstack.boot import HYPERVISOR_MEMORY_MIB, boot_pv_image
 from xenpy.toolstack.control import ControlServer
+from xenpy.toolstack.migration.restore import restore_domain
+from xenpy.toolstack.migration.save import save_domain
+from xenpy.toolstack.migration.stream import SaveFileError, StreamReader
 from xenpy.toolstack.run import run_domain
 from xenpy.toolstack.xenstore import Store
 from xenpy.toolstack.xenstore.wire import MessageReader, ProtocolError, encode
@@ -114,6 +123,95 @@ def fuzz_images(cases: int, seed: int) -> dict[str, int]:
         if d.crash_exception is not None:
             raise InputFuzzError(f"images seed {seed}, case {case}: a hypervisor error: {d.crash_reason}")
         endings["booted"] += 1
+    return endings
+
+
+# ---------------------------------------------------------------------------------------------- save files
+
+#: The suspend guest's memory when saved for the fuzzer (small: each mutant is restored).
+SAVE_MEMORY_MIB = 8
+
+
+def saved_guest() -> bytes:
+    """An xl save file of test-pv64-suspend, taken while it waits for the toolstack."""
+    hv = Hypervisor(nr_pcpus=1, memory_mib=SAVE_MEMORY_MIB + HYPERVISOR_MEMORY_MIB)
+    booted = boot_pv_image(hv, (GUEST_BUILD / "test-pv64-suspend").read_bytes(), max_vcpus=2,
+                           memory_mib=SAVE_MEMORY_MIB, cmdline="wait=60000")  # fmt: skip
+    create_engine(DEFAULT_ENGINE, hv)
+    node = f"/local/domain/{booted.domain.domid}/data/suspend"
+    while booted.xenstore.store.read(node) != b"ready":
+        run_domain(hv, booted.domain, timeout_s=30.0, max_guest_ns=1_000_000)
+    out = io.BytesIO()
+    save_domain(hv, booted.domain, out)
+    return out.getvalue()
+
+
+def _record_spans(data: bytes) -> list[tuple[int, int, int]]:
+    """``(offset, type, body length)`` of each libxc record of a save file."""
+    reader = StreamReader(io.BytesIO(data))
+    reader.headers()
+    return [(at, rtype, len(body)) for at, rtype, body in reader.records()]
+
+
+def mutate_save_file(rng: random.Random, data: bytes, spans: list[tuple[int, int, int]]) -> bytes:
+    """One mutant of a save file."""
+    out = bytearray(data)
+    at, _rtype, length = rng.choice(spans)
+    kind = rng.randrange(7)
+    if kind == 0:  # bits flipped in the xl, libxl and libxc headers
+        for _ in range(rng.randint(1, 4)):
+            out[rng.randrange(spans[0][0])] ^= 1 << rng.randrange(8)
+    elif kind == 1:  # a record's type
+        out[at : at + 4] = rng.choice((0, 0x13, 0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF, *range(0x13))).to_bytes(
+            4, "little")
+    elif kind == 2:  # a record's length at a boundary value
+        out[at + 4 : at + 8] = (rng.choice(BOUNDARIES) & 0xFFFF_FFFF).to_bytes(4, "little")
+    elif kind == 3 and length:  # bytes of a record's body
+        for _ in range(rng.randint(1, 8)):
+            out[at + 8 + rng.randrange(min(length, 8192))] = rng.randrange(256)
+    elif kind == 4:  # a PAGE_DATA pfn word: its pfn or its type
+        pages = [s for s in spans if s[1] == 1]
+        page_at, _t, _len = rng.choice(pages)
+        count = int.from_bytes(out[page_at + 8 : page_at + 12], "little")
+        word = page_at + 16 + 8 * rng.randrange(max(1, count))
+        out[word + rng.choice((0, 1, 6, 7))] = rng.randrange(256)
+    elif kind == 5:  # a record dropped or repeated
+        end = at + 8 + ((length + 7) & ~7)
+        out = out[:at] + out[end:] if rng.random() < 0.5 else out[:end] + out[at:end] + out[end:]
+    else:  # cut short
+        del out[rng.randrange(len(out)):]
+    return bytes(out)
+
+
+def fuzz_save_files(cases: int, seed: int) -> dict[str, int]:
+    """``cases`` mutants of a save file restored (or refused); how each ended."""
+    rng = random.Random(seed)
+    data = saved_guest()
+    spans = _record_spans(data)
+    endings = {"refused": 0, "restored": 0}
+    for case in range(cases):
+        mutant = mutate_save_file(rng, data, spans)
+        hv = Hypervisor(nr_pcpus=1, memory_mib=SAVE_MEMORY_MIB + 2 * HYPERVISOR_MEMORY_MIB, seed=case + 1)
+        try:
+            restored = restore_domain(hv, io.BytesIO(mutant))
+        except (SaveFileError, OutOfMachineMemory) as error:
+            if not str(error) or "\n" in str(error):
+                raise InputFuzzError(f"save files seed {seed}, case {case}: not a one-line error: {error!r}") from None
+            if hv.domains:
+                raise InputFuzzError(f"save files seed {seed}, case {case}: a refused file left a domain") from None
+            endings["refused"] += 1
+            continue
+        except Exception as exc:
+            raise InputFuzzError(f"save files seed {seed}, case {case}: the restore raised {exc!r}") from exc
+        create_engine(DEFAULT_ENGINE, hv)
+        try:
+            run_domain(hv, restored.domain, timeout_s=5.0, max_guest_ns=2_000_000)
+        except Exception as exc:
+            raise InputFuzzError(f"save files seed {seed}, case {case}: the run raised {exc!r}") from exc
+        if restored.domain.crash_exception is not None:
+            raise InputFuzzError(f"save files seed {seed}, case {case}: a hypervisor error: "
+                                 f"{restored.domain.crash_reason}")  # fmt: skip
+        endings["restored"] += 1
     return endings
 
 
@@ -289,7 +387,8 @@ def fuzz_control(cases: int, seed: int) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Fuzz xenpy's inputs: images, xenstore, control requests.")
+    parser = argparse.ArgumentParser(description="Fuzz xenpy's inputs: images, xenstore, control requests, save "
+                                     "files.")
     parser.add_argument("--cases", type=int, default=2000, help="cases per target (default 2000)")
     parser.add_argument("--seed", type=int, default=1, help="the random seed (default 1)")
     args = parser.parse_args(argv)
@@ -303,10 +402,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"xenstore: {answered} requests answered, {ring} read from broken rings "
               f"({time.perf_counter() - start:.1f} s)", file=sys.stderr)
         codes = fuzz_control(args.cases * 5, args.seed)
+        saves = fuzz_save_files(max(1, args.cases // 10), args.seed)
+        print(f"save files: {sum(saves.values())} mutants, {saves['refused']} refused with one line, "
+              f"{saves['restored']} restored and ran ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
     except InputFuzzError as failure:
         print(f"FAIL: {failure}", file=sys.stderr)
         return 1
-    print(f"images {sum(images.values())}, xenstore {answered} + ring {ring}, control {sum(codes.values())} "
+    print(f"images {sum(images.values())}, xenstore {answered} + ring {ring}, save files {sum(saves.values())}, "
+          f"control {sum(codes.values())} "
           f"(replies: {', '.join(f'{k} {v}' for k, v in sorted(codes.items()))}); no invariant broken "
           f"({time.perf_counter() - start:.1f} s)")
     return 0

@@ -8,7 +8,7 @@ import pytest
 
 from .guest import GuestFuzzError, campaign, fuzz_run
 from .hypercalls import HypercallFuzzer, InvariantError, main
-from .inputs import fuzz_control, fuzz_images, fuzz_xenstore, fuzz_xenstore_ring
+from .inputs import fuzz_control, fuzz_images, fuzz_save_files, fuzz_xenstore, fuzz_xenstore_ring
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -74,6 +74,12 @@ def test_mutated_images_are_refused_in_one_line_or_boot(guest_build_dir) -> None
 def test_random_xenstore_requests_and_rings_break_no_invariant(guest_build_dir) -> None:
     assert fuzz_xenstore(2000, seed=1) > 1500
     assert fuzz_xenstore_ring(200, seed=1) > 0
+
+
+@pytest.mark.needs_gcc
+def test_mutated_save_files_are_refused_in_one_line_or_restore(guest_build_dir) -> None:
+    endings = fuzz_save_files(60, seed=1)
+    assert endings["refused"] and endings["restored"]
 
 
 def test_random_control_requests_always_get_one_reply() -> None:

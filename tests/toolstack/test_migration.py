@@ -267,3 +267,14 @@ def test_a_receiver_that_refuses_leaves_the_source_running(guest_build_dir: Path
     run_domain_until_stopped(hv, d, timeout_s=60)
     console = "".join(lines)
     assert "SCHEDOP_shutdown returned 1" in console and console.rstrip().endswith("Test result: SUCCESS"), console
+
+
+def test_a_configuration_naming_an_unknown_profile_is_one_error(saved) -> None:
+    """Regression (found by the save-file fuzzer): a garbled profile name raised KeyError from the domain's
+    creation."""
+    data = saved[0]
+    assert b'"profile": "head"' in data[:1024]
+    hv = Hypervisor(memory_mib=MEMORY_MIB + 16)
+    with pytest.raises(SaveFileError, match="names Xen profile 'hecd', which xenpy does not know"):
+        restore_domain(hv, io.BytesIO(data.replace(b'"profile": "head"', b'"profile": "hecd"', 1)))
+    assert not hv.domains

@@ -33,6 +33,7 @@ from xenpy.abi.arch_x86 import VGCF_online
 from xenpy.abi.x86 import PAGE_PRESENT, PAGE_SIZE, PTE_PFN_MASK, XEN_L4_SLOTS
 from xenpy.core.memory import INVALID_M2P_ENTRY
 from xenpy.core.mm import pin_table
+from xenpy.core.profiles import PROFILES
 from xenpy.core.system import DomainConfig
 from xenpy.core.vcpu_context import arch_set_info_guest, parse_vcpu_guest_context
 from xenpy.toolstack.console import ConsoleRingBackend
@@ -101,6 +102,9 @@ def saved_config(header: StreamHeader, offset: int = 36) -> SavedConfig:
         raise SaveFileError(offset, f"the domain configuration lacks or garbles {exc}") from None
     if c_info.get("type", "pv") != "pv":
         raise SaveFileError(offset, f"a {c_info.get('type')} domain: only PV domains can be restored")
+    if profile not in PROFILES:
+        raise SaveFileError(offset, f"the configuration names Xen profile {profile!r}, which xenpy does not know "
+                            f"({', '.join(PROFILES)})")  # fmt: skip
     if not 1 <= max_vcpus <= 128:
         raise SaveFileError(offset, f"the configuration has {max_vcpus} vCPUs (1..128)")
     if memkb <= 0 or memkb % 1024:
