@@ -97,6 +97,17 @@ def mutate_image(rng: random.Random, data: bytes) -> bytes:
     return gzip.compress(result, mtime=0) if rng.random() < 0.15 else result
 
 
+def _run_briefly(hv: Hypervisor, domain, where: str) -> None:  # type: ignore[no-untyped-def]
+    """Run a mutant's domain for 2 ms of guest time: no exception, no hypervisor error."""
+    create_engine(DEFAULT_ENGINE, hv)
+    try:
+        run_domain(hv, domain, timeout_s=5.0, max_guest_ns=2_000_000)
+    except Exception as exc:
+        raise InputFuzzError(f"{where}: the run raised {exc!r}") from exc
+    if domain.crash_exception is not None:
+        raise InputFuzzError(f"{where}: a hypervisor error: {domain.crash_reason}")
+
+
 def fuzz_images(cases: int, seed: int) -> dict[str, int]:
     """``cases`` mutants booted (or refused); how each ended."""
     rng = random.Random(seed)
@@ -114,14 +125,7 @@ def fuzz_images(cases: int, seed: int) -> dict[str, int]:
             continue
         except Exception as exc:
             raise InputFuzzError(f"images seed {seed}, case {case}: the builder raised {exc!r}") from exc
-        create_engine(DEFAULT_ENGINE, hv)
-        try:
-            run_domain(hv, booted.domain, timeout_s=5.0, max_guest_ns=2_000_000)
-        except Exception as exc:
-            raise InputFuzzError(f"images seed {seed}, case {case}: the run raised {exc!r}") from exc
-        d = booted.domain
-        if d.crash_exception is not None:
-            raise InputFuzzError(f"images seed {seed}, case {case}: a hypervisor error: {d.crash_reason}")
+        _run_briefly(hv, booted.domain, f"images seed {seed}, case {case}")
         endings["booted"] += 1
     return endings
 
@@ -203,14 +207,7 @@ def fuzz_save_files(cases: int, seed: int) -> dict[str, int]:
             continue
         except Exception as exc:
             raise InputFuzzError(f"save files seed {seed}, case {case}: the restore raised {exc!r}") from exc
-        create_engine(DEFAULT_ENGINE, hv)
-        try:
-            run_domain(hv, restored.domain, timeout_s=5.0, max_guest_ns=2_000_000)
-        except Exception as exc:
-            raise InputFuzzError(f"save files seed {seed}, case {case}: the run raised {exc!r}") from exc
-        if restored.domain.crash_exception is not None:
-            raise InputFuzzError(f"save files seed {seed}, case {case}: a hypervisor error: "
-                                 f"{restored.domain.crash_reason}")  # fmt: skip
+        _run_briefly(hv, restored.domain, f"save files seed {seed}, case {case}")
         endings["restored"] += 1
     return endings
 

@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any
 from xenpy.abi.sched import SHUTDOWN
 from xenpy.core.domain import DomainState, VPF_blocked
 from xenpy.core.sched_credit2 import Credit2Scheduler
-from xenpy.toolstack.lifecycle import LifecycleState, lifecycle_of
+from xenpy.toolstack.lifecycle import MOVABLE, lifecycle_of
 from xenpy.toolstack.monitor import STATE_NAMES, Sample, prometheus_text, take_sample
 from xenpy.toolstack.socket_server import UnixSocketServer, is_listening
 
@@ -413,7 +413,7 @@ class ControlServer(UnixSocketServer):
     def _movable(self, request: dict[str, Any]) -> Domain:
         d = self._domain(request)
         lifecycle = lifecycle_of(d).state
-        if lifecycle not in (LifecycleState.RUNNING, LifecycleState.PAUSED, LifecycleState.CREATED):
+        if lifecycle not in MOVABLE:
             raise ControlError("invalid", f"domain {d.domid} is {lifecycle.value}")
         return d
 

@@ -66,6 +66,9 @@ TRANSITIONS: dict[LifecycleState, frozenset[LifecycleState]] = {
 #: States a toolstack operation owns: the hypervisor's pause and unpause do not change them.
 OPERATIONS = frozenset({S.SUSPENDING, S.SUSPENDED, S.SAVING, S.MIGRATING, S.RESTORING})
 
+#: States a domain can be saved or migrated from (the guest must be able to run to answer the suspend request).
+MOVABLE = frozenset({S.CREATED, S.RUNNING, S.PAUSED})
+
 #: ``callback(domain, old, new)`` on every lifecycle change.
 LifecycleWatcher = Callable[["Domain", LifecycleState, LifecycleState], None]
 

@@ -28,7 +28,7 @@ import numpy as np
 from xenpy.core.domain import DomainState
 from xenpy.core.memory import OutOfMachineMemory
 from xenpy.engine.runner import STEP_NS, run_domain_until_stopped
-from xenpy.toolstack.lifecycle import LifecycleState, lifecycle_of
+from xenpy.toolstack.lifecycle import MOVABLE, LifecycleState, lifecycle_of
 from xenpy.toolstack.migration.restore import RestoredDomain, SavedConfig, restore_stream, saved_config
 from xenpy.toolstack.migration.save import (
     SUSPEND_TIMEOUT_S,
@@ -105,7 +105,7 @@ def migrate_domain(
         MigrationError: the link broke or the receiver refused the domain (the source then runs on).
     """
     lifecycle = lifecycle_of(d)
-    if lifecycle.state not in (LifecycleState.RUNNING, LifecycleState.PAUSED, LifecycleState.CREATED):
+    if lifecycle.state not in MOVABLE:
         raise SaveError(f"domain {d.domid} is {lifecycle.state.value}: only a running domain can be migrated")
     saver = StreamSaver(hv, d, link.wfile)
     config = domain_config(d, cmdline=cmdline, suspend_cancel=suspend_cancel)

@@ -36,7 +36,7 @@ from xenpy.core.memory import INVALID_M2P_ENTRY
 from xenpy.core.pagetable import GuestFault, translate
 from xenpy.core.vcpu_context import arch_get_info_guest, pack_vcpu_guest_context
 from xenpy.engine.runner import run_domain_until_stopped
-from xenpy.toolstack.lifecycle import LifecycleState, lifecycle_of
+from xenpy.toolstack.lifecycle import MOVABLE, LifecycleState, lifecycle_of
 from xenpy.toolstack.migration.stream import (
     EXT_VCPUCONTEXT,
     PAGE_BATCH,
@@ -127,7 +127,7 @@ def suspend_domain(hv: Hypervisor, d: Domain, *, store: Store | None = None,
 
     store = store if store is not None else store_for(hv)
     lifecycle = lifecycle_of(d)
-    if lifecycle.state not in (LifecycleState.RUNNING, LifecycleState.PAUSED, LifecycleState.CREATED):
+    if lifecycle.state not in MOVABLE:
         raise SaveError(f"domain {d.domid} is {lifecycle.state.value}: only a running or paused domain can be saved")
     start = hv.now_ns()
     with lifecycle.operation(LifecycleState.SUSPENDING):
