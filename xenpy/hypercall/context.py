@@ -117,6 +117,10 @@ class HypercallContext:
             return self.domain
         return self._system.domains.get(domid)
 
+    def outstanding_claims(self) -> int:
+        """Pages claimed for domains and not yet allocated (Xen's ``outstanding_claims``, XENMEM_claim_pages)."""
+        return self._system.outstanding_claims()
+
     def create_continuation(self, nr: int, *args: int) -> int:
         """``hypercall_create_continuation``: end this invocation so that the guest issues hypercall ``nr`` with
         ``args`` (raw register values) again when it next runs, after pending events and softirqs, as Xen

@@ -85,7 +85,7 @@ def _read_pfn(ctx: HypercallContext, gva: int) -> int:
     return int(np.frombuffer(ctx.copy_from_guest(gva, _PFN_BYTES), XEN_PFN)[0])
 
 
-def _alloc_frame(machine: MachineMemory, d: Domain) -> int | None:
+def _alloc_frame(ctx: HypercallContext, machine: MachineMemory, d: Domain) -> int | None:
     """One zeroed frame for ``d``: a ballooned-out frame first, else a new machine frame (none that another
     domain's claim needs: ``alloc_heap_pages``)."""
     if d.ballooned_mfns:
@@ -94,7 +94,7 @@ def _alloc_frame(machine: MachineMemory, d: Domain) -> int | None:
             del d.ballooned_mfns[mfn]
             machine.zero_frame(mfn)
             return mfn
-    if d.system.outstanding_claims() + 1 > machine.nr_free_frames and d.outstanding_pages < 1:
+    if ctx.outstanding_claims() + 1 > machine.nr_free_frames and d.outstanding_pages < 1:
         return None
     try:
         return int(machine.alloc_domain_frames(d.domid, 1)[0])
@@ -130,7 +130,7 @@ def _increase(
                 break
         if d.tot_pages + 1 > d.max_pages:
             break
-        mfn = _alloc_frame(machine, d)
+        mfn = _alloc_frame(ctx, machine, d)
         if mfn is None:
             break
         d.tot_pages += 1
@@ -252,10 +252,10 @@ def _claim_pages(ctx: HypercallContext, arg: int, start: int) -> int:
         return _EPERM
     if d.is_dying:
         return _EINVAL
-    return set_outstanding_pages(d, pages)
+    return _set_outstanding_pages(ctx, d, pages)
 
 
-def set_outstanding_pages(d: Domain, pages: int) -> int:
+def _set_outstanding_pages(ctx: HypercallContext, d: Domain, pages: int) -> int:
     """``domain_set_outstanding_pages(d, pages)``: 0 or -errno (see the module docstring)."""
     if pages == 0:
         d.outstanding_pages = 0
@@ -265,7 +265,7 @@ def set_outstanding_pages(d: Domain, pages: int) -> int:
     if pages <= d.tot_pages or pages > d.max_pages:
         return _EINVAL
     claim = pages - d.tot_pages
-    if claim > d.system.machine.nr_free_frames - d.system.outstanding_claims():
+    if claim > ctx.machine.nr_free_frames - ctx.outstanding_claims():
         return -int(XenErrno.ENOMEM)
     d.outstanding_pages = claim
     return 0
