@@ -278,3 +278,14 @@ def test_a_configuration_naming_an_unknown_profile_is_one_error(saved) -> None:
     with pytest.raises(SaveFileError, match="names Xen profile 'hecd', which xenpy does not know"):
         restore_domain(hv, io.BytesIO(data.replace(b'"profile": "head"', b'"profile": "hecd"', 1)))
     assert not hv.domains
+
+
+def test_a_checkpoint_of_a_paused_domain_leaves_it_paused(guest_build_dir: Path) -> None:
+    hv, booted, lines = boot_suspend_guest(guest_build_dir)
+    d = booted.domain
+    d.pause()
+    save_domain(hv, d, io.BytesIO(), checkpoint=True)
+    assert d.state is DomainState.PAUSED and lifecycle_of(d).state is LifecycleState.PAUSED
+    d.unpause()
+    run_domain_until_stopped(hv, d, timeout_s=60)
+    assert "".join(lines).rstrip().endswith("Test result: SUCCESS")

@@ -107,6 +107,7 @@ def migrate_domain(
     lifecycle = lifecycle_of(d)
     if lifecycle.state not in MOVABLE:
         raise SaveError(f"domain {d.domid} is {lifecycle.state.value}: only a running domain can be migrated")
+    was_paused = d.controller_pause_count > 0
     saver = StreamSaver(hv, d, link.wfile)
     config = domain_config(d, cmdline=cmdline, suspend_cancel=suspend_cancel)
     config["xenpy"]["sent_at_ns"] = hv.now_ns()
@@ -151,7 +152,7 @@ def migrate_domain(
             link.read_verdict()
         except (SaveError, MigrationError, OSError) as error:
             if suspend_cancel:
-                resume_cancelled(d)
+                resume_cancelled(d, paused=was_paused)
             if isinstance(error, OSError):
                 raise MigrationError(f"the link broke: {error.strerror or error}") from None
             raise

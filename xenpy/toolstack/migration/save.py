@@ -130,13 +130,16 @@ def suspend_domain(hv: Hypervisor, d: Domain, *, store: Store | None = None,
     if lifecycle.state not in MOVABLE:
         raise SaveError(f"domain {d.domid} is {lifecycle.state.value}: only a running or paused domain can be saved")
     start = hv.now_ns()
+    was_paused = d.controller_pause_count > 0
     with lifecycle.operation(LifecycleState.SUSPENDING):
         request_suspend(hv, d, store)
-        summary = run_domain_until_stopped(hv, d, timeout_s=timeout_s)
+        summary = run_domain_until_stopped(hv, d, timeout_s=timeout_s)  # a paused guest must run to answer
     if lifecycle.state is LifecycleState.SUSPENDED:
         return hv.now_ns() - start
     if d.state in (DomainState.RUNNING, DomainState.PAUSED):
         store.write(f"/local/domain/{d.domid}/control/shutdown", "")
+        if was_paused and not d.controller_pause_count:
+            d.pause()
         why = "it stalled" if summary.end.value == "stalled" else f"not within {timeout_s:g} s"
         raise SaveError(f"domain {d.domid} did not suspend ({why}): does the guest support suspend?")
     raise SaveError(f"domain {d.domid} did not suspend: it is {d.state.value} "
@@ -157,7 +160,9 @@ def save_domain(
 ) -> SaveSummary:
     """Suspend ``d``, write it to ``out`` and destroy it (or, with ``checkpoint``, let it run on).
 
-    ``suspend_cancel`` says whether the guest can be resumed in the same domain (its XEN_ELFNOTE_SUSPEND_CANCEL):
+    A paused domain is unpaused for the request (the guest must run to suspend) and is paused again if it
+    resumes here. ``suspend_cancel`` says whether the guest can be resumed in the same domain (its
+    XEN_ELFNOTE_SUSPEND_CANCEL):
     a checkpoint, or a failed save, resumes it there with SCHEDOP_shutdown returning 1. Without it a failed save
     leaves the domain suspended, as Xen's toolstack must.
 
@@ -167,6 +172,7 @@ def save_domain(
     """
     if checkpoint and not suspend_cancel:
         raise ValueError("a checkpoint needs a guest that supports suspend cancellation (XEN_ELFNOTE_SUSPEND_CANCEL)")
+    was_paused = d.controller_pause_count > 0
     suspend_ns = suspend_domain(hv, d, store=store, timeout_s=timeout_s)
     config = domain_config(d, cmdline=cmdline, suspend_cancel=suspend_cancel)
     with lifecycle_of(d).operation(LifecycleState.SAVING):
@@ -174,21 +180,24 @@ def save_domain(
             pages, nbytes, seconds = write_domain_stream(hv, d, out, config, progress=progress)
         except (SaveError, OSError):
             if suspend_cancel:
-                resume_cancelled(d)
+                resume_cancelled(d, paused=was_paused)
             raise
         summary = SaveSummary(pages, nbytes, seconds, suspend_ns, hv.now_ns())
         if checkpoint:
-            resume_cancelled(d)
+            resume_cancelled(d, paused=was_paused)
         else:
             hv.destroy_domain(d)
     return summary
 
 
-def resume_cancelled(d: Domain) -> None:
-    """Resume a suspended domain in place: SCHEDOP_shutdown returns 1 (``xc_domain_resume``'s fast path)."""
+def resume_cancelled(d: Domain, *, paused: bool = False) -> None:
+    """Resume a suspended domain in place: SCHEDOP_shutdown returns 1 (``xc_domain_resume``'s fast path); paused
+    again if it was paused before the suspend request (its guest ran to answer it)."""
     arch = d.vcpus[0].arch
     # A new register dict: the engine reloads the vCPU from it instead of keeping its live registers.
     arch.user_regs = {**arch.user_regs, "rax": 1}
+    if paused and not d.controller_pause_count:
+        d.pause()
     d.resume()
 
 
