@@ -4,7 +4,8 @@
  *
  * Checked: start_info.magic names a 64-bit PV guest ("xen-3.0-x86_64"),
  * the p2m list, page tables and start_info lie in the bootstrap region,
- * which starts at VIRT_BASE (spec 7.2).
+ * which starts at VIRT_BASE (spec 7.2). The FPU is as Xen gives it to a new
+ * vCPU: the default x87 control word 0x37f and MXCSR 0x1f80 (spec 1.3).
  */
 
 #include <xenpy-guest.h>
@@ -40,6 +41,16 @@ void test_main(void)
     printk("  mod            %#lx, %lu bytes\n", si->mod_start, si->mod_len);
     printk("  cmd_line       \"%.*s\"\n", MAX_GUEST_CMDLINE, (const char *)si->cmd_line);
     printk("  p2m[0..2]      %#lx %#lx %#lx\n", pfn_to_mfn(0), pfn_to_mfn(1), pfn_to_mfn(2));
+
+    {
+        uint32_t mxcsr;
+        uint16_t fcw;
+
+        /* Nothing in the kernel has touched the FPU yet (-mgeneral-regs-only). */
+        __asm__ __volatile__ ("stmxcsr %0; fnstcw %1" : "=m"(mxcsr), "=m"(fcw));
+        check_hex("fpu-mxcsr", "1.3", mxcsr, 0x1f80, "MXCSR of a new vCPU");
+        check_hex("fpu-fcw", "1.3", fcw, 0x37f, "x87 control word of a new vCPU");
+    }
 
     if ( strncmp(si->magic, "xen-3.0-x86_64", 14) )
         xtf_failure("Fail: start_info.magic \"%.32s\" is not a 64-bit PV magic\n", si->magic);
