@@ -228,14 +228,17 @@ def run_guest(hv: Hypervisor, guest: Guest, args: argparse.Namespace, *, label: 
                 raise CliError(f"--control: {default_control_dir()}: {error.strerror}", EXIT_DATAERR) from None
             xenstore = guest.xenstore
 
-            def request_shutdown(d: Domain, reason: str) -> None:
+            def served(d: Domain, node: str) -> XenstoreRingBackend:
+                """The run's xenstore, which the toolstack's requests to ``d`` go through."""
                 if xenstore is None or d is not domain:
-                    raise LookupError(f"domain {d.domid} has no xenstore control node")
-                xenstore.request_shutdown(reason)
+                    raise LookupError(f"domain {d.domid} has no xenstore {node} node")
+                return xenstore
+
+            def request_shutdown(d: Domain, reason: str) -> None:
+                served(d, "control/shutdown").request_shutdown(reason)
 
             def save(d: Domain, path: str, checkpoint: bool, progress: SaveProgress) -> dict[str, Any]:
-                if xenstore is None or d is not domain:
-                    raise LookupError(f"domain {d.domid} has no xenstore control node to ask it to suspend")
+                served(d, "control/shutdown")
                 summary = _save_to(hv, guest, path, checkpoint, progress)
                 if not checkpoint:
                     saved_to.append(("saved", f"to {path}"))
@@ -243,16 +246,13 @@ def run_guest(hv: Hypervisor, guest: Guest, args: argparse.Namespace, *, label: 
                         "seconds": summary.seconds, "suspend_ns": summary.suspend_ns, "checkpoint": checkpoint}
 
             def migrate(d: Domain, request: dict[str, Any], progress: MigrateProgress) -> dict[str, Any]:
-                if xenstore is None or d is not domain:
-                    raise LookupError(f"domain {d.domid} has no xenstore control node to ask it to suspend")
+                served(d, "control/shutdown")
                 summary = _migrate_to(hv, guest, request, progress)
                 saved_to.append(("migrated", f"to {request['address']}"))
                 return {"domid": d.domid, "address": request["address"], **asdict(summary), "met": summary.met}
 
             def set_memory_target(d: Domain, kib: int) -> None:
-                if xenstore is None or d is not domain:
-                    raise LookupError(f"domain {d.domid} has no xenstore memory/target node")
-                xenstore.store.write(f"/local/domain/{d.domid}/memory/target", str(kib))
+                served(d, "memory/target").store.write(f"/local/domain/{d.domid}/memory/target", str(kib))
 
             try:
                 control = stack.enter_context(ControlServer(

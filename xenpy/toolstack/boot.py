@@ -87,15 +87,12 @@ def boot_pv_image(
         ValueError: a bad configuration (vCPU count, memory size, profile).
     """
     info = read_pv_image(image)
-    domid = 1  # a domU: domain 0 is the (absent) control domain that runs the backends
-    while domid in hv.domains:
-        domid += 1
+    domid = free_domu_id(hv)
     config = DomainConfig(max_vcpus=max_vcpus, memory_mib=memory_mib, profile=profile, name=name, domid=domid)
     made: dict[str, object] = {}
 
     def image_builder(domain: Domain) -> tuple[AddressSpace, dict[str, int]]:
-        made["store_port"] = _unbound_port(domain)
-        made["console_port"] = _unbound_port(domain)
+        made["store_port"], made["console_port"] = _ring_ports(domain)
         built = made["built"] = build_pv64_domain(
             domain.memory,
             info,
@@ -123,8 +120,23 @@ def boot_pv_image(
     return BootedDomain(domain, built, console, store_port, console_port, xenstore=store_ring, cmdline=cmdline)
 
 
-def _unbound_port(domain: Domain) -> int:
-    port = domain.evtchn.alloc_unbound(domain, BACKEND_DOMID)
-    if port < 0:
-        raise LoaderError(f"cannot allocate an event channel for domain {domain.domid} ({port})")
-    return port
+def free_domu_id(hv: Hypervisor) -> int:
+    """The lowest free domid of a domU (domain 0 is the absent control domain that runs the backends)."""
+    domid = 1
+    while domid in hv.domains:
+        domid += 1
+    return domid
+
+
+def ring_ports(domain: Domain) -> tuple[int, int] | None:
+    """The xenstore and console event channels of a new domU, unbound for the backends' domain, as libxl
+    allocates them; None if the domain has no free port."""
+    ports = (domain.evtchn.alloc_unbound(domain, BACKEND_DOMID), domain.evtchn.alloc_unbound(domain, BACKEND_DOMID))
+    return None if min(ports) < 0 else ports
+
+
+def _ring_ports(domain: Domain) -> tuple[int, int]:
+    ports = ring_ports(domain)
+    if ports is None:
+        raise LoaderError(f"cannot allocate the ring event channels of domain {domain.domid}")
+    return ports

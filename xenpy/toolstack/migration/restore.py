@@ -36,10 +36,12 @@ from xenpy.core.mm import pin_table
 from xenpy.core.profiles import PROFILES
 from xenpy.core.system import DomainConfig
 from xenpy.core.vcpu_context import arch_set_info_guest, parse_vcpu_guest_context
+from xenpy.toolstack.boot import free_domu_id, ring_ports
 from xenpy.toolstack.console import ConsoleRingBackend
 from xenpy.toolstack.lifecycle import LifecycleState, lifecycle_of
 from xenpy.toolstack.migration.stream import (
     EXT_VCPUCONTEXT,
+    P2M_SLACK,
     PFN_PINNED,
     TSC_INFO,
     PfnType,
@@ -60,9 +62,6 @@ if TYPE_CHECKING:
 RestoreProgress = Callable[[int, int], None]
 
 _U64 = (1 << 64) - 1
-_BACKEND_DOMID = 0
-#: How far past the configuration's pages a stream's p2m may run (the saver's bound).
-_P2M_SLACK = 16
 
 
 @dataclass(frozen=True)
@@ -226,9 +225,7 @@ def restore_stream(
 ) -> RestoredDomain:
     """:func:`restore_domain` of a stream whose headers ``reader`` has read already (``header``)."""
     cfg = saved_config(header)
-    domid = 1
-    while domid in hv.domains:
-        domid += 1
+    domid = free_domu_id(hv)
     config = DomainConfig(max_vcpus=cfg.max_vcpus, memory_mib=cfg.memory_mib, profile=cfg.profile,
                           name=name if name is not None else cfg.name, domid=domid)  # fmt: skip
     try:
@@ -238,8 +235,10 @@ def restore_stream(
     lifecycle = lifecycle_of(d)
     try:
         lifecycle.move(LifecycleState.RESTORING)
-        store_port = _unbound_port(d)
-        console_port = _unbound_port(d)
+        ports = ring_ports(d)
+        if ports is None:
+            raise SaveFileError(0, f"cannot allocate the ring event channels of domain {d.domid}")
+        store_port, console_port = ports
         st = _State()
         for at, rtype, body in reader.records():
             _record(d, st, at, rtype, body, progress)
@@ -259,13 +258,6 @@ def restore_stream(
                             console_port=console_port, cmdline=cfg.cmdline, store=xenstore)  # fmt: skip
     saved_at = st.tsc[2] if st.tsc else 0
     return RestoredDomain(d, cfg, console, ring, store_port, console_port, saved_at, st.pages)
-
-
-def _unbound_port(d: Domain) -> int:
-    port = d.evtchn.alloc_unbound(d, _BACKEND_DOMID)
-    if port < 0:
-        raise SaveFileError(0, f"cannot allocate an event channel for domain {d.domid} ({port})")
-    return port
 
 
 def _record(d: Domain, st: _State, at: int, rtype: int, body: bytes, progress: RestoreProgress | None) -> None:
@@ -321,7 +313,7 @@ def _p2m_frames(d: Domain, st: _State, at: int, body: bytes) -> None:
     start, end = struct.unpack_from("<II", body)
     if start != 0:
         raise SaveFileError(at + 8, f"X86_PV_P2M_FRAMES starts at pfn {start:#x}, not 0")
-    if end + 1 < d.memory.nr_pages or end >= _P2M_SLACK * d.memory.nr_pages:
+    if end + 1 < d.memory.nr_pages or end >= P2M_SLACK * d.memory.nr_pages:
         raise SaveFileError(at + 12, f"the stream's p2m covers {end + 1} pfns but the configuration gives the "
                             f"domain {d.memory.nr_pages} pages")  # fmt: skip
     frames = np.frombuffer(body, dtype="<u8", offset=8).astype(np.int64)

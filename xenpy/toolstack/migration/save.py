@@ -39,6 +39,7 @@ from xenpy.engine.runner import run_domain_until_stopped
 from xenpy.toolstack.lifecycle import MOVABLE, LifecycleState, lifecycle_of
 from xenpy.toolstack.migration.stream import (
     EXT_VCPUCONTEXT,
+    P2M_SLACK,
     PAGE_BATCH,
     PFN_PINNED,
     TSC_INFO,
@@ -60,8 +61,6 @@ SUSPEND_TIMEOUT_S = 60.0
 SaveProgress = Callable[[int, int], None]
 
 _FPP = PAGE_SIZE // 8
-#: How far past its pages a guest's p2m may run (a bound against a garbled max_pfn).
-_P2M_SLACK = 16
 #: Pages compared at a time when looking for the pages a guest changed.
 _COMPARE_CHUNK = 256
 _U64 = (1 << 64) - 1
@@ -238,9 +237,9 @@ def _guest_p2m(d: Domain) -> tuple[np.ndarray, np.ndarray]:
     arch = d.shared_info().arch
     nr = int(arch.max_pfn)
     # The p2m may run past the domain's pages (Linux leaves room to grow); those entries are invalid (XTAB).
-    if not 0 < nr <= _P2M_SLACK * d.memory.nr_pages:
+    if not 0 < nr <= P2M_SLACK * d.memory.nr_pages:
         raise SaveError(f"shared_info.arch.max_pfn is {nr}: the guest has not published its p2m "
-                        f"(it must be 1..{_P2M_SLACK * d.memory.nr_pages})")  # fmt: skip
+                        f"(it must be 1..{P2M_SLACK * d.memory.nr_pages})")  # fmt: skip
     p2m_frames = (nr + _FPP - 1) // _FPP
     owned = d.memory.owns
 
@@ -345,6 +344,8 @@ class StreamSaver:
         self.progress = progress
         self.nr_pages = len(self.p2m)
         self.pages_sent = 0
+        #: The frame of each pfn (0 where the p2m entry is invalid), for finding the pages the guest changed.
+        self._frames_of_pfns = np.where(self.pmap.valid(self.p2m), self.p2m, 0)
 
     def start(self, config: dict[str, Any]) -> None:
         """The headers, X86_PV_INFO, STATIC_DATA_END and X86_PV_P2M_FRAMES."""
@@ -409,11 +410,11 @@ class StreamSaver:
 
     def frames(self) -> np.ndarray:
         """A copy of every page's contents now (``nr_pages`` rows of 4096), to find the pages a guest changes."""
-        return self.machine.frames[np.where(self.pmap.valid(self.p2m), self.p2m, 0)].copy()
+        return self.machine.frames[self._frames_of_pfns].copy()
 
     def changed_since(self, snapshot: np.ndarray) -> np.ndarray:
         """The pfns whose contents differ from ``snapshot`` (ascending)."""
-        mfns = np.where(self.pmap.valid(self.p2m), self.p2m, 0)
+        mfns = self._frames_of_pfns
         frames = self.machine.frames
         changed = []
         for first in range(0, len(mfns), _COMPARE_CHUNK):  # in chunks: no copy of the whole memory

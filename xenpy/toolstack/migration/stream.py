@@ -46,6 +46,9 @@ LIBXC_IDENT = 0x58454E46  # "XENF"
 LIBXC_VERSION = 3
 DOMAIN_TYPE_X86_PV = 1
 
+#: How far past its pages a guest's p2m may run in a stream (Linux leaves room to grow; a bound against a garbled
+#: max_pfn): at most this many times the domain's pages.
+P2M_SLACK = 16
 #: Most pfns in one PAGE_DATA record (libxc's MAX_BATCH_SIZE).
 PAGE_BATCH = 1024
 #: Longest record body the reader accepts (a PAGE_DATA record of a full batch, with room to spare).
