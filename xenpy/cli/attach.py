@@ -1,7 +1,7 @@
 """Finding the control socket of a running ``xenpy run`` (for ``xenpy top``, ``xenpy ctl``, ``xenpy runstate``).
 
 ``--control PATH``, else ``$XENPY_CONTROL``, else the one live socket in the default directory
-(:func:`~xenpy.toolstack.control.default_control_dir`); none, or several, is a one-line error.
+(:func:`~xenpy.toolstack.control_path.default_control_dir`); none, or several, is a one-line error.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import argparse
 import os
 
 from xenpy.cli.errors import EXIT_UNAVAILABLE, CliError
-from xenpy.toolstack.control import ControlClient, ControlError, default_control_dir, live_control_sockets
+from xenpy.toolstack.control import ControlClient, ControlError, live_control_sockets
+from xenpy.toolstack.control_path import default_control_dir
 
 
 def add_control_argument(parser: argparse.ArgumentParser) -> None:

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from xenpy import __version__
-from xenpy.cli import abi_cmd, conformance_cmd, ctl_cmd, inspect_cmd, migration_cmd, run_cmd, runstate_cmd, top_cmd
 from xenpy.cli.errors import EXIT_USAGE, CliError
+
+#: Each command and the module of :mod:`xenpy.cli` whose ``add_parser`` registers it, in the order of
+#: ``xenpy --help``. A command's module is imported only when that command runs (or the full parser is built).
+COMMANDS: dict[str, str] = {
+    "abi": "abi_cmd",
+    "conformance": "conformance_cmd",
+    "fetch-xen": "conformance_cmd",
+    "inspect": "inspect_cmd",
+    "run": "run_cmd",
+    "ctl": "ctl_cmd",
+    "top": "top_cmd",
+    "runstate": "runstate_cmd",
+    "save": "migration_cmd",
+    "restore": "migration_cmd",
+    "migrate": "migration_cmd",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -21,8 +37,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"xenpy: error: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full ``xenpy`` argument parser."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``xenpy`` argument parser: with every command, or, for a ``command`` of :data:`COMMANDS`, with only
+    the commands of its module (which parses that command's arguments exactly as the full parser does)."""
     parser = _Parser(
         prog="xenpy",
         description="xenpy: a Xen-compatible paravirtual hypercall layer and guest toolkit.",
@@ -30,20 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"xenpy {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                        parser_class=_Parser)
-    abi_cmd.add_parser(subparsers)
-    conformance_cmd.add_parser(subparsers)
-    inspect_cmd.add_parser(subparsers)
-    run_cmd.add_parser(subparsers)
-    ctl_cmd.add_parser(subparsers)
-    top_cmd.add_parser(subparsers)
-    runstate_cmd.add_parser(subparsers)
-    migration_cmd.add_parser(subparsers)
+    modules = [COMMANDS[command]] if command in COMMANDS else dict.fromkeys(COMMANDS.values())
+    for module in modules:
+        importlib.import_module(f"xenpy.cli.{module}").add_parser(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``xenpy``; return the exit status."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:
         return int(args.handler(args))
     except CliError as error:

@@ -36,24 +36,18 @@ from xenpy.engine import DEFAULT_ENGINE, available_engines, create_engine
 from xenpy.hypervisor import Hypervisor
 from xenpy.loader import LoaderError
 from xenpy.toolstack.boot import DEFAULT_MEMORY_MIB, HYPERVISOR_MEMORY_MIB, boot_pv_image
-from xenpy.toolstack.console import ConsoleRingBackend
 from xenpy.toolstack.console_input import ESCAPE_CHAR, ConsoleInput, input_kind, raw_terminal
-from xenpy.toolstack.control import ControlServer, default_control_dir, default_control_path
-from xenpy.toolstack.migration.migrate import (
-    DEFAULT_MAX_DOWNTIME_MS,
-    DEFAULT_MAX_ROUNDS,
-    MigrateProgress,
-    MigrationSummary,
-    migrate_domain,
-)
-from xenpy.toolstack.migration.save import SaveProgress, SaveSummary, save_domain
-from xenpy.toolstack.migration.transport import MigrationError, connect, parse_address
+from xenpy.toolstack.control_path import default_control_dir, default_control_path
 from xenpy.toolstack.run import Outcome, RunReport, run_domain
-from xenpy.toolstack.trace import HypercallTracer
-from xenpy.toolstack.xenstore import XenstoreRingBackend, XenstoreSocketServer
 
+# What only some runs use (a trace, the sockets, a save or migration) is imported where it is used.
 if TYPE_CHECKING:
     from xenpy.core.domain import Domain
+    from xenpy.toolstack.console import ConsoleRingBackend
+    from xenpy.toolstack.control import ControlServer
+    from xenpy.toolstack.migration.migrate import MigrateProgress, MigrationSummary
+    from xenpy.toolstack.migration.save import SaveProgress, SaveSummary
+    from xenpy.toolstack.xenstore import XenstoreRingBackend, XenstoreSocketServer
 
 #: Most vCPUs of a PV domain: x86 Xen's MAX_VIRT_CPUS (one 32-page GDT/LDT slot per vCPU in a 1 GiB
 #: per-domain area: GDT_LDT_MBYTES << (20 - GDT_LDT_VCPU_VA_SHIFT) = 8192). vCPUs >= 32
@@ -198,6 +192,8 @@ def run_guest(hv: Hypervisor, guest: Guest, args: argparse.Namespace, *, label: 
                 trace_file = stack.enter_context(open(args.trace, "w", encoding="utf-8"))
             except OSError as error:
                 raise CliError(f"--trace {args.trace}: {error.strerror}", EXIT_DATAERR) from None
+            from xenpy.toolstack.trace import HypercallTracer
+
             stack.callback(HypercallTracer(hv, trace_file).close)
         console_input = None
         fd = None if args.no_input else _stdin_fd()
@@ -214,6 +210,8 @@ def run_guest(hv: Hypervisor, guest: Guest, args: argparse.Namespace, *, label: 
         stack.enter_context(between_steps.installed())
         server = None
         if args.xenstore_socket and guest.xenstore is not None:
+            from xenpy.toolstack.xenstore import XenstoreSocketServer
+
             try:
                 server = stack.enter_context(XenstoreSocketServer(guest.xenstore.store, args.xenstore_socket))
             except OSError as error:
@@ -222,6 +220,8 @@ def run_guest(hv: Hypervisor, guest: Guest, args: argparse.Namespace, *, label: 
                   file=sys.stderr)
         control = None
         if args.control is not None:
+            from xenpy.toolstack.control import ControlServer
+
             try:
                 control_path = args.control or str(default_control_path())
             except OSError as error:
@@ -329,6 +329,8 @@ def _name_of(path: str) -> str:
 
 def _save_to(hv: Hypervisor, guest: Guest, path: str, checkpoint: bool, progress: SaveProgress) -> SaveSummary:
     """Save ``guest`` to the file ``path`` (removed again if the save fails)."""
+    from xenpy.toolstack.migration.save import save_domain
+
     store = guest.xenstore.store if guest.xenstore is not None else None
     try:
         with open(path, "wb") as out:
@@ -342,6 +344,9 @@ def _save_to(hv: Hypervisor, guest: Guest, path: str, checkpoint: bool, progress
 
 def _migrate_to(hv: Hypervisor, guest: Guest, request: dict[str, Any], progress: MigrateProgress) -> MigrationSummary:
     """Migrate ``guest`` live to the address ``request`` names."""
+    from xenpy.toolstack.migration.migrate import DEFAULT_MAX_DOWNTIME_MS, DEFAULT_MAX_ROUNDS, migrate_domain
+    from xenpy.toolstack.migration.transport import MigrationError, connect, parse_address
+
     try:
         address = parse_address(request["address"])
     except ValueError as error:

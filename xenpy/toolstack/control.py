@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 from xenpy.abi.sched import SHUTDOWN
 from xenpy.core.domain import DomainState, VPF_blocked
 from xenpy.core.sched_credit2 import Credit2Scheduler
+from xenpy.toolstack.control_path import default_control_dir
 from xenpy.toolstack.lifecycle import MOVABLE, lifecycle_of
 from xenpy.toolstack.monitor import STATE_NAMES, Sample, prometheus_text, take_sample
 from xenpy.toolstack.socket_server import UnixSocketServer, is_listening
@@ -97,21 +98,6 @@ class ControlError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
-
-
-def default_control_dir() -> Path:
-    """Where ``xenpy run --control`` puts its socket when given no path, and where ``xenpy top`` looks:
-    ``$XDG_RUNTIME_DIR/xenpy``, or ``/tmp/xenpy-<uid>``."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    return Path(runtime) / "xenpy" if runtime else Path(f"/tmp/xenpy-{os.getuid()}")
-
-
-def default_control_path(pid: int | None = None) -> Path:
-    """The default socket of the ``xenpy run`` with process id ``pid`` (this process by default); its directory
-    is made (mode 0700) if missing."""
-    directory = default_control_dir()
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return directory / f"run-{os.getpid() if pid is None else pid}.sock"
 
 
 @dataclass
