@@ -13,7 +13,7 @@ from xenpy.abi.xen import SIF_MOD_START_PFN
 from xenpy.core.memory import DomainMemory, MachineMemory, PageType
 from xenpy.core.pagetable import GuestFault, copy_from_guest, translate
 from xenpy.core.vcpu_context import pack_vcpu_guest_context, parse_vcpu_guest_context
-from xenpy.loader.builder import BuiltDomain, build_pv64_domain, init_hypercall_page
+from xenpy.loader.builder import BuiltDomain, build_pv64_domain, init_hypercall_page, start_info_bytes
 from xenpy.loader.errors import LoaderError
 from xenpy.loader.layout import PAGE_SIZE, compute_pv64_layout
 from xenpy.loader.xen_notes import XenImageInfo, read_pv_image
@@ -144,6 +144,13 @@ def test_start_info(standard: Built) -> None:
     assert (si.mod_start, si.mod_len, si.first_p2m_pfn, si.nr_p2m_frames) == (0, 0, 0, 0)
     assert si.cmd_line == b"console=hvc0 loglevel=8".ljust(1024, b"\0")
     assert standard.result.store_mfn == si.store_mfn and standard.result.console_mfn == si.console.domU.mfn
+
+
+def test_start_info_is_written_as_construct_builds_it(standard: Built) -> None:
+    """The builder packs start_info with its fast codec: the same bytes as the construct definition builds."""
+    values = standard.result.start_info
+    assert start_info_bytes(values) == x86_64.start_info.build(values)
+    assert standard.read(standard.result.layout.rsi, x86_64.start_info.sizeof()) == start_info_bytes(values)
 
 
 def test_rings_and_stack_are_zero(standard: Built) -> None:

@@ -12,8 +12,18 @@
 This layer has no state and does no I/O.
 """
 
-from xenpy.abi import x86_32, x86_64
+import importlib
+from typing import Any
+
 from xenpy.abi.errno import HypercallError, XenErrno
 from xenpy.abi.structs import ARCHES, build_abi
+
+
+def __getattr__(name: str) -> Any:
+    """``x86_64`` and ``x86_32``, each built when first named."""
+    if name in ARCHES:
+        return importlib.import_module(f"xenpy.abi.{name}")
+    raise AttributeError(f"module 'xenpy.abi' has no attribute {name!r}")
+
 
 __all__ = ["ARCHES", "HypercallError", "XenErrno", "build_abi", "x86_32", "x86_64"]

@@ -1,11 +1,14 @@
 """C layout for construct: Xen's public structures, laid out as a C compiler lays them out.
 
 construct does not pad like C. This module computes C's layout (each member at the next multiple of its
-alignment, the whole rounded up to the largest alignment) and emits it as an ordinary construct ``Struct`` with
-explicit ``Padding`` subcons. The result is a construct object (``.parse``, ``.build``, ``.sizeof``) that also
-carries its C layout (``c_name``, ``c_align``, ``c_members``, ``offset_of``), so the same single definition serves
-parsing, introspection (``xenpy abi show``), documentation, the layout checks against gcc, and the fast
-``struct.Struct`` views used on hot paths (:func:`fast_codec`).
+alignment, the whole rounded up to the largest alignment) and turns it into an ordinary construct ``Struct`` with
+explicit ``Padding`` subcons. A :class:`CStruct` or :class:`CUnion` carries its C layout (``c_name``, ``c_align``,
+``c_members``, ``offset_of``) and parses and builds as that construct object (``.parse``, ``.build``,
+``.sizeof``), so the same single definition serves parsing, introspection (``xenpy abi show``), documentation,
+the layout checks against gcc, and the fast ``struct.Struct`` views used on hot paths (:func:`fast_codec`).
+
+The layout is plain Python; construct is imported, and a structure's construct object (``.construct``) built,
+at the first ``parse`` or ``build`` (a run that only reads layouts and fast codecs never imports it).
 
 Invariants:
     * ``sizeof()`` equals the C ``sizeof``; each member's offset equals C's ``offsetof``.
@@ -16,13 +19,13 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-
-import construct as cs
+from typing import Any
 
 __all__ = [
     "CArray",
@@ -39,15 +42,31 @@ __all__ = [
 ]
 
 
+@functools.cache
+def _construct() -> Any:
+    """The construct package, imported at the first parse or build."""
+    import construct
+
+    return construct
+
+
+# struct-module code -> construct's little-endian integer of that code (char is a signed byte, as C's on x86).
+_PRIM_SUBCONS = {"c": "Int8sl", "b": "Int8sl", "B": "Int8ul", "h": "Int16sl", "H": "Int16ul", "i": "Int32sl",
+                 "I": "Int32ul", "q": "Int64sl", "Q": "Int64ul"}
+
+
 @dataclass(frozen=True)
 class CPrim:
-    """A C scalar type: its spelling, size, alignment, struct-module code and construct subcon."""
+    """A C scalar type: its spelling, size, alignment and struct-module code (``subcon``: its construct type)."""
 
     c_name: str
     size: int
     align: int
     fmt: str
-    subcon: cs.Construct
+
+    @property
+    def subcon(self) -> Any:
+        return getattr(_construct(), _PRIM_SUBCONS[self.fmt])
 
 
 @dataclass(frozen=True)
@@ -70,7 +89,8 @@ class CArray:
         return f"{self.element.c_name}[{self.count}]"
 
     @property
-    def subcon(self) -> cs.Construct:
+    def subcon(self) -> Any:
+        cs = _construct()
         if _is_byte_string(self):
             return cs.Bytes(self.count)  # char and int8_t arrays are byte strings
         return cs.Array(self.count, _subcon_of(self.element))
@@ -90,12 +110,13 @@ class CField:
 
 
 class _CComposite:
-    """Layout shared by :class:`CStruct` and :class:`CUnion`."""
+    """Layout shared by :class:`CStruct` and :class:`CUnion`, and their construct object built at first use."""
 
     c_name: str
     c_members: tuple[CField, ...]
     c_align: int
     c_size: int
+    _construct_object: Any = None
 
     @property
     def size(self) -> int:
@@ -104,6 +125,28 @@ class _CComposite:
     @property
     def align(self) -> int:
         return self.c_align
+
+    def sizeof(self, **_context: Any) -> int:
+        """C ``sizeof`` (construct's ``sizeof``, without building the construct object)."""
+        return self.c_size
+
+    @property
+    def construct(self) -> Any:
+        """The construct object that parses and builds this layout (built, and construct imported, once)."""
+        if self._construct_object is None:
+            self._construct_object = self._make_construct(_construct())
+        return self._construct_object
+
+    def _make_construct(self, cs: Any) -> Any:
+        raise NotImplementedError
+
+    def parse(self, data: bytes, **context: Any) -> Any:
+        """construct's ``parse``: a ``Container`` of the C members."""
+        return self.construct.parse(data, **context)
+
+    def build(self, obj: Any, **context: Any) -> bytes:
+        """construct's ``build``: the C bytes of ``obj`` (a dict or ``Container`` of the members)."""
+        return self.construct.build(obj, **context)
 
     def member(self, name: str) -> CField:
         """Return the member called ``name`` (KeyError if there is none)."""
@@ -123,37 +166,41 @@ class _CComposite:
         return c_type
 
 
-class CStruct(_CComposite, cs.Struct):
-    """A C struct as a construct ``Struct``, with C padding made explicit."""
+class CStruct(_CComposite):
+    """A C struct: its layout, parsed and built as a construct ``Struct`` with C padding made explicit."""
 
     def __init__(self, c_name: str, *members: tuple[str, CType]) -> None:
         fields: list[CField] = []
-        subcons: list[cs.Construct] = []
         offset = 0
         align = 1
         for name, c_type in members:
             aligned = _round_up(offset, c_type.align)
-            if aligned > offset:
-                subcons.append(cs.Padding(aligned - offset))
             fields.append(CField(name, aligned, c_type))
-            subcons.append(name / _subcon_of(c_type))
             offset = aligned + c_type.size
             align = max(align, c_type.align)
-        size = _round_up(offset, align)
-        if size > offset:
-            subcons.append(cs.Padding(size - offset))
-        cs.Struct.__init__(self, *subcons)
         self.c_name = c_name
         self.c_members = tuple(fields)
         self.c_align = align
-        self.c_size = size
+        self.c_size = _round_up(offset, align)
+
+    def _make_construct(self, cs: Any) -> Any:
+        subcons: list[Any] = []
+        position = 0
+        for field in self.c_members:
+            if field.offset > position:
+                subcons.append(cs.Padding(field.offset - position))
+            subcons.append(field.name / _subcon_of(field.c_type))
+            position = field.offset + field.c_type.size
+        if self.c_size > position:
+            subcons.append(cs.Padding(self.c_size - position))
+        return cs.Struct(*subcons)
 
     def __repr__(self) -> str:
         return f"<CStruct {self.c_name} sizeof={self.c_size} align={self.c_align}>"
 
 
-class CUnion(_CComposite, cs.Construct):
-    """A C union as a construct object.
+class CUnion(_CComposite):
+    """A C union: its layout, parsed and built by a construct object of its own.
 
     Parsing reads every member from the same bytes. Building writes each member present in the given dict over a
     zeroed buffer of the union's size; members that overlap must agree byte for byte, so a parsed container builds
@@ -162,50 +209,67 @@ class CUnion(_CComposite, cs.Construct):
     """
 
     def __init__(self, c_name: str, *members: tuple[str, CType]) -> None:
-        cs.Construct.__init__(self)
         align = max(c_type.align for _, c_type in members)
         size = _round_up(max(c_type.size for _, c_type in members), align)
         self.c_name = c_name
         self.c_members = tuple(CField(name, 0, c_type) for name, c_type in members)
         self.c_align = align
         self.c_size = size
-        self._member_subcons = tuple((name, _subcon_of(c_type)) for name, c_type in members)
-        # The bytes each member represents (its padding excluded): only those are written and compared.
-        self._member_cover = {name: _covered_bytes(c_type) for name, c_type in members}
 
-    def _parse(self, stream, context, path):  # type: ignore[no-untyped-def]
-        data = cs.stream_read(stream, self.c_size, path)
-        result = cs.Container()
-        for name, subcon in self._member_subcons:
-            result[name] = subcon._parsereport(io.BytesIO(data), context, f"{path} -> {name}")
-        return result
-
-    def _build(self, obj, stream, context, path):  # type: ignore[no-untyped-def]
-        buffer = bytearray(self.c_size)
-        written = bytearray(self.c_size)
-        given = [name for name, _ in self._member_subcons if name in obj]
-        if not given:
-            raise cs.UnionError(f"union {self.c_name}: give one of {[n for n, _ in self._member_subcons]}", path=path)
-        for name, subcon in self._member_subcons:
-            if name not in obj:
-                continue
-            data = subcon.build(obj[name], **context)
-            for index in self._member_cover[name]:
-                byte = data[index]
-                if written[index] and buffer[index] != byte:
-                    raise cs.UnionError(
-                        f"union {self.c_name}: members {given} disagree at byte {index}; build from one member",
-                        path=path)
-                buffer[index] = byte
-                written[index] = 1
-        cs.stream_write(stream, bytes(buffer), self.c_size, path)
-        return obj
-
-    def _sizeof(self, context, path):  # type: ignore[no-untyped-def]
-        return self.c_size
+    def _make_construct(self, cs: Any) -> Any:
+        return _union_construct_class()(self)
 
     def __repr__(self) -> str:
         return f"<CUnion {self.c_name} sizeof={self.c_size} align={self.c_align}>"
+
+
+@functools.cache
+def _union_construct_class() -> type:
+    """The construct class of a :class:`CUnion` (defined once construct is imported)."""
+    cs = _construct()
+
+    class UnionConstruct(cs.Construct):  # type: ignore[misc, name-defined]
+        def __init__(self, union: CUnion) -> None:
+            super().__init__()
+            self.c_name = union.c_name
+            self.c_size = union.c_size
+            self._member_subcons = tuple((f.name, _subcon_of(f.c_type)) for f in union.c_members)
+            # The bytes each member represents (its padding excluded): only those are written and compared.
+            self._member_cover = {f.name: _covered_bytes(f.c_type) for f in union.c_members}
+
+        def _parse(self, stream, context, path):  # type: ignore[no-untyped-def]
+            data = cs.stream_read(stream, self.c_size, path)
+            result = cs.Container()
+            for name, subcon in self._member_subcons:
+                result[name] = subcon._parsereport(io.BytesIO(data), context, f"{path} -> {name}")
+            return result
+
+        def _build(self, obj, stream, context, path):  # type: ignore[no-untyped-def]
+            buffer = bytearray(self.c_size)
+            written = bytearray(self.c_size)
+            given = [name for name, _ in self._member_subcons if name in obj]
+            if not given:
+                raise cs.UnionError(f"union {self.c_name}: give one of {[n for n, _ in self._member_subcons]}",
+                                    path=path)
+            for name, subcon in self._member_subcons:
+                if name not in obj:
+                    continue
+                data = subcon.build(obj[name], **context)
+                for index in self._member_cover[name]:
+                    byte = data[index]
+                    if written[index] and buffer[index] != byte:
+                        raise cs.UnionError(
+                            f"union {self.c_name}: members {given} disagree at byte {index}; build from one member",
+                            path=path)
+                    buffer[index] = byte
+                    written[index] = 1
+            cs.stream_write(stream, bytes(buffer), self.c_size, path)
+            return obj
+
+        def _sizeof(self, context, path):  # type: ignore[no-untyped-def]
+            return self.c_size
+
+    return UnionConstruct
 
 
 CType = CPrim | CArray | CStruct | CUnion
@@ -224,9 +288,9 @@ def _covered_bytes(c_type: CType, base: int = 0) -> list[int]:
     return sorted(covered)
 
 
-def _subcon_of(c_type: CType) -> cs.Construct:
+def _subcon_of(c_type: CType) -> Any:
     if isinstance(c_type, CStruct | CUnion):
-        return c_type
+        return c_type.construct
     return c_type.subcon
 
 
@@ -273,30 +337,28 @@ class Width:
         self.arch = "x86_64" if bits == 64 else "x86_32"
         long_bytes = bits // 8
         ulong_fmt = "Q" if bits == 64 else "I"
-        ulong_con = cs.Int64ul if bits == 64 else cs.Int32ul
-        self.char = CPrim("char", 1, 1, "c", cs.Int8sl)
-        self.int8_t = CPrim("int8_t", 1, 1, "b", cs.Int8sl)
-        self.uint8_t = CPrim("uint8_t", 1, 1, "B", cs.Int8ul)
-        self.int16_t = CPrim("int16_t", 2, 2, "h", cs.Int16sl)
-        self.uint16_t = CPrim("uint16_t", 2, 2, "H", cs.Int16ul)
-        self.int32_t = CPrim("int32_t", 4, 4, "i", cs.Int32sl)
-        self.uint32_t = CPrim("uint32_t", 4, 4, "I", cs.Int32ul)
-        self.int = CPrim("int", 4, 4, "i", cs.Int32sl)
-        self.unsigned_int = CPrim("unsigned int", 4, 4, "I", cs.Int32ul)
-        self.int64_t = CPrim("int64_t", 8, long_bytes, "q", cs.Int64sl)
-        self.uint64_t = CPrim("uint64_t", 8, long_bytes, "Q", cs.Int64ul)
-        self.unsigned_long = CPrim("unsigned long", long_bytes, long_bytes, ulong_fmt, ulong_con)
-        self.xen_ulong_t = CPrim("xen_ulong_t", long_bytes, long_bytes, ulong_fmt, ulong_con)
-        self.xen_pfn_t = CPrim("xen_pfn_t", long_bytes, long_bytes, ulong_fmt, ulong_con)
-        self.domid_t = CPrim("domid_t", 2, 2, "H", cs.Int16ul)
-        self.evtchn_port_t = CPrim("evtchn_port_t", 4, 4, "I", cs.Int32ul)
+        self.char = CPrim("char", 1, 1, "c")
+        self.int8_t = CPrim("int8_t", 1, 1, "b")
+        self.uint8_t = CPrim("uint8_t", 1, 1, "B")
+        self.int16_t = CPrim("int16_t", 2, 2, "h")
+        self.uint16_t = CPrim("uint16_t", 2, 2, "H")
+        self.int32_t = CPrim("int32_t", 4, 4, "i")
+        self.uint32_t = CPrim("uint32_t", 4, 4, "I")
+        self.int = CPrim("int", 4, 4, "i")
+        self.unsigned_int = CPrim("unsigned int", 4, 4, "I")
+        self.int64_t = CPrim("int64_t", 8, long_bytes, "q")
+        self.uint64_t = CPrim("uint64_t", 8, long_bytes, "Q")
+        self.unsigned_long = CPrim("unsigned long", long_bytes, long_bytes, ulong_fmt)
+        self.xen_ulong_t = CPrim("xen_ulong_t", long_bytes, long_bytes, ulong_fmt)
+        self.xen_pfn_t = CPrim("xen_pfn_t", long_bytes, long_bytes, ulong_fmt)
+        self.domid_t = CPrim("domid_t", 2, 2, "H")
+        self.evtchn_port_t = CPrim("evtchn_port_t", 4, 4, "I")
         # A guest pointer, or XEN_GUEST_HANDLE(x): a pointer-sized guest virtual address.
-        self.pointer = CPrim("void *", long_bytes, long_bytes, ulong_fmt, ulong_con)
+        self.pointer = CPrim("void *", long_bytes, long_bytes, ulong_fmt)
 
     def handle(self, target: str) -> CPrim:
         """``XEN_GUEST_HANDLE(target)``: a guest virtual address of the pointer size."""
-        return CPrim(f"XEN_GUEST_HANDLE({target})", self.pointer.size, self.pointer.align, self.pointer.fmt,
-                     self.pointer.subcon)
+        return CPrim(f"XEN_GUEST_HANDLE({target})", self.pointer.size, self.pointer.align, self.pointer.fmt)
 
     @staticmethod
     def array(element: CType, count: int) -> CArray:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
-from xenpy.abi import x86_32, x86_64
+from xenpy.abi import x86_64
 from xenpy.abi.xen import DOMID_FIRST_RESERVED, DOMID_SELF, VIRQ_DOM_EXC
 from xenpy.core.clock import NSEC_PER_SEC, Clock, HostClock, VirtualClock
 from xenpy.core.domain import Domain, DomainState, Vcpu
@@ -62,10 +62,12 @@ class DomainConfig:
 
     @property
     def abi(self) -> ModuleType:
-        """The structure module of the guest width."""
+        """The structure module of the guest width (x86_32's is built when a 32-bit domain first asks)."""
         if self.width == 64:
             return x86_64
         if self.width == 32:
+            from xenpy.abi import x86_32
+
             return x86_32
         raise ValueError(f"width must be 64 or 32, got {self.width}")
 

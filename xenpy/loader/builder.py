@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from xenpy.abi import x86_64
+from xenpy.abi.cstruct import fast_codec
 from xenpy.abi.errno import XenErrno
 from xenpy.abi.generated.hypercalls import HYPERCALL_STUB_COUNT, HYPERCALL_STUB_SIZE, Hypercall
 from xenpy.core.memory import PAGE_SHIFT, PAGE_SIZE, DomainMemory, PageType
@@ -282,6 +283,15 @@ def _start_info(
     }
 
 
+def start_info_bytes(start_info: dict[str, Any]) -> bytes:
+    """The bytes of ``start_info`` (the values :func:`_start_info` gives, its console union as the domU member),
+    as ``x86_64.start_info.build`` makes them."""
+    codec = fast_codec(x86_64.start_info, {"console": "domU"})
+    console = start_info["console"]["domU"]
+    values = {**start_info, "console.domU.mfn": console["mfn"], "console.domU.evtchn": console["evtchn"]}
+    return codec.pack(*(values[name] for name in codec.names))
+
+
 def build_pv64_domain(
     memory: DomainMemory,
     info: XenImageInfo,
@@ -354,7 +364,7 @@ def build_pv64_domain(
         console_evtchn=console_evtchn,
         has_module=module is not None,
     )
-    memory.write_pfn(layout.start_info_pfn, x86_64.start_info.build(start_info))
+    memory.write_pfn(layout.start_info_pfn, start_info_bytes(start_info))
     hypercall_pfn = _setup_hypercall_page(memory, info)
     return BuiltDomain(
         info=info,

@@ -29,6 +29,7 @@ from xenpy.abi.arch_x86 import (
     VGCF_syscall_disables_events,
 )
 from xenpy.abi.callback import CALLBACKTYPE, CALLBACKF_mask_events
+from xenpy.abi.cstruct import fast_codec
 from xenpy.abi.errno import HypercallError, XenErrno
 from xenpy.abi.generated.hypercalls import CallbackOp, Hypercall
 from xenpy.core.pagetable import is_canonical
@@ -172,9 +173,10 @@ def _unregister_guest_callback(current: Vcpu, cb_type: int) -> None:
         raise HypercallError(XenErrno.ENOSYS)
 
 
-def _copy_struct(ctx: HypercallContext, struct_name: str, gva: int) -> Any:
-    layout = getattr(ctx.abi, struct_name)
-    return layout.parse(ctx.copy_from_guest(gva, layout.sizeof()))
+def _copy_struct(ctx: HypercallContext, struct_name: str, gva: int) -> dict[str, Any]:
+    """The guest's ``struct_name`` at ``gva``, by fast-codec leaf name (``type``, ``address.cs``, ...)."""
+    codec = fast_codec(getattr(ctx.abi, struct_name))
+    return dict(zip(codec.names, codec.unpack(ctx.copy_from_guest(gva, codec.size)), strict=True))
 
 
 @hypercall_handler(Hypercall.callback_op, effects=Effect.NONE)
@@ -208,12 +210,12 @@ def do_callback_op(ctx: HypercallContext, cmd: int, arg: int) -> int:
     if cmd == CallbackOp.CALLBACKOP_register:
         reg = _copy_struct(ctx, "callback_register", arg)
         if compat:
-            compat_register_guest_callback(current, reg.type, reg.flags, reg.address.cs, reg.address.eip)
+            compat_register_guest_callback(current, reg["type"], reg["flags"], reg["address.cs"], reg["address.eip"])
         else:
-            register_guest_callback(current, reg.type, reg.flags, reg.address)
+            register_guest_callback(current, reg["type"], reg["flags"], reg["address"])
         return 0
     if cmd == CallbackOp.CALLBACKOP_unregister:
         unreg = _copy_struct(ctx, "callback_unregister", arg)
-        _unregister_guest_callback(current, unreg.type)
+        _unregister_guest_callback(current, unreg["type"])
         return 0
     raise HypercallError(XenErrno.EINVAL if compat else XenErrno.ENOSYS)
