@@ -344,3 +344,85 @@ def test_domain_mfn_access_requires_ownership_but_not_a_p2m_slot():
     with pytest.raises(ValueError, match="not owned"):
         dom1.write_mfn(0, b"x")
     assert not dom1.mfn_valid_for(64)
+
+
+# ------------------------------------------------------------------------------------------ host memory
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * PAGE_SIZE
+
+
+@pytest.mark.parametrize("nr_frames", [2, 3, 511, 512, 513, 1030, 5000])
+@pytest.mark.parametrize("seed", [0, 7])
+def test_allocation_order_hands_out_every_frame_once_however_it_is_asked(nr_frames, seed):
+    """The order computed as frames are handed out is a permutation of 1..nr_frames-1, the same in one request
+    or in many."""
+    whole = MachineMemory(nr_frames, seed=seed).alloc_domain_frames(1, nr_frames - 1)
+    assert sorted(whole.tolist()) == list(range(1, nr_frames))
+    machine, parts, left = MachineMemory(nr_frames, seed=seed), [], nr_frames - 1
+    for size in (1, 7, 300, 600, left):
+        size = min(size, left)
+        parts.append(machine.alloc_domain_frames(2, size))
+        left -= size
+    assert np.array_equal(np.concatenate(parts), whole)
+    assert machine.nr_free_frames == 0
+
+
+def test_freed_frames_come_back_zeroed_after_the_fresh_ones():
+    machine = MachineMemory(2000, seed=3)
+    big = machine.alloc_domain_frames(1, 700)  # released through the host (runs), not written
+    small = machine.alloc_domain_frames(2, 10)
+    machine.frames[big] = 0x5A
+    machine.frames[small] = 0xA5
+    machine.free_domain_frames(1)
+    machine.free_domain_frames(2)
+    assert not machine.frames[big].any() and not machine.frames[small].any()
+    rest = machine.alloc_domain_frames(3, 2000 - 1 - 710)  # the never-allocated frames first
+    assert not set(rest.tolist()) & set(big.tolist() + small.tolist())
+    assert np.array_equal(machine.alloc_domain_frames(4, 710), np.concatenate([big, small]))
+
+
+def test_a_repeated_mfn_is_refused_without_an_m2p_entry_left():
+    machine = MachineMemory(64)
+    mfns = machine.alloc_domain_frames(1, 5)
+    with pytest.raises(ValueError, match="repeated"):
+        P2M(machine, 1, np.array([mfns[0], mfns[1], mfns[0]]))
+    assert (machine.m2p == INVALID_M2P_ENTRY).all()
+    assert P2M(machine, 1, mfns).pfn_of(int(mfns[3])) == 3
+
+
+def test_get_page_types_is_all_or_nothing():
+    machine = MachineMemory(16)
+    mfns = machine.alloc_domain_frames(1, 4)
+    assert machine.get_page_type(int(mfns[2]), PageType.l1)
+    assert not machine.get_page_types(mfns, PageType.writable)
+    assert machine.type_counts[mfns].tolist() == [0, 0, 1, 0]
+    assert machine.get_page_types(np.concatenate([mfns[:2], mfns[:1]]), PageType.writable)
+    assert machine.type_counts[mfns].tolist() == [2, 1, 1, 0]
+    assert machine.page_type(int(mfns[1])) == PageType.writable
+
+
+def test_a_large_domain_costs_the_host_what_it_touches():
+    """4 GiB of guest: the host spends the m2p, owner and p2m (about 20 bytes a frame), not the frames; the
+    frames a guest writes cost a page each, and its release gives them back."""
+    before = _rss_bytes()
+    machine = MachineMemory((4096 + 8) * 256)
+    domain = DomainMemory(machine, 1, 4096 * 256)
+    assert _rss_bytes() - before < 48 << 20
+    touched = domain.p2m.mfns[:4096]
+    machine.frames[touched] = 1
+    grown = _rss_bytes()
+    assert grown - before >= 4096 * PAGE_SIZE
+    domain.release()
+    assert _rss_bytes() < grown - 4000 * PAGE_SIZE
+    assert not machine.frames[touched].any()
+
+
+@pytest.mark.slow
+def test_a_16_gib_domain_can_be_created():
+    machine = MachineMemory((16384 + 8) * 256)
+    domain = DomainMemory(machine, 1, 16384 * 256)
+    assert domain.nr_pages == 1 << 22 and machine.nr_free_frames == 8 * 256 - 1
+    assert domain.pfn_of(domain.mfn_of((1 << 22) - 1)) == (1 << 22) - 1

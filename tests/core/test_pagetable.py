@@ -549,3 +549,51 @@ def test_builder_refuses_entries_it_did_not_create(guest):
     guest.machine.write_u64(entry_maddr, (guest.domain.mfn_of(60) << 12) | L2_PROT)
     with pytest.raises(ValueError, match="not a builder L1 table"):
         guest.builder.map_page(LOW_GVA, 0)
+
+
+# ------------------------------------------------------------------------------------------ bulk mapping
+
+
+def _two_builders(nr_pages: int = 1200) -> tuple[PageTableBuilder, PageTableBuilder]:
+    made = []
+    for _ in range(2):
+        domain = DomainMemory(MachineMemory(nr_pages + 64, seed=4), 1, nr_pages)
+        made.append(PageTableBuilder(domain, range(nr_pages - 1, nr_pages - 40, -1)))
+    return made[0], made[1]
+
+
+def _state(builder: PageTableBuilder) -> tuple[bytes, list[int], list[int]]:
+    machine = builder.machine
+    mfns = builder.domain.p2m.mfns
+    return (machine.frames[mfns].tobytes(), machine.type_counts[mfns].tolist(), machine.page_types(mfns).tolist())
+
+
+@pytest.mark.parametrize("user", [False, True])
+def test_map_pages_makes_what_the_map_page_loop_makes(user, monkeypatch):
+    """One step across L1 tables (a 2 MiB boundary inside the range), read-only and writable pages mixed."""
+    gva = 0x4000_0000 + 500 * PAGE_SIZE
+    loop, bulk = _two_builders()
+    writable = [pfn % 7 != 3 for pfn in range(1100)]
+    for builder in (loop, bulk):
+        builder.ensure_tables(gva, 1100)
+    for pfn in range(1100):
+        loop.map_page(gva + pfn * PAGE_SIZE, pfn, writable=writable[pfn], user=user)
+    monkeypatch.setattr(bulk, "map_page", None)  # in one step, not page by page
+    bulk.map_pages(gva, range(1100), writable=writable, user=user)
+    assert _state(bulk) == _state(loop)
+
+
+def test_map_pages_falls_back_to_the_loop_for_existing_mappings_and_errors():
+    gva = 0x4000_0000
+    loop, bulk = _two_builders()
+    for builder in (loop, bulk):
+        builder.map_range(gva, 0, 600)  # creates the tables, then maps in one step
+        builder.map_page(gva, 700)  # replaces a mapping
+    bulk.map_pages(gva + 10 * PAGE_SIZE, range(800, 900))  # pages mapped already: the loop replaces them
+    for pfn in range(800, 900):
+        loop.map_page(gva + (pfn - 790) * PAGE_SIZE, pfn)
+    assert _state(bulk) == _state(loop)
+    table_pfn = bulk.table_pfns(1)[0]
+    with pytest.raises(ValueError, match="only be mapped read-only"):
+        bulk.map_pages(gva + 2000 * PAGE_SIZE, [1000, table_pfn])  # a page table mapped writable
+    assert bulk.machine.type_count(bulk.domain.mfn_of(1000)) == 1  # mapped, as by map_page before the error

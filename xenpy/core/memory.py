@@ -18,6 +18,10 @@ Invariants:
 * ``m2p[mfn]`` is the owning domain's pfn for ``mfn``, or ``INVALID_M2P_ENTRY``; for every domain's ``P2M``,
   ``m2p[p2m[pfn]] == pfn``.
 * Frames are zeroed when they are returned to the free pool, so a newly allocated frame reads as zeros.
+* Host memory follows what is touched, not the machine's size: machine memory and the per-frame tables are
+  anonymous mappings without huge pages (a never-written frame costs nothing; freed frames are given back to the
+  host, ``MADV_DONTNEED``), and the scrambled allocation order is computed as frames are handed out. What is
+  written for every frame is the m2p (8 bytes, ``INVALID_M2P_ENTRY`` until owned) and the owner (4 bytes).
 
 The machine-physical accessors (``read``, ``write``, ``read_u64``, ...) are for the hypervisor's own
 trusted use and raise ``ValueError`` on an out-of-range machine address. Guest pointers never go through them
@@ -27,6 +31,7 @@ directly: they go through the copy helpers in ``xenpy.core.pagetable``.
 from __future__ import annotations
 
 import mmap
+import random
 from enum import IntEnum
 
 import numpy as np
@@ -43,6 +48,65 @@ BytesLike = bytes | bytearray | memoryview
 
 _NO_OWNER = -1
 _DOMID_LIMIT = 1 << 16  # domid_t is uint16_t
+#: Frames per block of the allocation order (2 MiB): blocks come in a seeded order, frames scrambled inside one.
+_BLOCK = 512
+
+
+def _anonymous(nbytes: int) -> mmap.mmap:
+    """Zeroed, page-aligned host memory backed only where it is touched. Without huge pages, so that a touched
+    byte costs a 4 KiB page, not 2 MiB (numpy's own large allocations ask the kernel for transparent huge pages)."""
+    raw = mmap.mmap(-1, max(nbytes, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):
+        raw.madvise(mmap.MADV_NOHUGEPAGE)
+    return raw
+
+
+def _zeros(count: int, dtype: type) -> np.ndarray:
+    """A zeroed array of ``count`` elements over :func:`_anonymous` memory (which the array keeps alive)."""
+    item = np.dtype(dtype).itemsize
+    return np.frombuffer(_anonymous(count * item), dtype=dtype, count=count)
+
+
+class _AllocationOrder:
+    """The deterministic, scrambled order in which never-allocated frames are handed out, computed as they are.
+
+    Position ``x`` of the order is frame ``blocks[x // 512] * 512 + local[x % 512]``: the machine's 2 MiB blocks
+    in a seeded shuffle, and inside each block its 512 frames in a seeded shuffle, so consecutive allocations are
+    neither ascending nor contiguous, while a large domain still owns whole blocks (which its release gives back
+    to the host in runs). Positions naming mfn 0 or a frame past the machine are skipped.
+    """
+
+    def __init__(self, nr_frames: int, seed: int) -> None:
+        self.nr_frames = nr_frames
+        rng = random.Random(seed)
+        blocks = list(range(-(-nr_frames // _BLOCK)))
+        rng.shuffle(blocks)
+        local = list(range(_BLOCK))
+        rng.shuffle(local)
+        self._blocks = np.array(blocks, dtype=np.int64) * _BLOCK
+        self._local = np.array(local, dtype=np.int64)
+        self._next = 0  # the next position
+        self.remaining = nr_frames - 1  # frames not yet handed out (mfn 0 never is)
+
+    def take(self, count: int) -> np.ndarray:
+        """The next ``count`` frames of the order (``count <= remaining``), as ``numpy.int64``."""
+        assert 0 <= count <= self.remaining
+        if count == 0:
+            return np.empty(0, dtype=np.int64)
+        # Fewer than 512 positions are skipped in all, so count + 512 positions hold count frames.
+        first_block, skip = divmod(self._next, _BLOCK)
+        end_block = min(len(self._blocks), (self._next + count + _BLOCK) // _BLOCK + 1)
+        candidates = (self._blocks[first_block:end_block, None] + self._local[None, :]).ravel()[skip:]
+        skipped = np.flatnonzero((candidates <= 0) | (candidates >= self.nr_frames)).tolist()
+        nr_skipped = 0  # the skipped positions among the first count + nr_skipped
+        while nr_skipped < len(skipped) and skipped[nr_skipped] < count + nr_skipped:
+            nr_skipped += 1
+        taken = candidates[: count + nr_skipped]
+        if nr_skipped:
+            taken = np.delete(taken, skipped[:nr_skipped])
+        self._next += count + nr_skipped
+        self.remaining -= count
+        return taken.copy()
 
 
 class PageType(IntEnum):
@@ -104,12 +168,8 @@ class MachineMemory:
             raise ValueError(f"nr_frames must be at least 2 (frame 0 is reserved), got {nr_frames}")
         self.nr_frames = nr_frames
         self.nr_bytes = nr_frames * PAGE_SIZE
-        # An anonymous mapping: page-aligned, zero, and backed by host memory only where it is touched. Without
-        # huge pages, so that a touched byte costs a 4 KiB page, not 2 MiB (numpy's own allocations ask the kernel
-        # for transparent huge pages). The mapping stays referenced so the buffer lives as long as this object.
-        self._raw = mmap.mmap(-1, self.nr_bytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        if hasattr(mmap, "MADV_NOHUGEPAGE"):
-            self._raw.madvise(mmap.MADV_NOHUGEPAGE)
+        # The mapping stays referenced (by the arrays over it too) so the buffer lives as long as this object.
+        self._raw = _anonymous(self.nr_bytes)
         flat = np.frombuffer(self._raw, dtype=np.uint8)
         self.frames: np.ndarray = flat.reshape(nr_frames, PAGE_SIZE)
         self.buffer_address: int = self.frames.ctypes.data
@@ -120,21 +180,24 @@ class MachineMemory:
         # The M2P in whole pages (the tail of the last page reads as INVALID_M2P_ENTRY), page-aligned, so an
         # engine can map it read-only into guests as Xen's RO_MPT (spec 7.2).
         self.m2p_nr_bytes = -(-nr_frames * 8 // PAGE_SIZE) * PAGE_SIZE
-        self._m2p_raw = np.full((self.m2p_nr_bytes + PAGE_SIZE) // 8, INVALID_M2P_ENTRY, dtype=np.int64)
-        skip = (-self._m2p_raw.ctypes.data) % PAGE_SIZE // 8
-        m2p_pages = self._m2p_raw[skip : skip + self.m2p_nr_bytes // 8]
+        m2p_pages = _zeros(self.m2p_nr_bytes // 8, np.int64)
+        m2p_pages.fill(INVALID_M2P_ENTRY)
         self.m2p_buffer_address: int = m2p_pages.ctypes.data
         assert self.m2p_buffer_address % PAGE_SIZE == 0
         self.m2p: np.ndarray = m2p_pages[:nr_frames]
-        self._owner = np.full(nr_frames, _NO_OWNER, dtype=np.int32)
+        self._owner = _zeros(nr_frames, np.int32)
+        self._owner.fill(_NO_OWNER)
         self.mv_owner = memoryview(self._owner)
-        self._type = np.zeros(nr_frames, dtype=np.uint8)
-        self._type_count = np.zeros(nr_frames, dtype=np.int64)
+        self._type = _zeros(nr_frames, np.uint8)
+        self._type_count = _zeros(nr_frames, np.int64)
         #: Xen's ``linear_pt_count`` per frame (linear page-table entries held, or negative: uses as a target).
-        self.linear_pt_count = np.zeros(nr_frames, dtype=np.int32)
+        self.linear_pt_count = _zeros(nr_frames, np.int32)
 
-        rng = np.random.default_rng(seed)
-        self._free_mfns: np.ndarray = rng.permutation(np.arange(1, nr_frames, dtype=np.int64))
+        # The free pool: the frames never handed out, in their scrambled order, then the freed ones in the order
+        # they were freed.
+        self._fresh = _AllocationOrder(nr_frames, seed)
+        self._freed: list[np.ndarray] = []
+        self._nr_freed = 0
         self._allocated: dict[int, list[np.ndarray]] = {}
 
     # ---------------------------------------------------------------- frames and ownership
@@ -161,7 +224,7 @@ class MachineMemory:
     @property
     def nr_free_frames(self) -> int:
         """Number of frames in the free pool."""
-        return len(self._free_mfns)
+        return self._fresh.remaining + self._nr_freed
 
     def alloc_domain_frames(self, domid: int, nr_pages: int) -> np.ndarray:
         """Give ``nr_pages`` free frames to ``domid``.
@@ -184,13 +247,27 @@ class MachineMemory:
             raise ValueError(f"domid {domid} out of range")
         if nr_pages < 0:
             raise ValueError(f"nr_pages must be >= 0, got {nr_pages}")
-        if nr_pages > len(self._free_mfns):
-            raise OutOfMachineMemory(nr_pages, len(self._free_mfns))
-        mfns = self._free_mfns[:nr_pages].copy()
-        self._free_mfns = self._free_mfns[nr_pages:]
+        if nr_pages > self.nr_free_frames:
+            raise OutOfMachineMemory(nr_pages, self.nr_free_frames)
+        mfns = self._take_free(nr_pages)
         self._owner[mfns] = domid
         self._allocated.setdefault(domid, []).append(mfns)
         return mfns.copy()
+
+    def _take_free(self, nr_pages: int) -> np.ndarray:
+        fresh = min(nr_pages, self._fresh.remaining)
+        parts = [self._fresh.take(fresh)]
+        wanted = nr_pages - fresh
+        while wanted:
+            chunk = self._freed[0]
+            parts.append(chunk[:wanted])
+            if len(chunk) > wanted:
+                self._freed[0] = chunk[wanted:]
+            else:
+                self._freed.pop(0)
+            wanted -= len(parts[-1])
+        self._nr_freed -= nr_pages - fresh
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
     def domain_frames(self, domid: int) -> np.ndarray:
         """All mfns owned by ``domid``, in allocation order (``numpy.int64``)."""
@@ -232,13 +309,25 @@ class MachineMemory:
     def _release(self, mfns: np.ndarray) -> None:
         if len(mfns) == 0:
             return
-        self.frames[mfns] = 0
+        self._scrub(mfns)
         self._owner[mfns] = _NO_OWNER
         self.m2p[mfns] = INVALID_M2P_ENTRY
-        self._type[mfns] = PageType.none
-        self._type_count[mfns] = 0
-        self.linear_pt_count[mfns] = 0
-        self._free_mfns = np.concatenate([self._free_mfns, mfns])
+        for table in (self._type, self._type_count, self.linear_pt_count):
+            table[mfns[table[mfns] != 0]] = 0  # only where set: the untouched pages of the tables stay unbacked
+        self._freed.append(np.array(mfns, dtype=np.int64))
+        self._nr_freed += len(mfns)
+
+    def _scrub(self, mfns: np.ndarray) -> None:
+        """Zero the frames ``mfns``: a few are written, runs of many are given back to the host (``MADV_DONTNEED``
+        reads as zeros again), so that freeing a large domain neither touches nor keeps its untouched frames."""
+        if len(mfns) < 64:
+            self.frames[mfns] = 0
+            return
+        marked = np.zeros(self.nr_frames + 2, dtype=np.int8)
+        marked[mfns + 1] = 1
+        edges = np.flatnonzero(np.diff(marked))
+        for first, end in zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True):
+            self._raw.madvise(mmap.MADV_DONTNEED, first * PAGE_SIZE, (end - first) * PAGE_SIZE)
 
     # ---------------------------------------------------------------- page types
 
@@ -285,6 +374,18 @@ class MachineMemory:
         elif self._type[mfn] != page_type:
             return False
         self._type_count[mfn] = count + 1
+        return True
+
+    def get_page_types(self, mfns: np.ndarray, page_type: PageType) -> bool:
+        """``get_page_type`` on each of ``mfns`` (in range; a repeated mfn takes one reference per occurrence), all
+        or none: False, and nothing changed, if one of them holds another type."""
+        if page_type == PageType.none:
+            raise ValueError("cannot take a reference on PageType.none")
+        mfns = np.asarray(mfns, dtype=np.int64)
+        if np.any((self._type_count[mfns] > 0) & (self._type[mfns] != page_type)):
+            return False
+        self._type[mfns] = page_type
+        np.add.at(self._type_count, mfns, 1)
         return True
 
     def put_page_type(self, mfn: int) -> None:
@@ -417,18 +518,33 @@ class P2M:
         if len(mfns):
             if mfns.min() < 0 or mfns.max() >= machine.nr_frames:
                 raise ValueError("mfn outside machine memory")
-            if len(np.unique(mfns)) != len(mfns):
-                raise ValueError("repeated mfn in p2m")
             if np.any(machine._owner[mfns] != domid):
                 raise ValueError(f"p2m names a frame not owned by domain {domid}")
             if np.any(machine.m2p[mfns] != INVALID_M2P_ENTRY):
                 raise ValueError("p2m names a frame that already has an m2p entry")
+        pfns = np.arange(len(mfns), dtype=np.int64)
+        machine.m2p[mfns] = pfns
+        # A repeated mfn keeps only its last pfn (no sort needed to find it); nothing is left behind.
+        if not np.array_equal(machine.m2p[mfns], pfns):
+            machine.m2p[mfns] = INVALID_M2P_ENTRY
+            raise ValueError("repeated mfn in p2m")
+        self._attach(machine, domid, mfns)
+
+    @classmethod
+    def _of_new_frames(cls, machine: MachineMemory, domid: int, mfns: np.ndarray) -> P2M:
+        """The P2M over frames just given to ``domid`` (distinct, owned by it, no m2p entry): nothing to check."""
+        p2m = cls.__new__(cls)
+        mfns = np.asarray(mfns, dtype=np.int64)
+        machine.m2p[mfns] = np.arange(len(mfns), dtype=np.int64)
+        p2m._attach(machine, domid, mfns)
+        return p2m
+
+    def _attach(self, machine: MachineMemory, domid: int, mfns: np.ndarray) -> None:
         self.machine = machine
         self.domid = domid
         self._mfns = mfns
         self._mfns.flags.writeable = False
         self._mv_mfns = memoryview(self._mfns)
-        machine.m2p[mfns] = np.arange(len(mfns), dtype=np.int64)
 
     @property
     def nr_pages(self) -> int:
@@ -483,7 +599,7 @@ class DomainMemory:
         mfns = machine.alloc_domain_frames(domid, nr_pages)
         self.machine = machine
         self.domid = domid
-        self.p2m = P2M(machine, domid, _scramble_p2m(mfns))
+        self.p2m = P2M._of_new_frames(machine, domid, _scramble_p2m(mfns))
 
     @property
     def nr_pages(self) -> int:

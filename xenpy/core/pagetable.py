@@ -31,6 +31,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+import numpy as np
+
 from xenpy.abi import x86
 from xenpy.abi.arch_x86 import HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START
 from xenpy.abi.errno import XenErrno
@@ -612,8 +614,58 @@ class PageTableBuilder:
         Tables are created first for the whole range (``ensure_tables``), then the pages are mapped.
         """
         self.ensure_tables(gva, nr_pages)
-        for i in range(nr_pages):
-            self.map_page(gva + i * PAGE_SIZE, first_pfn + i, writable=writable, user=user)
+        self.map_pages(gva, range(first_pfn, first_pfn + nr_pages), writable=writable, user=user)
+
+    def map_pages(self, gva: int, pfns: Iterable[int], *, writable: bool | Iterable[bool] = True,
+                  user: bool = False) -> None:  # fmt: skip
+        """``map_page`` of each of ``pfns`` at consecutive pages from ``gva`` (``writable`` per page, or for all):
+        the same entries, types and errors as that loop, in one step where every L1 table exists and no page is
+        mapped yet."""
+        pfns = np.asarray(list(pfns) if not isinstance(pfns, range) else pfns, dtype=np.int64)
+        rw = np.broadcast_to(np.asarray(list(writable) if not isinstance(writable, bool) else writable, bool),
+                             pfns.shape)
+        if not self._map_pages_at_once(gva, pfns, rw, user):
+            for i, (pfn, w) in enumerate(zip(pfns.tolist(), rw.tolist(), strict=True)):
+                self.map_page(gva + i * PAGE_SIZE, pfn, writable=w, user=user)
+
+    def _map_pages_at_once(self, gva: int, pfns: np.ndarray, rw: np.ndarray, user: bool) -> bool:
+        """The fast path of :meth:`map_pages`; False (nothing done) where the loop must decide."""
+        nr_pages = len(pfns)
+        if nr_pages == 0:
+            return True
+        last = gva + (nr_pages - 1) * PAGE_SIZE
+        if not (0 <= gva and last <= _U64 and not gva & PAGE_OFFSET_MASK and is_canonical(gva)
+                and is_canonical(last) and (last < HYPERVISOR_VIRT_START or gva >= HYPERVISOR_VIRT_END)):
+            return False
+        p2m = self.domain.p2m.mfns
+        if pfns.min() < 0 or pfns.max() >= len(p2m):
+            return False
+        # The L1 slots of the range, one L1 table per 2 MiB; each slot still empty.
+        slots: list[np.ndarray] = []
+        page = 0
+        while page < nr_pages:
+            entry_maddr = self._l1_entry_maddr(gva + page * PAGE_SIZE, create=False)
+            if entry_maddr is None:
+                return False
+            first = (entry_maddr & PAGE_OFFSET_MASK) >> 3
+            count = min(L1_PAGETABLE_ENTRIES - first, nr_pages - page)
+            table = self.machine.frames[entry_maddr >> PAGE_SHIFT].view("<u8")[first : first + count]
+            if np.any(table):
+                return False
+            slots.append(table)
+            page += count
+        mfns = p2m[pfns]
+        if not self.machine.get_page_types(mfns[rw], PageType.writable):
+            return False
+        base = _PAGE_PRESENT | _PAGE_ACCESSED | (_PAGE_USER if user else 0)
+        ro_flags = adjust_guest_l1e(base) & ~PTE_PFN_MASK
+        rw_flags = adjust_guest_l1e(base | _PAGE_RW) & ~PTE_PFN_MASK
+        entries = (mfns << PAGE_SHIFT).astype(np.uint64) | np.where(rw, np.uint64(rw_flags), np.uint64(ro_flags))
+        page = 0
+        for table in slots:
+            table[:] = entries[page : page + len(table)]
+            page += len(table)
+        return True
 
     def unmap(self, gva: int) -> bool:
         """Remove the mapping of the page at ``gva`` (tables are kept). Returns True if one existed."""

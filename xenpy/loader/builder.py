@@ -31,8 +31,11 @@ Invariants:
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from xenpy.abi import x86_64
 from xenpy.abi.cstruct import fast_codec
@@ -116,8 +119,7 @@ def build_flat_pv64_domain(memory: DomainMemory) -> FlatDomain:
     builder = PageTableBuilder(memory, range(nr_pages - 1, -1, -1))
     builder.ensure_tables(GUEST_VIRT_BASE, nr_pages)
     tables = set(builder.table_pfns())
-    for pfn in range(nr_pages):
-        builder.map_page(GUEST_VIRT_BASE + pfn * PAGE_SIZE, pfn, writable=pfn not in tables)
+    builder.map_pages(GUEST_VIRT_BASE, range(nr_pages), writable=[pfn not in tables for pfn in range(nr_pages)])
     space = AddressSpace(
         builder,
         GUEST_VIRT_BASE,
@@ -161,32 +163,32 @@ class BuiltDomain:
         return AddressSpace(self.pagetables, self.layout.virt_base)
 
 
-def _write_pages(memory: DomainMemory, first_pfn: int, offset: int, data: bytes) -> None:
-    """Write ``data`` at byte ``offset`` from the start of pfn ``first_pfn``, page by page."""
-    pos = 0
-    while pos < len(data):
-        pfn, in_page = divmod(offset + pos, PAGE_SIZE)
-        chunk = min(len(data) - pos, PAGE_SIZE - in_page)
-        memory.write_pfn(first_pfn + pfn, data[pos : pos + chunk], in_page)
-        pos += chunk
-
-
-def _zero_pages(memory: DomainMemory, first_pfn: int, nr_pages: int) -> None:
-    for pfn in range(first_pfn, first_pfn + nr_pages):
-        memory.zero_pfn(pfn)
+def _fill_pages(memory: DomainMemory, first_pfn: int, nr_pages: int,
+                pieces: Iterable[tuple[int, bytes | np.ndarray]] = ()) -> None:  # fmt: skip
+    """Pages ``first_pfn..first_pfn+nr_pages-1`` zeroed, then each ``(offset, data)`` of ``pieces`` written at its
+    byte offset from the first page's start, in order: one write into the pages' frames."""
+    image = np.zeros(nr_pages * PAGE_SIZE, dtype=np.uint8)
+    for offset, data in pieces:
+        chunk = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.view(np.uint8)
+        if offset < 0 or offset + len(chunk) > len(image):
+            raise ValueError(f"{len(chunk)} bytes at {offset:#x} run past {nr_pages} pages")
+        image[offset : offset + len(chunk)] = chunk
+    if first_pfn < 0 or first_pfn + nr_pages > memory.nr_pages:
+        raise ValueError(f"pfns {first_pfn:#x}+{nr_pages} outside domain {memory.domid}")
+    memory.machine.frames[memory.p2m.mfns[first_pfn : first_pfn + nr_pages]] = image.reshape(nr_pages, PAGE_SIZE)
 
 
 def _load_kernel(memory: DomainMemory, info: XenImageInfo, layout: BootLayout) -> None:
     """``elf_load_binary``: each loadable segment at ``kernel + (p_paddr - pstart)``, bss zeroed."""
     kernel = layout.kernel
-    _zero_pages(memory, kernel.pfn, kernel.nr_pages)
-    elf = info.elf
-    for ph in elf.loadable_segments:
+    pieces: list[tuple[int, bytes | np.ndarray]] = []
+    for ph in info.elf.loadable_segments:
         offset = ph.p_paddr - info.pstart
-        _write_pages(memory, kernel.pfn, offset, elf.segment_data(ph))
+        pieces.append((offset, info.elf.segment_data(ph)))
         bss = ph.p_memsz - ph.p_filesz
         if bss:
-            _write_pages(memory, kernel.pfn, offset + ph.p_filesz, bytes(bss))
+            pieces.append((offset + ph.p_filesz, bytes(bss)))
+    _fill_pages(memory, kernel.pfn, kernel.nr_pages, pieces)
 
 
 def _check_tables(builder: PageTableBuilder, mapping: PageTableMapping, what: str) -> None:
@@ -208,15 +210,14 @@ def _build_page_tables(memory: DomainMemory, layout: BootLayout) -> PageTableBui
     builder.ensure_tables(layout.virt_base, region_nr_pages)
     _check_tables(builder, main, "bootstrap region")
     read_only = {pfn for m in layout.mappings for pfn in m.table_pfns}
-    for pfn in range(region_nr_pages):
-        builder.map_page(layout.virt_base + pfn * PAGE_SIZE, pfn, writable=pfn not in read_only)
+    builder.map_pages(layout.virt_base, range(region_nr_pages),
+                      writable=[pfn not in read_only for pfn in range(region_nr_pages)])
     if len(layout.mappings) > 1:
         p2m = layout.p2m
         assert p2m.gva is not None
         builder.ensure_tables(p2m.gva, p2m.nr_pages)
         _check_tables(builder, layout.mappings[1], "INIT_P2M list")
-        for i in range(p2m.nr_pages):
-            builder.map_page(p2m.gva + i * PAGE_SIZE, p2m.pfn + i, writable=True)
+        builder.map_pages(p2m.gva, range(p2m.pfn, p2m.pfn + p2m.nr_pages), writable=True)
     if builder.nr_table_frames != sum(m.nr_tables for m in layout.mappings):
         raise AssertionError(
             f"page-table builder made {builder.nr_table_frames} tables, layout counted "
@@ -343,11 +344,9 @@ def build_pv64_domain(
     _load_kernel(memory, info, layout)
     if module is not None:
         assert layout.module is not None
-        _zero_pages(memory, layout.module.pfn, layout.module.nr_pages)
-        _write_pages(memory, layout.module.pfn, 0, module)
+        _fill_pages(memory, layout.module.pfn, layout.module.nr_pages, [(0, module)])
     p2m = layout.p2m
-    _zero_pages(memory, p2m.pfn, p2m.nr_pages)
-    _write_pages(memory, p2m.pfn, 0, memory.p2m.guest_mfn_list())
+    _fill_pages(memory, p2m.pfn, p2m.nr_pages, [(0, memory.p2m.mfns.astype("<u8"))])
     for pfn in (layout.start_info_pfn, layout.xenstore_pfn, layout.console_pfn, layout.bootstack_pfn):
         memory.zero_pfn(pfn)
 
