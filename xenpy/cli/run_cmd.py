@@ -53,8 +53,9 @@ if TYPE_CHECKING:
 #: per-domain area: GDT_LDT_MBYTES << (20 - GDT_LDT_VCPU_VA_SHIFT) = 8192). vCPUs >= 32
 #: (XEN_LEGACY_MAX_VCPUS) have no shared_info slot and need VCPUOP_register_vcpu_info (spec 1.2, 4.1).
 MAX_VCPUS = 8192
-#: Largest guest memory the command line accepts (MiB).
-MAX_MEMORY_MIB = 4096
+#: Largest guest memory the command line accepts (MiB). Host memory follows what the guest touches; the host
+#: must be able to map the whole size (and spends 12 bytes per frame on the m2p and owner tables).
+MAX_MEMORY_MIB = 65536
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -149,9 +150,13 @@ def _run(args: argparse.Namespace) -> int:
     image = _read_file(args.image)
     initrd = None if args.initrd is None else _read_file(args.initrd, "--initrd ")
 
-    hv = Hypervisor(
-        nr_pcpus=args.pcpus, sched=args.sched, clock=args.clock, memory_mib=args.memory + HYPERVISOR_MEMORY_MIB
-    )
+    try:
+        hv = Hypervisor(
+            nr_pcpus=args.pcpus, sched=args.sched, clock=args.clock, memory_mib=args.memory + HYPERVISOR_MEMORY_MIB
+        )
+    except (OSError, MemoryError) as error:
+        raise CliError(f"--memory {args.memory}: the host cannot map the machine memory ({error})",
+                       EXIT_DATAERR) from None
     try:
         booted = boot_pv_image(hv, image, max_vcpus=args.vcpus, memory_mib=args.memory, cmdline=args.cmdline,
                                profile=args.profile, name=_name_of(args.image), initrd=initrd)
