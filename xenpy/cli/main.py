@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -53,8 +55,25 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+#: ``prctl(PR_SET_THP_DISABLE)``.
+_PR_SET_THP_DISABLE = 41
+
+
+def _host_settings() -> None:
+    """What the ``xenpy`` process asks of its host before the command's imports: one BLAS thread (xenpy does no
+    linear algebra; numpy's BLAS would start a thread per core at import), and no transparent huge pages, so a
+    guest's touched byte, or a vCPU's Unicorn code buffer (which asks for huge pages), costs 4 KiB, not 2 MiB."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if sys.platform == "linux":
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_THP_DISABLE, 1, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``xenpy``; return the exit status."""
+    _host_settings()
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:

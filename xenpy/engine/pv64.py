@@ -109,7 +109,6 @@ from xenpy.core.domain import Vcpu
 from xenpy.core.memory import PAGE_SHIFT, PageType
 from xenpy.core.pagetable import GuestFault, copy_from_guest, copy_to_guest, is_canonical
 from xenpy.engine.base import TrapBounce, TrapBounceFlags, VcpuContext
-from xenpy.engine.x86_decode import GPR_NAMES, decode, noncanonical_fault
 from xenpy.hypercall.cpu import CpuPort
 
 if TYPE_CHECKING:
@@ -620,6 +619,8 @@ class Pv64Context(VcpuContext, CpuPort):
         non-canonical branch target or an operand through another segment, or one whose every address is
         canonical, stays a #GP(0).
         """
+        from xenpy.engine.x86_decode import GPR_NAMES, decode, noncanonical_fault  # only for a #GP(0): imported then
+
         rip = self.read_registers(("rip",))["rip"]
         insn = decode(self.fetch_instruction(rip))
         if insn is None or not insn.steps:

@@ -25,15 +25,10 @@ Invariants:
 
 from __future__ import annotations
 
-import bz2
-import lzma
 import struct
 import zlib
 from collections.abc import Callable
 from typing import Any
-
-import lz4.block
-import zstandard
 
 from xenpy.loader.errors import LoaderError
 
@@ -140,12 +135,16 @@ def gunzip(data: bytes, *, max_nr_bytes: int = XC_DOM_DECOMPRESS_MAX) -> bytes:
 
 def _bunzip2(data: bytes, max_nr_bytes: int) -> bytes:
     """``xc_try_bzip2_decode``."""
+    import bz2  # each codec's module is imported when a payload needs it
+
     nr_bytes = _declared_size("bzip2", data, 9, max_nr_bytes)
     return _stream_decode("bzip2", bz2.BZ2Decompressor, data[:-4], nr_bytes, (OSError, ValueError))
 
 
 def _unxz(data: bytes, max_nr_bytes: int) -> bytes:
     """``xc_try_xz_decode`` (``lzma_stream_decoder``)."""
+    import lzma
+
     nr_bytes = _declared_size("xz", data, 8, max_nr_bytes)
     return _stream_decode(
         "xz",
@@ -158,6 +157,8 @@ def _unxz(data: bytes, max_nr_bytes: int) -> bytes:
 
 def _unlzma(data: bytes, max_nr_bytes: int) -> bytes:
     """``xc_try_lzma_decode`` (``lzma_alone_decoder``)."""
+    import lzma
+
     nr_bytes = _declared_size("lzma", data, 8, max_nr_bytes)
     return _stream_decode(
         "lzma",
@@ -170,6 +171,8 @@ def _unlzma(data: bytes, max_nr_bytes: int) -> bytes:
 
 def _unzstd(data: bytes, max_nr_bytes: int) -> bytes:
     """``xc_try_zstd_decode`` (``ZSTD_decompress``: every frame of the payload, its size field excluded)."""
+    import zstandard
+
     nr_bytes = _declared_size("zstd", data, 10, max_nr_bytes)
     dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW_NR_BYTES)
     chunks: list[bytes] = []
@@ -195,6 +198,8 @@ def _unlz4(data: bytes, max_nr_bytes: int) -> bytes:
     a repeated magic between blocks (concatenated frames) is skipped. The blocks must use up the payload
     exactly (its size field excluded).
     """
+    import lz4.block
+
     nr_bytes = _declared_size("lz4", data, 9, max_nr_bytes)
     end = len(data) - 4
     (magic,) = struct.unpack_from("<I", data, 0)
@@ -238,6 +243,8 @@ def _unlz4(data: bytes, max_nr_bytes: int) -> bytes:
 
 def _lz4_block_decodes(block: bytes) -> bool:
     """True if ``block`` is a valid LZ4 block of at most 8 MiB (it only overflowed the room left)."""
+    import lz4.block
+
     try:
         lz4.block.decompress(block, uncompressed_size=LZ4_LEGACY_BLOCK_NR_BYTES)
     except lz4.block.LZ4BlockError:

@@ -10,6 +10,8 @@
 * :mod:`~xenpy.toolstack.xenstore.service`: one store per hypervisor; a domU introduced into it.
 """
 
+from typing import Any
+
 from xenpy.toolstack.xenstore.nodes import (
     PvDomainInfo,
     request_shutdown,
@@ -20,7 +22,15 @@ from xenpy.toolstack.xenstore.nodes import (
 from xenpy.toolstack.xenstore.ring import XenstoreRingBackend
 from xenpy.toolstack.xenstore.service import attach_pv_domain, store_for
 from xenpy.toolstack.xenstore.store import Connection, Node, Perm, Store, XsError, parse_perms
-from xenpy.toolstack.xenstore.unix_socket import XenstoreSocketServer
+
+
+def __getattr__(name: str) -> Any:
+    """``XenstoreSocketServer``, imported (with the socket modules) when first named."""
+    if name == "XenstoreSocketServer":
+        from xenpy.toolstack.xenstore.unix_socket import XenstoreSocketServer
+
+        return XenstoreSocketServer
+    raise AttributeError(f"module 'xenpy.toolstack.xenstore' has no attribute {name!r}")
 
 __all__ = [
     "Connection",
