@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -54,3 +55,17 @@ def test_a_run_imports_neither_other_commands_nor_construct() -> None:
     assert status == 0
     assert modules == ["xenpy.cli.argtypes", "xenpy.cli.errors", "xenpy.cli.main", "xenpy.cli.run_cmd",
                              "xenpy.toolstack.control_path"]
+
+
+def test_xenpy_asks_for_one_blas_thread_and_no_huge_pages() -> None:
+    probe = (
+        "import os\nfrom xenpy.cli.main import main\n"
+        "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+        "thp = [line for line in open('/proc/self/status') if line.startswith('THP_enabled:')]\n"
+        "print(os.environ['OPENBLAS_NUM_THREADS'], thp[0].split()[1] if thp else 'unknown')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    threads, thp = result.stdout.splitlines()[-1].split()
+    assert threads == "1" and thp in ("0", "unknown")
