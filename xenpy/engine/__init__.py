@@ -59,7 +59,7 @@ def create_engine(name: str, hv: Hypervisor, **options: Any) -> Engine:
     """Create engine ``name`` and attach it to ``hv`` (it becomes the scheduler's executor).
 
     ``options`` go to the engine's constructor (for ``unicorn``: ``deterministic``,
-    ``instructions_per_second``, ``native``).
+    ``instructions_per_second``, ``native``, ``counting``).
 
     Raises:
         UnknownEngine: no engine is called ``name``.

@@ -33,9 +33,22 @@ by the native shim, :mod:`xenpy.engine._native`); everything else stops emulatio
 resumes. Writing RIP inside the syscall hook is honoured after Unicorn adds the instruction length, so the
 engine writes ``target - length`` there (see :meth:`UnicornVcpu.write_registers`).
 
-Time and determinism. With the deterministic (virtual) clock, a C code hook counts every instruction and stops
-exactly at the budget, so a run's length, every ``rdtsc`` value and every exit point depend only on the guest
-code: the same image gives the same instruction counts, times and traces on every run. One instruction is
+Time and determinism. With the deterministic (virtual) clock the count of instructions is exact at every exit,
+so a run's length, every ``rdtsc`` value and every exit point depend only on the guest code: the same image gives
+the same instruction counts, times and traces on every run. Two ways count (``counting``), with the same results:
+
+* ``"block"`` (the default): a C block hook adds each translation block's instruction count (QEMU's, from
+  ``uc_ctl_request_cache``, once per block; cached by address and size, the user half forgotten at every new
+  cr3) and stops before a block that would pass the budget. That block then runs with a code hook on its
+  instructions up to the budget's last (:meth:`UnicornVcpu._run_precise`), as does every block with port I/O
+  (whose hooks cannot stop a block midway) or whose instruction lengths, decoded by the helper library as
+  QEMU's TCG decodes them, do not add up to QEMU's count. At an exit inside a block (an exception, ``rdtsc``)
+  the count is taken back to the exiting instruction by decoding the block. A vCPU whose deadlines land
+  inside blocks so often that landing costs more than it saves counts per instruction for a while.
+* ``"instruction"``: a C code hook counts every instruction and stops exactly at the budget.
+
+Known limit of block counting: code rewritten in place (at the same address, to a block of the same size with
+another number of instructions) keeps the cached count until its address space changes. One instruction is
 ``1e9 / instructions_per_second`` ns of virtual time (1 ns by default). With the host clock the counter is not
 installed (guest code runs several times faster), slices are bounded by Unicorn's timeout, and time is the
 host's. Known differences of the host-clock mode: a port-I/O #GP is raised at the end of the translation block
@@ -83,6 +96,7 @@ from xenpy.abi.x86 import (
     X86_EFLAGS_IF,
     X86_EFLAGS_IOPL,
     XEN_L4_SLOTS,
+    PFEC_insn_fetch,
 )
 from xenpy.core.clock import NSEC_PER_SEC, VirtualClock
 from xenpy.core.memory import PAGE_SHIFT
@@ -115,6 +129,8 @@ from xenpy.engine.unicorn_lib import (
     PY_CB,
     REG_IDS,
     SYSCALL_CB,
+    UC_CTL_ADDR,
+    UC_CTL_TB_FLUSH,
     UC_CTL_TLB_FLUSH,
     UC_EMU_STOP_ADDR,
     UC_READ_BATCH_ADDR,
@@ -125,8 +141,10 @@ from xenpy.engine.unicorn_lib import (
     UcMsr,
     calibration,
     hook_add,
+    hook_del,
     lib,
     measure_native_features,
+    remove_cached_blocks,
 )
 from xenpy.hypercall.registry import NR_HYPERCALLS
 
@@ -159,6 +177,10 @@ _EXIT_STOP = 4
 _EXIT_ERROR = 5
 
 _IO_SAVED = ("rip", "rax", "rcx", "rsi", "rdi")
+
+
+#: The ways the deterministic clock counts instructions (:class:`UnicornEngine`'s ``counting``).
+COUNTING_MODES = ("block", "instruction")
 
 
 def _align_2m(address: int) -> int:
@@ -236,6 +258,8 @@ class UnicornVcpu(Pv64Context):
         self._pcpu: Pcpu | None = None
         self._entry_cs = FLAT_RING3_CS64
         self._count_bias = 0
+        # Block counting, inside the hook of an instruction that then completes: the count at it (else None).
+        self._count_at_insn: int | None = None
         self._setup_cpu()
         self._install_hooks()
 
@@ -295,8 +319,20 @@ class UnicornVcpu(Pv64Context):
         native = self.engine.native
         self._counter = _native.Counter(0, 0, 0, UC_EMU_STOP_ADDR)
         self._count_mv = memoryview(self._counter).cast("B").cast("Q")
+        self._counter_address = ctypes.addressof(self._counter)
         self._callbacks: list[Any] = []
-        if self._deterministic:
+        self._by_block = self._deterministic and self.engine.counting == "block"
+        self._code_hook: int | None = None  # block counting, while this vCPU counts per instruction instead
+        self._runs = self._precise_ns = self._runs_ns = 0
+        if self._by_block:
+            assert native is not None
+            counter = self._counter
+            counter.block_pc = _native.BLOCK_NONE
+            counter.mem_base = self.hv.machine.buffer_address
+            counter.mem_size = self.hv.machine.nr_bytes
+            counter.ctl = UC_CTL_ADDR
+            hook_add(uch, UC_HOOK_BLOCK, native.block_hook, ctypes.addressof(counter))
+        elif self._deterministic:
             if native is not None:
                 hook_add(uch, UC_HOOK_CODE, native.count_hook, ctypes.addressof(self._counter))
             else:
@@ -434,6 +470,11 @@ class UnicornVcpu(Pv64Context):
             table[base + slot] = xen_slots.get(slot, 0)
         self._reg1.value = mfn << PAGE_SHIFT
         lib.uc_reg_write(self._uch, ux.UC_X86_REG_CR3, ctypes.byref(self._reg1))
+        if self._counter.cr3 != mfn << PAGE_SHIFT:
+            if self._by_block:  # another page table maps other code at the same user addresses
+                assert self.engine.native is not None
+                self.engine.native.cache_clear(self._counter, everything=False)
+            self._counter.cr3 = mfn << PAGE_SHIFT
         self._loaded_cr3 = cr3
         self._slen.clear()
 
@@ -447,7 +488,8 @@ class UnicornVcpu(Pv64Context):
     def guest_time_ns(self) -> int:
         """Deterministic: the run's start time plus the instructions executed so far; host: the host clock."""
         if self._deterministic:
-            return self._time_base + self.engine.instructions_to_ns(self._counter.count - self._count_bias)
+            count = self._counter.count if self._count_at_insn is None else self._count_at_insn
+            return self._time_base + self.engine.instructions_to_ns(count - self._count_bias)
         return self.hv.clock.now_ns()
 
     def sync_clock(self) -> None:
@@ -501,10 +543,15 @@ class UnicornVcpu(Pv64Context):
         counter = self._counter
         limit, stopping = counter.limit, counter.stopping
         counter.limit, counter.stopping = counter.count + 2, 0  # the budget must not stop this one instruction
+        if self._by_block:  # the block hook stands aside; the instruction is counted here, as the code hook would
+            counter.passive, counter.block_pc = 1, _native.BLOCK_NONE
         try:
             status = lib.uc_emu_start(self._uch, rip, NEVER, 0, 1)
         finally:
             counter.limit, counter.stopping = limit, stopping
+            if self._by_block:
+                counter.passive = 0
+                counter.count += 1
         if status == 0 and self._exit == _EXIT_NONE and self._hook_error is None:
             return True
         self._exit = _EXIT_NONE
@@ -618,6 +665,8 @@ class UnicornVcpu(Pv64Context):
         counter.count = 0
         counter.limit = max(0, max_instructions)
         counter.stopping = 0
+        counter.block_pc = _native.BLOCK_NONE
+        counter.land_pc = 0
         self._time_floor = max(self._time_floor, start_ns)
         self._time_base = self._time_floor
         self._time_cap = start_ns + self.engine.instructions_to_ns(max_instructions)
@@ -670,6 +719,8 @@ class UnicornVcpu(Pv64Context):
             self._count_bias = 0
             self._sf[_native.SF_COUNT_BIAS] = 0
         self.instructions_total += executed
+        if self._code_hook is not None or self._by_block:
+            self._choose_counting(time.monotonic_ns() - host_start)
         if self._deterministic:
             elapsed = self.engine.instructions_to_ns(executed)
         else:
@@ -693,6 +744,8 @@ class UnicornVcpu(Pv64Context):
             left = self.engine.instructions_to_ns(max_instructions) - (time.monotonic_ns() - host_start)
             timeout_us = max(1, left // 1000)
         status = lib.uc_emu_start(self._uch, rip, NEVER, timeout_us, 0)
+        if counter.land_pc:
+            status = self._run_precise(status)
         if self._hook_error is not None:
             exc = self._hook_error
             self.domain.crash(f"vCPU {v.vcpu_id}: hypervisor error while handling a guest exit: {exc!r}", exc)
@@ -720,6 +773,96 @@ class UnicornVcpu(Pv64Context):
             self.sync_mmu()
             ok = self.return_to_guest()
         return None if ok else ExitReason.CRASHED
+
+    #: Block counting: runs between looks at what landing costs, the share of the host time in landings over
+    #: which a vCPU counts per instruction instead, and for how many runs it then does.
+    _COUNTING_WINDOW = 256
+    _COUNTING_MAX_SHARE = 0.3
+    _COUNTING_BACKOFF = 4096
+
+    def _choose_counting(self, run_ns: int) -> None:
+        """Block counting: count this vCPU per instruction for a while when landing on its deadlines (each a
+        block translated again, twice) costs more than the blocks save, as with many short runs in big blocks.
+        Both ways give the same counts, so the choice, made on host time, changes nothing the guest sees."""
+        self._runs += 1
+        self._runs_ns += run_ns
+        if self._code_hook is not None:
+            if self._runs >= self._COUNTING_BACKOFF:
+                self._set_counting(by_block=True)
+        elif self._runs >= self._COUNTING_WINDOW:
+            if self._precise_ns > self._COUNTING_MAX_SHARE * self._runs_ns:
+                self._set_counting(by_block=False)
+            self._runs = self._precise_ns = self._runs_ns = 0
+
+    def _set_counting(self, by_block: bool) -> None:
+        native = self.engine.native
+        assert native is not None
+        counter = self._counter
+        if by_block:
+            assert self._code_hook is not None
+            hook_del(self._uch, self._code_hook)
+            self._code_hook = None
+            native.cache_clear(counter, everything=True)  # the code may have changed meanwhile
+            counter.passive = 0
+        else:
+            self._code_hook = hook_add(self._uch, UC_HOOK_CODE, native.count_hook, self._counter_address)
+            counter.passive = 1
+        counter.block_pc = _native.BLOCK_NONE
+        lib.uc_ctl(self._uch, ctypes.c_int(UC_CTL_TB_FLUSH))  # translate again, with or without the code hook
+        self._by_block = by_block
+        self._runs = self._precise_ns = self._runs_ns = 0
+
+    def _run_precise(self, status: int) -> int:
+        """Block counting: the block hook stopped before block ``land_pc`` (the budget ends inside it, or it
+        does port I/O, or its instruction lengths are not known); run that block with a code hook on its
+        instructions, which counts each and stops exactly at the budget. Returns the ``emu_start`` status."""
+        counter = self._counter
+        pc, size = counter.land_pc, counter.land_size
+        counter.land_pc = 0
+        if status != 0 or self._exit != _EXIT_NONE or self._hook_error is not None or counter.count >= counter.limit:
+            return status
+        self._clear_exception_in_flight()
+        native = self.engine.native
+        assert native is not None
+        uch = self._uch
+        # Only the instructions up to the one the budget stops at need the code hook (translating a hooked
+        # instruction costs several times a plain one).
+        left = counter.limit - counter.count
+        last = -1 if counter.land_whole else native.insn_offset(self._counter_address, pc, size, left)
+        end = pc + (last if last >= 0 else size - 1)
+        remove_cached_blocks(uch, pc, pc + size)
+        handle = hook_add(uch, UC_HOOK_CODE, native.count_hook, self._counter_address, begin=pc, end=end)
+        counter.land_pc, counter.land_size = pc, size
+        counter.precise, counter.stopping, counter.block_pc = 1, 0, _native.BLOCK_NONE
+        started = time.monotonic_ns()
+        try:
+            status = lib.uc_emu_start(uch, pc, NEVER, 0, 0)
+        finally:
+            counter.precise = counter.land_pc = 0
+            hook_del(uch, handle)
+            remove_cached_blocks(uch, pc, pc + size)
+            self._precise_ns += time.monotonic_ns() - started
+        return status
+
+    def _count_at(self, rip: int, started: bool) -> int | None:
+        """Block counting: the exact count at ``rip`` inside the block last entered (``started``: the
+        instruction at ``rip`` has begun, as a faulting one has; a trap's ``rip`` is past its instruction); None
+        when the count is exact already, ``rip`` is outside the block, or its instructions cannot be told."""
+        native = self.engine.native
+        assert native is not None
+        exact = native.count_at(self._counter_address, rip, int(started))
+        return None if exact < 0 else exact
+
+    def _rip(self) -> int:
+        lib.uc_reg_read(self._uch, ux.UC_X86_REG_RIP, ctypes.byref(self._reg1))
+        return self._reg1.value
+
+    def _settle_count(self, rip: int, started: bool) -> None:
+        """Block counting, at an exit inside a block: the counter counted the whole block; count to ``rip``."""
+        exact = self._count_at(rip, started)
+        if exact is not None:
+            self._counter.count = exact
+        self._counter.block_pc = _native.BLOCK_NONE
 
     def _clear_exception_in_flight(self) -> None:
         """Reset QEMU's ``old_exception`` after a hooked exception (else the next fault becomes #DF)."""
@@ -926,6 +1069,12 @@ class UnicornVcpu(Pv64Context):
             lib.uc_context_save(self._uch, ctx)
             raw = ctypes.string_at((ctx.value or 0) + self.cal.error_code, 8)
             error_code, is_int = struct.unpack("<iI", raw)
+            if self._by_block:
+                # A fetch fault started nothing of its block; a trap (int N, #DB) is past its instruction.
+                if intno == 14 and error_code & PFEC_insn_fetch:
+                    self._counter.block_pc = _native.BLOCK_NONE
+                else:
+                    self._settle_count(self._rip(), started=not (is_int or intno == 1))
             self._exit = _EXIT_EXCEPTION
             self._exit_data = (intno, error_code & 0xFFFF_FFFF, cr2, bool(is_int))
             self.request_stop()
@@ -934,6 +1083,8 @@ class UnicornVcpu(Pv64Context):
 
     def _on_invalid(self, _uc: int, _ud: int) -> bool:
         try:
+            if self._by_block:
+                self._settle_count(self._rip(), started=True)
             self._exit = _EXIT_INVALID
             self.request_stop()
         except BaseException as exc:
@@ -970,7 +1121,7 @@ class UnicornVcpu(Pv64Context):
 
     def _on_rdtsc(self, _uc: int, _ud: int) -> int:
         try:
-            tsc = self.guest_tsc()
+            tsc = self._tsc_in_hook()
             self.write_registers({"rax": tsc & 0xFFFF_FFFF, "rdx": tsc >> 32})
         except BaseException as exc:
             self._hook_failed(exc)
@@ -978,11 +1129,21 @@ class UnicornVcpu(Pv64Context):
 
     def _on_rdtscp(self, _uc: int, _ud: int) -> int:
         try:
-            tsc = self.guest_tsc()
+            tsc = self._tsc_in_hook()
             self.write_registers({"rax": tsc & 0xFFFF_FFFF, "rdx": tsc >> 32, "rcx": 0})
         except BaseException as exc:
             self._hook_failed(exc)
         return 1
+
+    def _tsc_in_hook(self) -> int:
+        """The guest TSC at the hooked ``rdtsc``/``rdtscp``, whose block goes on running after the hook."""
+        if not self._by_block:
+            return self.guest_tsc()
+        self._count_at_insn = self._count_at(self._rip(), started=True)
+        try:
+            return self.guest_tsc()
+        finally:
+            self._count_at_insn = None
 
     def close(self) -> None:
         """Free the Unicorn context buffer (the ``Uc`` itself is freed when collected); no longer serve the
@@ -1012,10 +1173,15 @@ class UnicornEngine(Engine):
             :class:`~xenpy.core.clock.VirtualClock`).
         instructions_per_second: guest instructions per second of virtual time (default 1e9: 1 ns each).
         native: use the compiled helpers (default: when a C compiler can build them).
+        counting: how the deterministic clock counts instructions: ``"block"`` (per translation block, and per
+            instruction only to land on a deadline; the default) or ``"instruction"`` (a hook on every
+            instruction). Both give the same count at every exit; without the compiled helpers it is
+            ``"instruction"``.
 
     Attributes:
         name: ``"unicorn"``.
         deterministic: whether instructions are counted.
+        counting: ``"block"`` or ``"instruction"`` (see Args).
         native: the loaded helper library, or None (Python callbacks).
         cal: the context offsets (:func:`calibration`).
         native_features: CPU features of the emulated CPU, for the CPUID policy.
@@ -1032,14 +1198,18 @@ class UnicornEngine(Engine):
         deterministic: bool | None = None,
         instructions_per_second: int = NSEC_PER_SEC,
         native: bool = True,
+        counting: str = "block",
     ) -> None:
         if instructions_per_second <= 0:
             raise ValueError("instructions_per_second must be positive")
+        if counting not in COUNTING_MODES:
+            raise ValueError(f"counting must be one of {', '.join(COUNTING_MODES)}, got {counting!r}")
         self.hv = hv
         self.scheduler = hv.scheduler
         self.deterministic = isinstance(hv.clock, VirtualClock) if deterministic is None else deterministic
         self.instructions_per_second = instructions_per_second
         self.native = _native.load_native() if native else None
+        self.counting = counting if self.native is not None else "instruction"
         self.cal = calibration()
         self.native_features = measure_native_features()
         self.dispatch: Callable[..., int] = hv.dispatcher.dispatch

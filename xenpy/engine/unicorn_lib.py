@@ -88,8 +88,13 @@ lib.uc_ctl.restype = ctypes.c_int
 UC_EMU_STOP_ADDR: int = ctypes.cast(lib.uc_emu_stop, VOIDP).value or 0
 UC_READ_BATCH_ADDR: int = ctypes.cast(lib.uc_reg_read_batch, VOIDP).value or 0
 UC_WRITE_BATCH_ADDR: int = ctypes.cast(lib.uc_reg_write_batch, VOIDP).value or 0
+UC_CTL_ADDR: int = ctypes.cast(lib.uc_ctl, VOIDP).value or 0
 # uc_ctl(uc, UC_CTL_WRITE(UC_CTL_TLB_FLUSH, 0)): type 11, 0 arguments, write.
 UC_CTL_TLB_FLUSH = 11 | (0 << 26) | (1 << 30)
+# uc_ctl(uc, UC_CTL_WRITE(UC_CTL_TB_FLUSH, 0)): type 10, 0 arguments, write.
+UC_CTL_TB_FLUSH = 10 | (0 << 26) | (1 << 30)
+# uc_ctl(uc, UC_CTL_WRITE(UC_CTL_TB_REMOVE_CACHE, 2), begin, end): type 9, 2 arguments, write.
+UC_CTL_TB_REMOVE_CACHE = 9 | (2 << 26) | (1 << 30)
 
 INTR_CB = ctypes.CFUNCTYPE(None, VOIDP, ctypes.c_uint32, VOIDP)
 INVALID_CB = ctypes.CFUNCTYPE(ctypes.c_bool, VOIDP, VOIDP)
@@ -119,13 +124,33 @@ class RegBatch:
         self.ptrs = (VOIDP * self.n)(*(base + 8 * i for i in range(self.n)))
 
 
-def hook_add(uch: ctypes.c_void_p, htype: int, fptr: int, user_data: int, *extra: int) -> None:
+def hook_add(uch: ctypes.c_void_p, htype: int, fptr: int, user_data: int, *extra: int,
+             begin: int = 1, end: int = 0) -> int:
+    """Add a hook (on every address, or on ``begin..end`` inclusive); returns its handle."""
     handle = ctypes.c_size_t()
-    args: list[Any] = [ctypes.c_uint64(1), ctypes.c_uint64(0)]
+    args: list[Any] = [ctypes.c_uint64(begin), ctypes.c_uint64(end)]
     args += [ctypes.c_int(x) for x in extra]
     status = uclib.uc_hook_add(uch, ctypes.byref(handle), htype, VOIDP(fptr), VOIDP(user_data), *args)
     if status != 0:
         raise UcError(status)
+    return handle.value
+
+
+def hook_del(uch: ctypes.c_void_p, handle: int) -> None:
+    """Remove a hook added by :func:`hook_add`."""
+    status = uclib.uc_hook_del(uch, ctypes.c_size_t(handle))
+    if status != 0:
+        raise UcError(status)
+
+
+def remove_cached_blocks(uch: ctypes.c_void_p, begin: int, end: int) -> None:
+    """Drop the translation blocks that overlap guest virtual ``begin..end`` (exclusive), so they are
+    translated again. Page by page: Unicorn translates only the first address of a range, and takes the rest as
+    physically contiguous."""
+    while begin < end:
+        stop = min(end, (begin | 0xFFF) + 1)
+        lib.uc_ctl(uch, ctypes.c_int(UC_CTL_TB_REMOVE_CACHE), ctypes.c_uint64(begin), ctypes.c_uint64(stop))
+        begin = stop
 
 
 # ------------------------------------------------------------------------------------------- calibration
