@@ -321,8 +321,9 @@ class UnicornVcpu(Pv64Context):
         self._count_mv = memoryview(self._counter).cast("B").cast("Q")
         self._counter_address = ctypes.addressof(self._counter)
         self._callbacks: list[Any] = []
-        self._by_block = self._deterministic and self.engine.counting == "block"
-        self._code_hook: int | None = None  # block counting, while this vCPU counts per instruction instead
+        # The engine counts by block; this vCPU does unless it counts per instruction for a while (_code_hook).
+        self._block_engine = self._by_block = self._deterministic and self.engine.counting == "block"
+        self._code_hook: int | None = None
         self._runs = self._precise_ns = self._runs_ns = 0
         if self._by_block:
             assert native is not None
@@ -719,7 +720,7 @@ class UnicornVcpu(Pv64Context):
             self._count_bias = 0
             self._sf[_native.SF_COUNT_BIAS] = 0
         self.instructions_total += executed
-        if self._code_hook is not None or self._by_block:
+        if self._block_engine:
             self._choose_counting(time.monotonic_ns() - host_start)
         if self._deterministic:
             elapsed = self.engine.instructions_to_ns(executed)
