@@ -328,6 +328,41 @@ gp_handler:
             ),
         ),
     ],
+    "portio": [
+        Piece(
+            0x0,
+            """\
+    mov dword ptr [0xffffffff80003ff0], 1
+    mov edi, 6
+    mov rsi, 0xffffffff80003ff0
+    call 0xffffffff80001420
+    mov ebx, 1000
+    xor r12d, r12d
+    mov edx, 0x61
+1:  mov eax, 0x12345600
+    in al, 0x42
+    add r12, rax
+    mov rax, -1
+    shl rax, 32
+    in eax, dx
+    add r12, rax
+    out 0x80, al
+    xor edi, edi
+    call 0xffffffff80001220
+    dec ebx
+    jnz 1b
+    mov dword ptr [0xffffffff80003ff0], 0
+    mov edi, 2
+    mov rsi, 0xffffffff80003ff0
+    call 0xffffffff800013a0
+""",
+            _hex(
+                "c70425f03f008001000000bf0600000048c7c6f03f0080e804f4ffffbbe80300004531e4ba61000000b800563412e442"
+                "4901c448c7c0ffffffff48c1e020ed4901c4e68031ffe8d5f1ffffffcb75dac70425f03f008000000000bf0200000048"
+                "c7c6f03f0080e835f3ffff"
+            ),
+        ),
+    ],
     "usersyscall": [
         Piece(
             0x0,

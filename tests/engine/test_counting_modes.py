@@ -13,17 +13,24 @@ import re
 import shutil
 import subprocess
 
+import guest_code as gc
 import pytest
+from conftest import Guest
 from counting_trace import trace
 
+from xenpy.abi.sched import SHUTDOWN_poweroff
 from xenpy.engine._native import load_native
-from xenpy.engine.unicorn_engine import UnicornEngine, UnicornVcpu
+from xenpy.engine.unicorn_engine import COUNTING_MODES, UnicornEngine, UnicornVcpu
 from xenpy.hypervisor import Hypervisor
 from xenpy.toolstack.conformance.suite import GUEST_DIR, load_suite
 
 #: Quick kernels: exceptions, rdtsc, page-table writes, multicalls, events, several vCPUs and pCPUs.
 QUICK = ("hello", "traps", "pagefault", "ptwr", "multicall", "evtchn", "smp", "msr", "fuzz", "vcpu-lifecycle")
 SUITE = {t.name: t for t in load_suite()} if (GUEST_DIR / "build").is_dir() else {}
+
+#: The I/O block of guest_code's "portio" loop, one translation block: ``1: mov eax, ...`` to its ``call``.
+_PORTIO = gc.PROGRAMS["portio"][0].code
+PORTIO_LOOP = _PORTIO[_PORTIO.index(bytes.fromhex("b800563412")) : _PORTIO.index(bytes.fromhex("e8d5f1ffff")) + 5]
 
 needs_native = pytest.mark.skipif(load_native() is None, reason="no C compiler for the engine's helpers")
 
@@ -106,3 +113,51 @@ def test_port_io_is_flagged_and_lengths_end_with_the_code() -> None:
     assert native.count_insns(bytes.fromhex("4801c8486bc00748ffcb75f4")) == 4
     assert native.count_insns(bytes.fromhex("4801c8486bc00748ffcb75f4"), upto=7) == 2
     assert native.count_insns(bytes.fromhex("4801c8486bc007")[:-1]) == -1
+
+
+def _portio(counting: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Guest, list[int]]:
+    hv = Hypervisor(memory_mib=16, clock="virtual")
+    UnicornEngine(hv, counting=counting)
+    g = Guest("portio", hv=hv)
+    exits: list[int] = []
+    original = UnicornVcpu.emulate_privileged_op
+
+    def emulate_privileged_op(ctx: UnicornVcpu) -> bool:
+        exits.append(ctx.read_registers(("rip",))["rip"])
+        return original(ctx)
+
+    monkeypatch.setattr(UnicornVcpu, "emulate_privileged_op", emulate_privileged_op)
+    g.run()
+    assert g.dom.shutdown_code == SHUTDOWN_poweroff, g.dom.crash_reason
+    return g, exits
+
+
+@needs_native
+def test_port_io_a_domu_may_do_completes_in_place_and_counts_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """spec 3.3 (port I/O under the virtual IOPL): with IOPL 1, ``in``/``out`` of a domU read all ones and drop
+    writes (``in al`` keeps the upper bits, ``in eax`` zero-extends) without leaving the emulation; block
+    counting hooks the loop's I/O block after its second landing and counts exactly as per instruction."""
+    by_insn, insn_exits = _portio("instruction", monkeypatch)
+    by_block, block_exits = _portio("block", monkeypatch)
+    expected = 1000 * (0x1234_56FF + 0xFFFF_FFFF)
+    for g in (by_insn, by_block):
+        assert g.regs("r12")["r12"] == expected
+    assert insn_exits == block_exits == []
+    assert by_block.ctx.instructions_total == by_insn.ctx.instructions_total
+    assert by_block.ctx.guest_time_ns() == by_insn.ctx.guest_time_ns()
+    assert [size for _pc, size, _handle in by_block.ctx._hooked] == [len(PORTIO_LOOP)]
+
+
+@needs_native
+def test_port_io_the_virtual_iopl_forbids_faults_at_the_instruction_in_both_countings(guest) -> None:
+    """spec 3.3: with IOPL 0, the same ``in`` is #GP(0) at its own RIP in a block that would otherwise be hooked."""
+    for counting in COUNTING_MODES:
+        hv = Hypervisor(memory_mib=16, clock="virtual")
+        UnicornEngine(hv, counting=counting)
+        g = guest("priv", hv=hv)
+        g.trap_table((13, 4, gc.HANDLER))
+        g.set_regs(r12=3)
+        g.run()
+        assert g.dom.shutdown_code == SHUTDOWN_poweroff, g.dom.crash_reason
+        frame = g.read_u64s(gc.DATA + 0x800, 4)
+        assert frame[3] == gc.CODE + gc.PROGRAMS["priv"][0].code.index(b"\xe4\x60", 0x20), counting

@@ -63,7 +63,25 @@ struct xp_block {
     uint64_t pc;        /* 0: empty */
     uint32_t size;
     uint16_t n;         /* instructions, as QEMU counted them when it translated the block */
-    uint16_t precise;   /* 1: counted per instruction (port I/O, or lengths that disagree with QEMU's) */
+    uint16_t precise;   /* XP_BLOCK_* */
+};
+
+/* How a cached block is counted. */
+#define XP_BLOCK_COUNTED 0  /* by the block hook, QEMU's count at once */
+#define XP_BLOCK_LAND 1     /* per instruction each time it runs (port I/O, lengths that disagree with QEMU's) */
+#define XP_BLOCK_HOOKED 2   /* inside a hooked range: xp_range_hook counts its instructions */
+#define XP_BLOCK_CONFLICT 3 /* overlaps a hooked range without being inside it: the engine unhooks the range */
+
+/* Per-instruction runs (counter.precise): a landing on [land_pc, land_pc + land_size), or a single step of the
+   instruction at land_pc (any block that does not start there ends it). */
+#define XP_PRECISE_LANDING 1
+#define XP_PRECISE_STEP 2
+
+/* Blocks that would land at every run stay translated with a code hook on their range instead. */
+#define XP_HOOKED 8
+struct xp_range {
+    uint64_t pc;
+    uint64_t size;
 };
 
 #define XP_CACHE 8192   /* entries of each half (kernel, user) of the block cache; a power of two */
@@ -81,13 +99,16 @@ struct xp_counter {
     uint64_t land_pc;     /* out: the block the hook stopped before, to run per instruction (0: none) */
     uint64_t land_size;
     uint64_t land_whole;  /* out: 1 if the whole block runs per instruction (port I/O, unknown lengths) */
-    uint64_t precise;     /* 1: a per-instruction run of [land_pc, land_pc + land_size) is under way */
+    uint64_t precise;     /* XP_PRECISE_*: a per-instruction run is under way */
     uint64_t passive;     /* 1: the block hook neither counts nor stops (a single step counts itself) */
     uint64_t cr3;         /* the loaded L4's machine address */
     uint64_t mem_base;    /* host address of machine memory */
     uint64_t mem_size;
     uint64_t misses;      /* blocks classified */
     xp_ctl_fn ctl;        /* uc_ctl */
+    uint64_t land_conflict; /* out: 1 if the block stopped before overlaps a hooked range (XP_BLOCK_CONFLICT) */
+    uint64_t nr_hooked;
+    struct xp_range hooked[XP_HOOKED]; /* ranges the engine keeps a permanent xp_range_hook on */
     struct xp_block cache[2 * XP_CACHE];
 };
 
@@ -333,6 +354,7 @@ static void xp_classify(struct xp_counter *c, void *uc, uint64_t pc, uint32_t si
     struct { uint64_t pc; uint16_t icount; uint16_t size; } tb = { 0, 0, 0 };
     uint8_t code[4096 + 64];
     int n = -1, io = 0;
+    uint64_t i;
 
     c->misses++;
     /* uc_ctl(UC_CTL_TB_REQUEST_CACHE): the block being entered is in QEMU's cache, so this only looks it up. */
@@ -341,10 +363,34 @@ static void xp_classify(struct xp_counter *c, void *uc, uint64_t pc, uint32_t si
         n = xp_count_insns(code, size, size, &io);
     e->pc = pc;
     e->size = size;
+    /* QEMU's cache answers for the block it would translate at pc now. A block it translated otherwise (one
+       instruction, after a write to the page of the code being run) is another size: its count is the one decoded. */
+    if ( tb.pc != pc || tb.size != size )
+        tb.icount = n > 0 ? (uint16_t)n : 0;
     e->n = tb.icount;
     /* Code the walk cannot read (the hypervisor's trampoline), lengths that disagree with QEMU's count, and
        port I/O (whose hooks cannot stop a block) are counted per instruction. */
-    e->precise = n != (int)tb.icount || io;
+    e->precise = n <= 0 || n != (int)tb.icount || io ? XP_BLOCK_LAND : XP_BLOCK_COUNTED;
+    for ( i = 0; i < c->nr_hooked && i < XP_HOOKED; i++ )
+    {
+        const struct xp_range *r = &c->hooked[i];
+
+        if ( pc < r->pc + r->size && r->pc < pc + size )
+        {
+            e->precise = pc >= r->pc && pc + size <= r->pc + r->size ? XP_BLOCK_HOOKED : XP_BLOCK_CONFLICT;
+            break;
+        }
+    }
+}
+
+/* Forget the cached blocks that overlap [pc, pc + size) (a range hooked or unhooked). */
+void xp_cache_forget(struct xp_counter *c, uint64_t pc, uint64_t size)
+{
+    uint32_t i;
+
+    for ( i = 0; i < 2 * XP_CACHE; i++ )
+        if ( c->cache[i].pc && c->cache[i].pc < pc + size && pc < c->cache[i].pc + c->cache[i].size )
+            c->cache[i].pc = 0;
 }
 
 void xp_block_hook(void *uc, uint64_t pc, uint32_t size, void *user_data)
@@ -357,7 +403,8 @@ void xp_block_hook(void *uc, uint64_t pc, uint32_t size, void *user_data)
     if ( c->precise )
     {
         /* A per-instruction run: the code hook counts inside the block, and the run ends when it leaves. */
-        if ( pc < c->land_pc || pc + size > c->land_pc + c->land_size )
+        if ( c->precise == XP_PRECISE_STEP ? pc != c->land_pc
+                                           : pc < c->land_pc || pc + size > c->land_pc + c->land_size )
         {
             c->stopping = 1;
             c->stop(uc);
@@ -372,12 +419,18 @@ void xp_block_hook(void *uc, uint64_t pc, uint32_t size, void *user_data)
     e = &c->cache[(pc >> 63 ? 0 : XP_CACHE) + ((pc ^ (pc >> 13)) & (XP_CACHE - 1))];
     if ( e->pc != pc || e->size != size )
         xp_classify(c, uc, pc, size, e);
+    if ( e->precise == XP_BLOCK_HOOKED )
+    {
+        c->block_pc = XP_NONE; /* xp_range_hook counts each of its instructions: the count stays exact */
+        return;
+    }
     if ( e->precise || c->count + e->n > c->limit )
     {
         /* Stop before the block runs: the engine runs it per instruction, to land exactly on the budget. */
         c->land_pc = pc;
         c->land_size = size;
-        c->land_whole = e->precise;
+        c->land_whole = e->precise != XP_BLOCK_COUNTED;
+        c->land_conflict = e->precise == XP_BLOCK_CONFLICT;
         c->stopping = 1;
         c->stop(uc);
         return;
@@ -449,6 +502,17 @@ void xp_count_hook(void *uc, uint64_t address, uint32_t size, void *user_data)
     c->count++;
 }
 
+/* The code hook of a hooked range: counts as xp_count_hook does, unless another hook counts: the vCPU counts per
+   instruction (passive), or runs a landing or a single step (precise). */
+void xp_range_hook(void *uc, uint64_t address, uint32_t size, void *user_data)
+{
+    const struct xp_counter *c = (const struct xp_counter *)user_data;
+
+    if ( c->passive || c->precise )
+        return;
+    xp_count_hook(uc, address, size, user_data);
+}
+
 #define XP_NIN 9
 #define XP_NOUT 6
 
@@ -501,6 +565,11 @@ void xp_syscall_hook(void *uc, void *user_data)
 BLOCK_CACHE = 8192
 #: ``XP_NONE``: ``Counter.block_pc`` when the count is exact per instruction.
 BLOCK_NONE = (1 << 64) - 1
+#: ``XP_HOOKED``: the most ranges a counter keeps hooked.
+HOOKED_RANGES = 8
+#: ``XP_PRECISE_LANDING`` / ``XP_PRECISE_STEP``: ``Counter.precise`` during a landing, a single step.
+PRECISE_LANDING = 1
+PRECISE_STEP = 2
 
 
 class Block(ctypes.Structure):
@@ -512,6 +581,12 @@ class Block(ctypes.Structure):
         ("n", ctypes.c_uint16),
         ("precise", ctypes.c_uint16),
     ]
+
+
+class Range(ctypes.Structure):
+    """``struct xp_range``: a hooked range of guest code."""
+
+    _fields_ = [("pc", ctypes.c_uint64), ("size", ctypes.c_uint64)]
 
 
 class Counter(ctypes.Structure):
@@ -535,6 +610,9 @@ class Counter(ctypes.Structure):
         ("mem_size", ctypes.c_uint64),
         ("misses", ctypes.c_uint64),
         ("ctl", ctypes.c_void_p),
+        ("land_conflict", ctypes.c_uint64),
+        ("nr_hooked", ctypes.c_uint64),
+        ("hooked", Range * HOOKED_RANGES),
         ("cache", Block * (2 * BLOCK_CACHE)),
     ]
 
@@ -569,6 +647,7 @@ class NativeLib:
         path: the shared object.
         count_hook: address of ``xp_count_hook``.
         block_hook: address of ``xp_block_hook``.
+        range_hook: address of ``xp_range_hook`` (the code hook of a hooked range).
         syscall_hook: address of ``xp_syscall_hook``.
     """
 
@@ -578,6 +657,11 @@ class NativeLib:
         self.count_hook: int = ctypes.cast(lib.xp_count_hook, ctypes.c_void_p).value or 0
         self.block_hook: int = ctypes.cast(lib.xp_block_hook, ctypes.c_void_p).value or 0
         self.syscall_hook: int = ctypes.cast(lib.xp_syscall_hook, ctypes.c_void_p).value or 0
+        self.range_hook: int = ctypes.cast(lib.xp_range_hook, ctypes.c_void_p).value or 0
+        lib.xp_cache_forget.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64]
+        lib.xp_cache_forget.restype = None
+        #: ``cache_forget(counter address, pc, size)``: forget the cached blocks that overlap the range.
+        self.cache_forget = lib.xp_cache_forget
         lib.xp_insn_len.argtypes = [ctypes.c_char_p, ctypes.c_int]
         lib.xp_insn_len.restype = ctypes.c_int
         lib.xp_count_insns.argtypes = [ctypes.c_char_p, ctypes.c_uint32, ctypes.c_uint32, ctypes.POINTER(ctypes.c_int)]

@@ -271,6 +271,10 @@ def instruction_length_of_syscall(code: bytes) -> int:
     return i + 2
 
 
+#: What a domU reads from any I/O port (it has none): all ones, cut to the operand's size.
+PORT_READ_VALUE = 0xFFFF_FFFF
+
+
 class PrivilegedOp:
     """A decoded privileged instruction (the subset :meth:`Pv64Context.emulate_privileged_op` handles).
 
@@ -726,6 +730,12 @@ class Pv64Context(VcpuContext, CpuPort):
             cpl = 3
         return (cpl << 12) <= arch.iopl
 
+    def port_io_emulated(self, op: PrivilegedOp) -> bool:
+        """Whether ``op`` is port I/O that Xen emulates here, for a domU with no I/O ports (guest_io_read/write):
+        ``in``/``out`` (not the string forms) that the virtual IOPL allows. Reads see all ones
+        (:data:`PORT_READ_VALUE`, of the operand's size), writes are dropped."""
+        return op.kind == "io" and op.gpr != "string" and self._iopl_ok()
+
     def emulate_privileged_op(self) -> bool:
         """``pv_emulate_privileged_op`` for a #GP(0), or inject the #GP.
 
@@ -755,14 +765,13 @@ class Pv64Context(VcpuContext, CpuPort):
         if kind in ("cli", "sti") and self._iopl_ok():
             self.write_registers({"rip": next_rip})
             return True
-        if kind == "io" and op.gpr != "string" and self._iopl_ok():
-            # guest_io_read/write for a domU, which has no I/O ports: reads see all ones, writes are dropped.
+        if self.port_io_emulated(op):
             if op.gpr == "in":
                 rax = self.read_registers(("rax",))["rax"]
                 if op.control == 4:
-                    rax = 0xFFFF_FFFF  # a 32-bit destination zero-extends
+                    rax = PORT_READ_VALUE  # a 32-bit destination zero-extends
                 else:
-                    rax |= (1 << (8 * op.control)) - 1
+                    rax |= PORT_READ_VALUE & ((1 << (8 * op.control)) - 1)
                 self.write_registers({"rax": rax, "rip": next_rip})
             else:
                 self.write_registers({"rip": next_rip})

@@ -28,10 +28,12 @@ How the guest is set up (measured facts in the project's engine notes):
 * Host writes to guest memory bypass Unicorn's detection of modified code: code the hypervisor writes must be
   in place before it first runs (the loader's case).
 
-Exits: hypercalls are serviced inside the ``syscall`` hook (registers read and written in one batch call each
-by the native shim, :mod:`xenpy.engine._native`); everything else stops emulation, is handled, and emulation
-resumes. Writing RIP inside the syscall hook is honoured after Unicorn adds the instruction length, so the
-engine writes ``target - length`` there (see :meth:`UnicornVcpu.write_registers`).
+Exits: port I/O that Xen emulates for a domU under the guest's virtual IOPL (all ones read, writes dropped)
+completes inside the ``in``/``out`` hook, without an exit; hypercalls are serviced inside the ``syscall`` hook
+(registers read and written in one batch call each by the native shim, :mod:`xenpy.engine._native`); everything
+else stops emulation, is handled, and emulation resumes. Writing RIP inside the syscall hook is honoured after
+Unicorn adds the instruction length, so the engine writes ``target - length`` there (see
+:meth:`UnicornVcpu.write_registers`).
 
 Time and determinism. With the deterministic (virtual) clock the count of instructions is exact at every exit,
 so a run's length, every ``rdtsc`` value and every exit point depend only on the guest code: the same image gives
@@ -42,13 +44,22 @@ the same instruction counts, times and traces on every run. Two ways count (``co
   cr3) and stops before a block that would pass the budget. That block then runs with a code hook on its
   instructions up to the budget's last (:meth:`UnicornVcpu._run_precise`), as does every block with port I/O
   (whose hooks cannot stop a block midway) or whose instruction lengths, decoded by the helper library as
-  QEMU's TCG decodes them, do not add up to QEMU's count. At an exit inside a block (an exception, ``rdtsc``)
-  the count is taken back to the exiting instruction by decoding the block. A vCPU whose deadlines land
-  inside blocks so often that landing costs more than it saves counts per instruction for a while.
+  QEMU's TCG decodes them, do not add up to QEMU's count. Such a block that lands whole a second time is kept
+  translated with a code hook on its range instead (up to eight ranges, the oldest unhooked first), so a loop
+  around port I/O does not translate its block twice per iteration. At an exit inside a block (an exception,
+  ``rdtsc``) the count is taken back to the exiting instruction by decoding the block. A vCPU whose deadlines
+  land inside blocks so often that landing costs more than it saves counts per instruction for a while. A
+  block QEMU translated otherwise than it would now (one instruction, after a write to the page it runs from)
+  is counted by decoding it.
+* A single step (a write to a read-only page table, run again with the mapping writable) is a landing of one
+  instruction on the counter; ``uc_emu_start``'s own count is not used, since a run without it after one with
+  it drops every translated block.
 * ``"instruction"``: a C code hook counts every instruction and stops exactly at the budget.
 
 Known limit of block counting: code rewritten in place (at the same address, to a block of the same size with
-another number of instructions) keeps the cached count until its address space changes. One instruction is
+another number of instructions) keeps the cached count until its address space changes. Debian's Linux 6.1 does
+this when it patches its alternatives at boot: from there on its count differs from the per-instruction
+counter's by a few instructions (31 k of 2.81e9 to its power-off). One instruction is
 ``1e9 / instructions_per_second`` ns of virtual time (1 ns by default). With the host clock the counter is not
 installed (guest code runs several times faster), slices are bounded by Unicorn's timeout, and time is the
 host's. Known differences of the host-clock mode: a port-I/O #GP is raised at the end of the translation block
@@ -104,7 +115,7 @@ from xenpy.core.pagetable import PTE_PFN_MASK
 from xenpy.engine import _native
 from xenpy.engine.base import GPR_NAMES, REGISTER_NAMES, Engine, ExitReason, RunResult
 from xenpy.engine.effects import EffectTables
-from xenpy.engine.pv64 import Pv64Context, instruction_length_of_syscall
+from xenpy.engine.pv64 import PORT_READ_VALUE, Pv64Context, decode_privileged, instruction_length_of_syscall
 from xenpy.engine.unicorn_area import (
     CPU_CR0,
     CPU_CR4,
@@ -236,6 +247,7 @@ class UnicornVcpu(Pv64Context):
         # by it, see write_registers); 0 outside the hook.
         self._hook_addend = 0
         self._slen: dict[int, int] = {}
+        self._io_ops: dict[int, Any] = {}  # decoded port I/O instructions by RIP (_io_in_place)
         self._time_base = 0
         self._time_floor = 0
         self._time_cap = 0
@@ -325,6 +337,8 @@ class UnicornVcpu(Pv64Context):
         self._block_engine = self._by_block = self._deterministic and self.engine.counting == "block"
         self._code_hook: int | None = None
         self._runs = self._precise_ns = self._runs_ns = 0
+        self._hooked: list[tuple[int, int, int]] = []  # (pc, size, hook handle) of the hooked ranges, oldest first
+        self._landed: dict[tuple[int, int], int] = {}  # whole-block landings per block, to choose what to hook
         if self._by_block:
             assert native is not None
             counter = self._counter
@@ -478,6 +492,7 @@ class UnicornVcpu(Pv64Context):
             self._counter.cr3 = mfn << PAGE_SHIFT
         self._loaded_cr3 = cr3
         self._slen.clear()
+        self._io_ops.clear()
 
     def swap_gs_bases(self) -> None:
         """``swapgs``."""
@@ -531,34 +546,69 @@ class UnicornVcpu(Pv64Context):
         """Drop Unicorn's cached translations (``uc_ctl_flush_tlb``)."""
         lib.uc_ctl(self._uch, ctypes.c_int(UC_CTL_TLB_FLUSH))
         self._slen.clear()
+        self._io_ops.clear()
 
     def step_instruction(self) -> bool:
-        """See :meth:`Pv64Context.step_instruction`."""
+        """See :meth:`Pv64Context.step_instruction`.
+
+        With the instruction counter, the counter ends the step: its budget is the one instruction, and the code
+        hook (per-instruction counting, or one put on this instruction and the next for block counting) stops
+        before the next. ``uc_emu_start``'s own instruction count is not used there: leaving it for a run
+        without one drops every translated block."""
         saved = self._step_ctx
         if not saved.value and lib.uc_context_alloc(self._uch, ctypes.byref(saved)):
             raise EngineUnavailable("uc_context_alloc failed")
         lib.uc_context_save(self._uch, saved)
         self.flush_tlb()
         self._exit = _EXIT_NONE
-        rip = self.read_registers(("rip",))["rip"]
+        rip = self._rip()
         counter = self._counter
         limit, stopping = counter.limit, counter.stopping
-        counter.limit, counter.stopping = counter.count + 2, 0  # the budget must not stop this one instruction
-        if self._by_block:  # the block hook stands aside; the instruction is counted here, as the code hook would
-            counter.passive, counter.block_pc = 1, _native.BLOCK_NONE
-        try:
-            status = lib.uc_emu_start(self._uch, rip, NEVER, 0, 1)
-        finally:
-            counter.limit, counter.stopping = limit, stopping
-            if self._by_block:
-                counter.passive = 0
-                counter.count += 1
+        if not self._deterministic:
+            counter.limit, counter.stopping = counter.count + 2, 0  # the backstop must not stop this instruction
+            try:
+                status = lib.uc_emu_start(self._uch, rip, NEVER, 0, 1)
+            finally:
+                counter.limit, counter.stopping = limit, stopping
+        elif not self._by_block:
+            counter.limit, counter.stopping = counter.count + 1, 0
+            try:
+                status = lib.uc_emu_start(self._uch, rip, NEVER, 0, 0)
+            finally:
+                counter.limit, counter.stopping = limit, stopping
+        else:
+            status = self._step_counted(rip, limit, stopping)
         if status == 0 and self._exit == _EXIT_NONE and self._hook_error is None:
             return True
         self._exit = _EXIT_NONE
         lib.uc_context_restore(self._uch, saved)
         self._clear_exception_in_flight()
         return False
+
+    def _step_counted(self, rip: int, limit: int, stopping: int) -> int:
+        """Block counting: run the instruction at ``rip`` as a landing of one instruction (the code hook counts it
+        and stops before the next one, the block hook stops before any block not starting inside it)."""
+        native = self.engine.native
+        assert native is not None
+        counter = self._counter
+        try:
+            length = native.insn_length(self.fetch_instruction(rip))[0]
+        except Exception:  # the fetch faults: the step does too, at once
+            length = -1
+        length = length if length > 0 else 1
+        uch = self._uch
+        remove_cached_blocks(uch, rip, rip + length + 1)
+        handle = hook_add(uch, UC_HOOK_CODE, native.count_hook, self._counter_address, begin=rip, end=rip + length)
+        counter.limit, counter.stopping = counter.count + 1, 0
+        counter.land_pc, counter.land_size = rip, length
+        counter.precise, counter.block_pc = _native.PRECISE_STEP, _native.BLOCK_NONE
+        try:
+            return lib.uc_emu_start(uch, rip, NEVER, 0, 0)  # type: ignore[no-any-return]
+        finally:
+            counter.precise = counter.land_pc = 0
+            counter.limit, counter.stopping = limit, stopping
+            hook_del(uch, handle)
+            remove_cached_blocks(uch, rip, rip + length + 1)
 
     def undo_step(self) -> None:
         """See :meth:`Pv64Context.undo_step`."""
@@ -816,7 +866,11 @@ class UnicornVcpu(Pv64Context):
     def _run_precise(self, status: int) -> int:
         """Block counting: the block hook stopped before block ``land_pc`` (the budget ends inside it, or it
         does port I/O, or its instruction lengths are not known); run that block with a code hook on its
-        instructions, which counts each and stops exactly at the budget. Returns the ``emu_start`` status."""
+        instructions, which counts each and stops exactly at the budget. Returns the ``emu_start`` status.
+
+        A block that lands whole a second time is hooked instead (:meth:`_hook_range`): it stays translated
+        with the code hook, and runs from then on without stopping before it. A block overlapping a hooked
+        range without being inside it gets that range unhooked first."""
         counter = self._counter
         pc, size = counter.land_pc, counter.land_size
         counter.land_pc = 0
@@ -826,6 +880,23 @@ class UnicornVcpu(Pv64Context):
         native = self.engine.native
         assert native is not None
         uch = self._uch
+        if counter.land_conflict:
+            counter.land_conflict = 0
+            for hooked in [h for h in self._hooked if h[0] < pc + size and pc < h[0] + h[1]]:
+                self._unhook_range(hooked)
+            self._set_rip(pc)  # the block is classified again when it is entered next
+            return status
+        if counter.land_whole:
+            key = (pc, size)
+            landings = self._landed.get(key, 0) + 1
+            if landings >= self._HOOK_AFTER_LANDINGS:
+                self._landed.pop(key, None)
+                self._hook_range(pc, size)
+                self._set_rip(pc)
+                return status
+            if len(self._landed) >= self._LANDED_MAX:
+                self._landed.clear()
+            self._landed[key] = landings
         # Only the instructions up to the one the budget stops at need the code hook (translating a hooked
         # instruction costs several times a plain one).
         left = counter.limit - counter.count
@@ -834,7 +905,7 @@ class UnicornVcpu(Pv64Context):
         remove_cached_blocks(uch, pc, pc + size)
         handle = hook_add(uch, UC_HOOK_CODE, native.count_hook, self._counter_address, begin=pc, end=end)
         counter.land_pc, counter.land_size = pc, size
-        counter.precise, counter.stopping, counter.block_pc = 1, 0, _native.BLOCK_NONE
+        counter.precise, counter.stopping, counter.block_pc = _native.PRECISE_LANDING, 0, _native.BLOCK_NONE
         started = time.monotonic_ns()
         try:
             status = lib.uc_emu_start(uch, pc, NEVER, 0, 0)
@@ -844,6 +915,47 @@ class UnicornVcpu(Pv64Context):
             remove_cached_blocks(uch, pc, pc + size)
             self._precise_ns += time.monotonic_ns() - started
         return status
+
+    #: Block counting: whole-block landings of one block before it is hooked, the blocks whose landings are
+    #: remembered (then forgotten together).
+    _HOOK_AFTER_LANDINGS = 2
+    _LANDED_MAX = 4096
+
+    def _hook_range(self, pc: int, size: int) -> None:
+        """Keep block ``[pc, pc + size)`` translated with a code hook that counts its instructions (the oldest
+        hooked range makes room when all are in use)."""
+        native = self.engine.native
+        assert native is not None
+        if len(self._hooked) >= _native.HOOKED_RANGES:
+            self._unhook_range(self._hooked[0])
+        counter = self._counter
+        handle = hook_add(self._uch, UC_HOOK_CODE, native.range_hook, self._counter_address, begin=pc,
+                          end=pc + size - 1)  # fmt: skip
+        self._hooked.append((pc, size, handle))
+        self._publish_hooked()
+        native.cache_forget(self._counter_address, pc, size)
+        remove_cached_blocks(self._uch, pc, pc + size)
+        assert counter.nr_hooked == len(self._hooked)
+
+    def _unhook_range(self, hooked: tuple[int, int, int]) -> None:
+        native = self.engine.native
+        assert native is not None
+        pc, size, handle = hooked
+        self._hooked.remove(hooked)
+        hook_del(self._uch, handle)
+        self._publish_hooked()
+        native.cache_forget(self._counter_address, pc, size)
+        remove_cached_blocks(self._uch, pc, pc + size)
+
+    def _publish_hooked(self) -> None:
+        counter = self._counter
+        for i, (pc, size, _handle) in enumerate(self._hooked):
+            counter.hooked[i].pc, counter.hooked[i].size = pc, size
+        counter.nr_hooked = len(self._hooked)
+
+    def _set_rip(self, rip: int) -> None:
+        self._reg1.value = rip
+        lib.uc_reg_write(self._uch, ux.UC_X86_REG_RIP, ctypes.byref(self._reg1))
 
     def _count_at(self, rip: int, started: bool) -> int | None:
         """Block counting: the exact count at ``rip`` inside the block last entered (``started``: the
@@ -1100,16 +1212,33 @@ class UnicornVcpu(Pv64Context):
         self._exit_data = tuple(live[n] for n in _IO_SAVED)
         self.request_stop()
 
+    def _io_in_place(self) -> bool:
+        """Whether the hooked port I/O is one Xen emulates (:meth:`port_io_emulated`); the hook then completes it,
+        as Xen's emulation would, without leaving the emulation: Unicorn stores the value an ``in`` hook
+        returns at the operand's size, zero-extending a 32-bit one, as Xen's emulation does. Decoded
+        instructions are kept per RIP until the next TLB flush, like the syscall lengths."""
+        rip = self._rip()
+        op = self._io_ops.get(rip)
+        if op is None:
+            try:
+                op = decode_privileged(self.fetch_instruction(rip))
+            except Exception:
+                return False
+            self._io_ops[rip] = op
+        return self.port_io_emulated(op)
+
     def _on_in(self, _uc: int, _port: int, _size: int, _ud: int) -> int:
         try:
-            self._io_exit()
+            if not self._io_in_place():
+                self._io_exit()
         except BaseException as exc:
             self._hook_failed(exc)
-        return 0xFFFF_FFFF
+        return PORT_READ_VALUE
 
     def _on_out(self, _uc: int, _port: int, _size: int, _value: int, _ud: int) -> None:
         try:
-            self._io_exit()
+            if not self._io_in_place():
+                self._io_exit()
         except BaseException as exc:
             self._hook_failed(exc)
 
