@@ -1249,10 +1249,17 @@ class UnicornVcpu(Pv64Context):
             self._hook_failed(exc)
         return 1
 
+    def _write_gprs(self, batch: RegBatch, *values: int) -> None:
+        """Write the general registers ``batch.names`` (no segment, not RIP) in one call."""
+        vals = batch.vals
+        for i, value in enumerate(values):
+            vals[i] = value & _U64
+        lib.uc_reg_write_batch(self._uch, batch.ids, batch.ptrs, batch.n)
+
     def _on_rdtsc(self, _uc: int, _ud: int) -> int:
         try:
             tsc = self._tsc_in_hook()
-            self.write_registers({"rax": tsc & 0xFFFF_FFFF, "rdx": tsc >> 32})
+            self._write_gprs(self._batch(("rax", "rdx")), tsc & 0xFFFF_FFFF, tsc >> 32)
         except BaseException as exc:
             self._hook_failed(exc)
         return 1
@@ -1260,7 +1267,7 @@ class UnicornVcpu(Pv64Context):
     def _on_rdtscp(self, _uc: int, _ud: int) -> int:
         try:
             tsc = self._tsc_in_hook()
-            self.write_registers({"rax": tsc & 0xFFFF_FFFF, "rdx": tsc >> 32, "rcx": 0})
+            self._write_gprs(self._batch(("rax", "rdx", "rcx")), tsc & 0xFFFF_FFFF, tsc >> 32, 0)
         except BaseException as exc:
             self._hook_failed(exc)
         return 1
