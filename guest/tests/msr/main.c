@@ -10,7 +10,11 @@
  *     on the CPU vendor, so it is not checked here);
  *   - PLATFORM_INFO and MISC_FEATURES_ENABLES read 0 on a CPU without
  *     CPUID faulting, and setting the faulting bit is #GP;
- *   - an MSR Xen does not offer is #GP.
+ *   - an MSR Xen does not offer is #GP;
+ *   - port I/O (in/out, 2 bytes each here) is #GP under virtual IOPL 0, and
+ *     completes without a fault under IOPL 1 (PHYSDEVOP_set_iopl), a
+ *     thousand times in a loop (what it reads depends on the domain: all
+ *     ones for a domU, the port for dom0, so it is not checked).
  */
 
 #include <xenpy-guest.h>
@@ -27,6 +31,8 @@ const char test_title[] = "MSRs of a PV64 kernel: rdmsr and wrmsr emulation";
 #define EFER_SCE_LME_LMA_NXE            0xd01UL
 
 static unsigned int nr_gp;
+
+#define PORT_POST 0x80  /* the POST diagnostic port: harmless to read and write */
 
 static bool gp_hook(struct exception_frame *f)
 {
@@ -54,6 +60,22 @@ static unsigned int wrmsr(uint32_t msr, uint64_t value)
     unsigned int before = nr_gp;
 
     __asm__ __volatile__ ("wrmsr" :: "c"(msr), "a"((uint32_t)value), "d"((uint32_t)(value >> 32)) : "memory");
+    return nr_gp - before;
+}
+
+static long set_iopl(uint32_t iopl)
+{
+    return HYPERVISOR_physdev_op(PHYSDEVOP_set_iopl, &iopl);
+}
+
+/* rounds x (outb %al, $PORT_POST; inb $PORT_POST, %al); the #GPs they raised. */
+static unsigned int port_io_faults(unsigned int rounds)
+{
+    unsigned int before = nr_gp, i;
+    uint8_t value = 0;
+
+    for ( i = 0; i < rounds; i++ )
+        __asm__ __volatile__ ("outb %0, %1\n\tinb %1, %0" : "+a"(value) : "i"(PORT_POST) : "memory");
     return nr_gp - before;
 }
 
@@ -96,6 +118,13 @@ void test_main(void)
     rdmsr(MSR_UNOFFERED, &faulted);
     check("unoffered-read", "3.3", faulted, 1, "rdmsr(%#x), an MSR Xen does not offer: #GP", MSR_UNOFFERED);
     check("unoffered-write", "3.3", wrmsr(MSR_UNOFFERED, 0), 1, "wrmsr(%#x): #GP", MSR_UNOFFERED);
+
+    check("io-iopl0", "3.3", port_io_faults(1), 2, "outb and inb on port %#x under IOPL 0: #GP each", PORT_POST);
+    check("io-set-iopl-1", "6.1", set_iopl(1), 0, "PHYSDEVOP_set_iopl(1)");
+    check("io-iopl1", "3.3", port_io_faults(1000), 0, "1000 x (outb, inb) on port %#x under IOPL 1: no #GP",
+          PORT_POST);
+    check("io-set-iopl-0", "6.1", set_iopl(0), 0, "PHYSDEVOP_set_iopl(0)");
+    check("io-iopl0-again", "3.3", port_io_faults(1), 2, "outb and inb under IOPL 0 again: #GP each");
 
     set_exception_hook(NULL);
     if ( xtf_ok() )
