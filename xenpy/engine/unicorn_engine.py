@@ -59,7 +59,7 @@ the same instruction counts, times and traces on every run. Two ways count (``co
 Known limit of block counting: code rewritten in place (at the same address, to a block of the same size with
 another number of instructions) keeps the cached count until its address space changes. Debian's Linux 6.1 does
 this when it patches its alternatives at boot: from there on its count differs from the per-instruction
-counter's by a few instructions (31 k of 2.81e9 to its power-off). One instruction is
+counter's by a few instructions (31-107 k of 2.81e9 to its power-off, by what its init runs). One instruction is
 ``1e9 / instructions_per_second`` ns of virtual time (1 ns by default). With the host clock the counter is not
 installed (guest code runs several times faster), slices are bounded by Unicorn's timeout, and time is the
 host's. Known differences of the host-clock mode: a port-I/O #GP is raised at the end of the translation block
@@ -115,7 +115,13 @@ from xenpy.core.pagetable import PTE_PFN_MASK
 from xenpy.engine import _native
 from xenpy.engine.base import GPR_NAMES, REGISTER_NAMES, Engine, ExitReason, RunResult
 from xenpy.engine.effects import EffectTables
-from xenpy.engine.pv64 import PORT_READ_VALUE, Pv64Context, decode_privileged, instruction_length_of_syscall
+from xenpy.engine.pv64 import (
+    PORT_READ_VALUE,
+    PrivilegedOp,
+    Pv64Context,
+    decode_privileged,
+    instruction_length_of_syscall,
+)
 from xenpy.engine.unicorn_area import (
     CPU_CR0,
     CPU_CR4,
@@ -247,7 +253,7 @@ class UnicornVcpu(Pv64Context):
         # by it, see write_registers); 0 outside the hook.
         self._hook_addend = 0
         self._slen: dict[int, int] = {}
-        self._io_ops: dict[int, Any] = {}  # decoded port I/O instructions by RIP (_io_in_place)
+        self._io_ops: dict[int, PrivilegedOp] = {}  # decoded port I/O instructions by RIP (_io_in_place)
         self._time_base = 0
         self._time_floor = 0
         self._time_cap = 0
@@ -564,20 +570,17 @@ class UnicornVcpu(Pv64Context):
         rip = self._rip()
         counter = self._counter
         limit, stopping = counter.limit, counter.stopping
-        if not self._deterministic:
-            counter.limit, counter.stopping = counter.count + 2, 0  # the backstop must not stop this instruction
-            try:
-                status = lib.uc_emu_start(self._uch, rip, NEVER, 0, 1)
-            finally:
-                counter.limit, counter.stopping = limit, stopping
-        elif not self._by_block:
-            counter.limit, counter.stopping = counter.count + 1, 0
-            try:
-                status = lib.uc_emu_start(self._uch, rip, NEVER, 0, 0)
-            finally:
-                counter.limit, counter.stopping = limit, stopping
-        else:
+        if self._by_block:
             status = self._step_counted(rip, limit, stopping)
+        else:
+            # Per-instruction counting: a budget of this one instruction. Host clock: Unicorn's count of one, and
+            # a budget the per-block backstop cannot reach.
+            budget, count = (1, 0) if self._deterministic else (2, 1)
+            counter.limit, counter.stopping = counter.count + budget, 0
+            try:
+                status = lib.uc_emu_start(self._uch, rip, NEVER, 0, count)
+            finally:
+                counter.limit, counter.stopping = limit, stopping
         if status == 0 and self._exit == _EXIT_NONE and self._hook_error is None:
             return True
         self._exit = _EXIT_NONE
@@ -587,7 +590,7 @@ class UnicornVcpu(Pv64Context):
 
     def _step_counted(self, rip: int, limit: int, stopping: int) -> int:
         """Block counting: run the instruction at ``rip`` as a landing of one instruction (the code hook counts it
-        and stops before the next one, the block hook stops before any block not starting inside it)."""
+        and stops before the next one, the block hook stops before any block that does not start at ``rip``)."""
         native = self.engine.native
         assert native is not None
         counter = self._counter
